@@ -1,0 +1,1190 @@
+//! From a merged [`FederationSpec`] to a [`Federation`], with every problem
+//! found reported as a [`Diagnostic`]. Errors stop the model from being built;
+//! warnings do not.
+//!
+//! The same path serves a whole document (`fedctl check`, the control plane)
+//! and one edge's snapshot ([`Scope::Edge`]), where other organisations'
+//! internal addresses and network ranges are legitimately absent.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::diag::{Code, Diagnostic, Pos};
+use crate::model::*;
+use crate::source::{FederationSpec, Sourced};
+use crate::spec::*;
+
+/// What a document is expected to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// A whole federation: every address and range must be present.
+    Full,
+    /// The part one edge of this organisation may know (a snapshot).
+    Edge(OrgId),
+}
+
+/// How far ahead expiry warnings look.
+pub const EXPIRY_WARNING: SignedDuration = SignedDuration::from_hours(30 * 24);
+
+/// The outcome of checking a document.
+#[derive(Debug)]
+pub struct Checked {
+    /// Present when there is no error.
+    pub federation: Option<Federation>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Check a merged document at time `now` (expiry warnings are relative to it).
+pub fn validate(spec: &FederationSpec, scope: &Scope, now: Timestamp) -> Checked {
+    let mut cx = Cx {
+        scope,
+        now,
+        diags: Vec::new(),
+    };
+    let federation = cx.run(spec);
+    let mut diagnostics = cx.diags;
+    crate::diag::sort(&mut diagnostics);
+    let federation = if diagnostics.iter().any(Diagnostic::is_error) {
+        None
+    } else {
+        federation
+    };
+    Checked {
+        federation,
+        diagnostics,
+    }
+}
+
+struct Cx<'a> {
+    scope: &'a Scope,
+    now: Timestamp,
+    diags: Vec<Diagnostic>,
+}
+
+/// Ids of organisations, networks, edges, services, sites, groups, tags:
+/// DNS-label-like, lower case.
+fn is_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Ids of agreements and policies: letters, digits, `.`, `_`, `-`.
+fn is_ref_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// A DNS name, lower-cased, without the trailing dot.
+pub fn normalise_dns_name(s: &str) -> Option<String> {
+    let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        });
+    ok.then_some(name)
+}
+
+/// Whether `name` is `zone` or below it.
+pub fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone || (name.len() > zone.len() && name.ends_with(zone) && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
+}
+
+/// A certificate serial as lower-case hex, no separators, no leading zeros.
+pub fn normalise_serial(s: &str) -> Option<String> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    if hex.is_empty() || hex.len() > 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let trimmed = hex.trim_start_matches('0');
+    Some(if trimmed.is_empty() { "0".to_owned() } else { trimmed.to_owned() })
+}
+
+/// A date (`2027-03-31`) or an RFC 3339 time. A date-only expiry means the
+/// end of that day (UTC), a date-only start its beginning.
+pub fn parse_time(s: &str, end_of_day: bool) -> Option<Timestamp> {
+    if let Ok(ts) = s.parse::<Timestamp>() {
+        return Some(ts);
+    }
+    let date = s.parse::<jiff::civil::Date>().ok()?;
+    let date = if end_of_day { date.tomorrow().ok()? } else { date };
+    date.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    match s.parse::<IpNet>() {
+        Ok(net) if net.trunc() != net => Err(format!(
+            "`{s}` has host bits set; write the network address: `{}`",
+            net.trunc()
+        )),
+        Ok(net) => Ok(net),
+        Err(_) => match s.parse::<IpAddr>() {
+            Ok(ip) => Err(format!(
+                "a CIDR needs a prefix length: `{ip}/{}` for a single address",
+                if ip.is_ipv4() { 32 } else { 128 }
+            )),
+            Err(_) => Err("write a CIDR such as `10.20.0.0/16` or `2001:db8::/48`".to_owned()),
+        },
+    }
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+impl Cx<'_> {
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn full(&self) -> bool {
+        *self.scope == Scope::Full
+    }
+
+    /// Check an id's syntax; `false` (with a diagnostic) when malformed.
+    fn id_ok(&mut self, pos: Option<Pos>, value: &str, what: &str, ref_style: bool) -> bool {
+        let ok = if ref_style { is_ref_id(value) } else { is_label(value) };
+        if !ok {
+            let hint = if ref_style {
+                "use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 128)"
+            } else {
+                "use lower-case letters, digits and `-`, not at either end (at most 63)"
+            };
+            self.push(Diagnostic::new(Code::InvalidId, pos, format!("{what} id `{value}` is malformed")).hint(hint));
+        }
+        ok
+    }
+
+    /// Record an id, reporting a duplicate against the first definition.
+    fn unique<K: std::hash::Hash + Eq>(
+        &mut self,
+        seen: &mut HashMap<K, Option<Pos>>,
+        key: K,
+        pos: Option<Pos>,
+        what: &str,
+        shown: &str,
+    ) -> bool {
+        if let Some(first) = seen.get(&key) {
+            let first = *first;
+            self.push(
+                Diagnostic::new(Code::DuplicateId, pos, format!("{what} `{shown}` is defined twice"))
+                    .hint(format!("rename one of them, or remove the copy; every {what} needs its own id"))
+                    .related(first, "first defined here"),
+            );
+            false
+        } else {
+            seen.insert(key, pos);
+            true
+        }
+    }
+
+    fn unknown(&mut self, pos: Option<Pos>, what: &str, value: &str, known: &[&str]) {
+        let hint = closest(value, known).map_or_else(
+            || format!("define the {what} first, or correct the reference"),
+            |c| format!("did you mean `{c}`?"),
+        );
+        self.push(Diagnostic::new(Code::UnknownReference, pos, format!("unknown {what} `{value}`")).hint(hint));
+    }
+
+    fn time(&mut self, pos: Option<Pos>, s: &str, end_of_day: bool) -> Option<Timestamp> {
+        let t = parse_time(s, end_of_day);
+        if t.is_none() {
+            self.push(
+                Diagnostic::new(Code::InvalidDate, pos, format!("`{s}` is not a date or time"))
+                    .hint("write a date as `2027-03-31` or a time as `2027-03-31T17:00:00Z`"),
+            );
+        }
+        t
+    }
+
+    fn expiry_warning(&mut self, pos: Option<Pos>, expires: Timestamp, expired: Code, expiring: Code, what: String, hint: &str) {
+        if expires <= self.now {
+            self.push(Diagnostic::new(expired, pos, format!("{what} expired at {expires}")).hint(hint.to_owned()));
+        } else if expires <= self.now + EXPIRY_WARNING {
+            self.push(Diagnostic::new(expiring, pos, format!("{what} expires at {expires}, within 30 days")).hint(hint.to_owned()));
+        }
+    }
+
+    fn port(&mut self, pos: Option<Pos>, p: i64) -> Option<u16> {
+        match u16::try_from(p) {
+            Ok(p) if p >= 1 => Some(p),
+            _ => {
+                self.push(
+                    Diagnostic::new(Code::PortOutOfRange, pos, format!("port {p} is outside 1-65535"))
+                        .hint("TCP and UDP ports run from 1 to 65535"),
+                );
+                None
+            }
+        }
+    }
+
+    fn run(&mut self, spec: &FederationSpec) -> Option<Federation> {
+        let Some(meta) = &spec.federation else {
+            self.push(
+                Diagnostic::new(Code::FederationHeader, None, "no `federation:` header in any file")
+                    .hint("add `federation: {name: ..., trust_domain: ...}` to one file"),
+            );
+            return None;
+        };
+        let name = meta.name.value.clone();
+        self.id_ok(meta.at(&meta.name), &name, "federation", false);
+        let trust_domain = meta.trust_domain.value.clone();
+        if normalise_dns_name(&trust_domain).is_none() {
+            self.push(
+                Diagnostic::new(Code::InvalidDnsName, meta.at(&meta.trust_domain), format!("trust domain `{trust_domain}` is not a DNS name"))
+                    .hint("use a DNS-style name such as `south-east.fedgate.example`"),
+            );
+        }
+
+        let orgs = self.orgs(spec);
+        let org_ids: Vec<&str> = orgs.iter().map(|o| o.id.as_str()).collect();
+        let org_set: HashSet<&str> = org_ids.iter().copied().collect();
+        let networks = self.networks(spec, &org_set, &org_ids);
+        let groups = self.groups(spec, &org_set, &org_ids);
+        let sites = self.sites(spec, &org_set, &org_ids, &networks);
+        let edges = self.edges(spec, &org_set, &org_ids, &sites);
+        let services = self.services(spec, &orgs, &org_ids);
+        let agreements = self.agreements(spec, &org_set, &org_ids, &groups);
+        let policies = self.policies(spec, &org_set, &org_ids, &groups, &networks, &services, &agreements);
+        let revoked = self.revocations(spec);
+
+        if self.diags.iter().any(Diagnostic::is_error) {
+            return None;
+        }
+        let fed = Federation::new(
+            name,
+            trust_domain,
+            orgs,
+            networks,
+            sites,
+            edges,
+            services,
+            groups,
+            agreements,
+            policies.into_iter().map(|(_, p)| p).collect(),
+            revoked,
+        );
+        if self.full() {
+            self.lint(spec, &fed);
+        }
+        Some(fed)
+    }
+
+    fn orgs(&mut self, spec: &FederationSpec) -> Vec<Organisation> {
+        let mut seen = HashMap::new();
+        let mut zones_seen: Vec<(String, OrgId, Option<Pos>)> = Vec::new();
+        let mut out = Vec::new();
+        for o in &spec.organisations {
+            let pos = o.at(&o.id);
+            if !self.id_ok(pos, &o.id.value, "organisation", false)
+                || !self.unique(&mut seen, o.id.value.clone(), pos, "organisation", &o.id.value)
+            {
+                continue;
+            }
+            let id = OrgId::new(&o.id.value);
+            let m = &o.membership;
+            let starts = m.starts.as_ref().and_then(|s| self.time(o.at(s), &s.value, false));
+            let expires = self.time(o.at(&m.expires), &m.expires.value, true);
+            if let (Some(s), Some(e)) = (starts, expires) {
+                if e <= s {
+                    self.push(
+                        Diagnostic::new(Code::DatesReversed, o.at(&m.expires), format!("membership of `{id}` expires before it starts"))
+                            .hint("check the `starts` and `expires` dates"),
+                    );
+                }
+            }
+            if let Some(e) = expires {
+                self.expiry_warning(
+                    o.at(&m.expires),
+                    e,
+                    Code::MembershipLapsed,
+                    Code::MembershipExpiring,
+                    format!("membership of `{id}` (agreement {})", m.agreement.value),
+                    "renew the connection agreement and update `membership.expires`; until then every flow from or to this member is denied",
+                );
+            }
+            let mut zones = Vec::new();
+            for z in &o.dns.zones {
+                let Some(zone) = normalise_dns_name(&z.value) else {
+                    self.push(
+                        Diagnostic::new(Code::InvalidDnsName, o.at(z), format!("zone `{}` is not a DNS name", z.value))
+                            .hint("write a zone such as `dpft.example`"),
+                    );
+                    continue;
+                };
+                if let Some((other, owner, first)) = zones_seen
+                    .iter()
+                    .find(|(other, _, _)| in_zone(&zone, other) || in_zone(other, &zone))
+                {
+                    self.push(
+                        Diagnostic::new(
+                            Code::ZoneClaimedTwice,
+                            o.at(z),
+                            format!("zone `{zone}` is also claimed by `{owner}` (as `{other}`)"),
+                        )
+                        .hint("each zone, and everything below it, belongs to one member; pick a zone of your own")
+                        .related(*first, "claimed here"),
+                    );
+                    continue;
+                }
+                zones_seen.push((zone.clone(), id.clone(), o.at(z)));
+                zones.push(zone);
+            }
+            let mut upstreams = Vec::new();
+            for u in &o.dns.upstreams {
+                let parsed = u
+                    .value
+                    .parse::<SocketAddr>()
+                    .ok()
+                    .or_else(|| u.value.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+                match parsed {
+                    Some(sa) => upstreams.push(sa),
+                    None => self.push(
+                        Diagnostic::new(Code::InvalidAddress, o.at(u), format!("upstream resolver `{}` is not an address", u.value))
+                            .hint("write `IP` or `IP:PORT`, e.g. `10.20.0.53` or `[2001:db8::53]:53`"),
+                    ),
+                }
+            }
+            if let Some(expires) = expires {
+                out.push(Organisation {
+                    id,
+                    name: o.name.value.clone(),
+                    kind: o.kind.value,
+                    ods_code: o.ods_code.as_ref().map(|c| c.value.clone()),
+                    membership: Membership {
+                        agreement: m.agreement.value.clone(),
+                        starts,
+                        expires,
+                    },
+                    zones,
+                    upstreams,
+                });
+            }
+        }
+        out
+    }
+
+    fn org_ref(&mut self, pos: Option<Pos>, value: &str, orgs: &HashSet<&str>, known: &[&str]) -> bool {
+        if orgs.contains(value) {
+            true
+        } else {
+            self.unknown(pos, "organisation", value, known);
+            false
+        }
+    }
+
+    fn networks(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str]) -> Vec<Network> {
+        let mut seen = HashMap::new();
+        let mut out: Vec<(Network, Vec<Option<Pos>>)> = Vec::new();
+        for n in &spec.networks {
+            if !self.org_ref(n.at(&n.org), &n.org.value, orgs, known) {
+                continue;
+            }
+            let pos = n.at(&n.label);
+            let id = format!("{}/{}", n.org.value, n.label.value);
+            if !self.id_ok(pos, &n.label.value, "network", false) || !self.unique(&mut seen, id.clone(), pos, "network", &id) {
+                continue;
+            }
+            let mut cidrs = Vec::new();
+            let mut cidr_pos = Vec::new();
+            for c in &n.cidrs {
+                match parse_cidr(&c.value) {
+                    Ok(net) => {
+                        cidrs.push(net);
+                        cidr_pos.push(n.at(c));
+                    }
+                    Err(hint) => self.push(Diagnostic::new(Code::InvalidCidr, n.at(c), format!("`{}` is not a valid CIDR", c.value)).hint(hint)),
+                }
+            }
+            if n.cidrs.is_empty() && (self.full() || matches!(self.scope, Scope::Edge(o) if o.as_str() == n.org.value)) {
+                self.push(
+                    Diagnostic::new(Code::MissingField, n.pos(), format!("network `{id}` has no `cidrs`"))
+                        .hint("list the address ranges of this network, e.g. `cidrs: [10.20.0.0/16]`"),
+                );
+            }
+            out.push((
+                Network {
+                    id: NetworkId::new(&id),
+                    org: OrgId::new(&n.org.value),
+                    label: n.label.value.clone(),
+                    purpose: n.purpose.value,
+                    cidrs,
+                },
+                cidr_pos,
+            ));
+        }
+        // Overlaps: inside one member an error (an address would be ambiguous),
+        // between members a warning (routing is by name).
+        let mut flat: Vec<(usize, usize, IpNet, Option<Pos>)> = Vec::new();
+        for (ni, (net, poss)) in out.iter().enumerate() {
+            for (ci, (cidr, pos)) in net.cidrs.iter().zip(poss).enumerate() {
+                flat.push((ni, ci, *cidr, *pos));
+            }
+        }
+        let mut warned_pairs = HashSet::new();
+        for (i, a) in flat.iter().enumerate() {
+            for b in &flat[..i] {
+                if !overlaps(&a.2, &b.2) {
+                    continue;
+                }
+                let (na, nb) = (&out[a.0].0, &out[b.0].0);
+                if na.org == nb.org {
+                    self.push(
+                        Diagnostic::new(
+                            Code::OverlapWithinMember,
+                            a.3,
+                            format!("{} of `{}` overlaps {} of `{}`", a.2, na.id, b.2, nb.id),
+                        )
+                        .hint("inside one member every address must belong to one network; split or correct the ranges")
+                        .related(b.3, "overlapping range"),
+                    );
+                } else if warned_pairs.insert((a.0.min(b.0), a.0.max(b.0))) {
+                    self.push(
+                        Diagnostic::new(
+                            Code::OverlapBetweenMembers,
+                            a.3,
+                            format!("{} of `{}` overlaps {} of `{}`", a.2, na.id, b.2, nb.id),
+                        )
+                        .hint("this works (routing is by name), but the two networks must never be present at the same site")
+                        .related(b.3, "overlapping range"),
+                    );
+                }
+            }
+        }
+        out.into_iter().map(|(n, _)| n).collect()
+    }
+
+    fn groups(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str]) -> Vec<Group> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        for g in &spec.groups {
+            let pos = g.at(&g.id);
+            if !self.id_ok(pos, &g.id.value, "group", false) || !self.unique(&mut seen, g.id.value.clone(), pos, "group", &g.id.value) {
+                continue;
+            }
+            let mut members = BTreeSet::new();
+            for m in &g.members {
+                if self.org_ref(g.at(m), &m.value, orgs, known) {
+                    members.insert(OrgId::new(&m.value));
+                }
+            }
+            out.push(Group {
+                id: GroupId::new(&g.id.value),
+                members,
+            });
+        }
+        out
+    }
+
+    fn sites(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str], networks: &[Network]) -> Vec<Site> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        let net_ids: Vec<&str> = networks.iter().map(|n| n.id.as_str()).collect();
+        for s in &spec.sites {
+            let pos = s.at(&s.id);
+            if !self.id_ok(pos, &s.id.value, "site", false) || !self.unique(&mut seen, s.id.value.clone(), pos, "site", &s.id.value) {
+                continue;
+            }
+            self.org_ref(s.at(&s.host), &s.host.value, orgs, known);
+            let mut present: Vec<(&Network, Option<Pos>)> = Vec::new();
+            for n in &s.networks {
+                match networks.iter().find(|x| x.id.as_str() == n.value) {
+                    Some(net) => present.push((net, s.at(n))),
+                    None => {
+                        if !matches!(self.scope, Scope::Edge(_)) {
+                            self.unknown(s.at(n), "network", &n.value, &net_ids);
+                        }
+                    }
+                }
+            }
+            for (i, (a, apos)) in present.iter().enumerate() {
+                for (b, bpos) in &present[..i] {
+                    if a.org == b.org {
+                        continue;
+                    }
+                    if let Some((x, y)) = a.cidrs.iter().find_map(|x| b.cidrs.iter().find(|y| overlaps(x, y)).map(|y| (x, y))) {
+                        self.push(
+                            Diagnostic::new(
+                                Code::OverlapAtSite,
+                                *apos,
+                                format!("`{}` ({x}) and `{}` ({y}) overlap and are both present at site `{}`", a.id, b.id, s.id.value),
+                            )
+                            .hint("an edge at this site could not tell the two networks apart; renumber one of them here, or serve it from another site")
+                            .related(*bpos, "also present here"),
+                        );
+                    }
+                }
+            }
+            out.push(Site {
+                id: SiteId::new(&s.id.value),
+                name: s.name.clone(),
+                host: OrgId::new(&s.host.value),
+                networks: present.iter().map(|(n, _)| n.id.clone()).collect(),
+            });
+        }
+        out
+    }
+
+    fn edges(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str], sites: &[Site]) -> Vec<Edge> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        for e in &spec.edges {
+            if !self.org_ref(e.at(&e.org), &e.org.value, orgs, known) {
+                continue;
+            }
+            let pos = e.at(&e.name);
+            let id = format!("{}/{}", e.org.value, e.name.value);
+            if !self.id_ok(pos, &e.name.value, "edge", false) || !self.unique(&mut seen, id.clone(), pos, "edge", &id) {
+                continue;
+            }
+            if let Some(site) = &e.site {
+                if !sites.iter().any(|s| s.id.as_str() == site.value) && !matches!(self.scope, Scope::Edge(_)) {
+                    let ids: Vec<&str> = sites.iter().map(|s| s.id.as_str()).collect();
+                    self.unknown(e.at(site), "site", &site.value, &ids);
+                }
+            }
+            let mut sock = |v: &Option<S<String>>, what: &str| -> Option<SocketAddr> {
+                let v = v.as_ref()?;
+                match v.value.parse::<SocketAddr>() {
+                    Ok(sa) => Some(sa),
+                    Err(_) => {
+                        self.push(
+                            Diagnostic::new(Code::InvalidAddress, e.at(v), format!("{what} endpoint `{}` is not IP:PORT", v.value))
+                                .hint("write e.g. `192.0.2.10:4433` or `[2001:db8::10]:4433`"),
+                        );
+                        None
+                    }
+                }
+            };
+            let quic = sock(&e.overlay.quic, "QUIC");
+            let tcp = sock(&e.overlay.tcp, "TCP");
+            if e.overlay.quic.is_none() && e.overlay.tcp.is_none() {
+                self.push(
+                    Diagnostic::new(Code::EdgeWithoutOverlay, pos, format!("edge `{id}` has no overlay endpoint"))
+                        .hint("give `overlay.quic` and `overlay.tcp` (IP:PORT) so peers can reach it"),
+                );
+            }
+            let mut ingress = Vec::new();
+            for a in &e.ingress.addresses {
+                match a.value.parse::<IpAddr>() {
+                    Ok(ip) => ingress.push(ip),
+                    Err(_) => self.push(
+                        Diagnostic::new(Code::InvalidAddress, e.at(a), format!("ingress address `{}` is not an IP address", a.value))
+                            .hint("write e.g. `10.20.0.5`"),
+                    ),
+                }
+            }
+            let vip_prefix = e.ingress.vip_prefix.as_ref().and_then(|v| match parse_cidr(&v.value) {
+                Ok(net) => Some(net),
+                Err(hint) => {
+                    self.push(Diagnostic::new(Code::InvalidCidr, e.at(v), format!("`{}` is not a valid CIDR", v.value)).hint(hint));
+                    None
+                }
+            });
+            out.push(Edge {
+                id: EdgeId::new(&id),
+                org: OrgId::new(&e.org.value),
+                name: e.name.value.clone(),
+                site: e.site.as_ref().map(|s| SiteId::new(&s.value)),
+                quic,
+                tcp,
+                ingress_addresses: ingress,
+                vip_prefix,
+            });
+        }
+        out
+    }
+
+    fn services(&mut self, spec: &FederationSpec, orgs: &[Organisation], known: &[&str]) -> Vec<Service> {
+        let org_set: HashSet<&str> = known.iter().copied().collect();
+        let mut seen = HashMap::new();
+        let mut names: HashMap<String, (String, Option<Pos>)> = HashMap::new();
+        let mut out = Vec::new();
+        for s in &spec.services {
+            if !self.org_ref(s.at(&s.org), &s.org.value, &org_set, known) {
+                continue;
+            }
+            let pos = s.at(&s.name);
+            let id = format!("{}/{}", s.org.value, s.name.value);
+            if !self.id_ok(pos, &s.name.value, "service", false) || !self.unique(&mut seen, id.clone(), pos, "service", &id) {
+                continue;
+            }
+            let owner = orgs.iter().find(|o| o.id.as_str() == s.org.value);
+            let mut dns = Vec::new();
+            for n in &s.dns {
+                let Some(name) = normalise_dns_name(&n.value) else {
+                    self.push(
+                        Diagnostic::new(Code::InvalidDnsName, s.at(n), format!("`{}` is not a DNS name", n.value))
+                            .hint("write a name such as `ehr.dpft.example`"),
+                    );
+                    continue;
+                };
+                if let Some(owner) = owner {
+                    if !owner.zones.iter().any(|z| in_zone(&name, z)) {
+                        let zones = if owner.zones.is_empty() {
+                            "it owns no zone".to_owned()
+                        } else {
+                            format!("its zones are {}", owner.zones.join(", "))
+                        };
+                        self.push(
+                            Diagnostic::new(Code::NameOutsideZones, s.at(n), format!("`{name}` is outside the zones of `{}`", owner.id))
+                                .hint(format!("a service's names must lie in its owner's zones; {zones}")),
+                        );
+                        continue;
+                    }
+                }
+                if let Some((other, first)) = names.get(&name) {
+                    self.push(
+                        Diagnostic::new(Code::DuplicateDnsName, s.at(n), format!("`{name}` is already the name of `{other}`"))
+                            .hint("one name leads to one service; choose another name")
+                            .related(*first, "first used here"),
+                    );
+                    continue;
+                }
+                names.insert(name.clone(), (id.clone(), s.at(n)));
+                dns.push(name);
+            }
+            let address = match &s.address {
+                Some(a) => match a.value.parse::<IpAddr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        self.push(
+                            Diagnostic::new(Code::InvalidAddress, s.at(a), format!("service address `{}` is not an IP address", a.value))
+                                .hint("write the internal address, e.g. `10.20.4.15`"),
+                        );
+                        None
+                    }
+                },
+                None => {
+                    let local = match self.scope {
+                        Scope::Full => true,
+                        Scope::Edge(o) => o.as_str() == s.org.value,
+                    };
+                    if local {
+                        self.push(
+                            Diagnostic::new(Code::MissingField, s.pos(), format!("service `{id}` has no `address`"))
+                                .hint("give the internal address its owner's edges connect to"),
+                        );
+                    }
+                    None
+                }
+            };
+            let mut ports = Vec::new();
+            for p in &s.ports {
+                if let Some(p) = self.port(s.at(p), p.value) {
+                    ports.push(p);
+                }
+            }
+            if s.ports.is_empty() {
+                self.push(
+                    Diagnostic::new(Code::MissingField, s.pos(), format!("service `{id}` lists no ports"))
+                        .hint("list the ports it serves, e.g. `ports: [443]`"),
+                );
+            }
+            let mut tags = Vec::new();
+            for t in &s.tags {
+                if self.id_ok(s.at(t), &t.value, "tag", false) {
+                    tags.push(t.value.clone());
+                }
+            }
+            ports.sort_unstable();
+            ports.dedup();
+            out.push(Service {
+                id: ServiceId::new(&id),
+                org: OrgId::new(&s.org.value),
+                name: s.name.value.clone(),
+                dns,
+                address,
+                ports,
+                protocol: s.protocol.value,
+                tags,
+            });
+        }
+        out
+    }
+
+    /// Organisations named by an org-or-group reference.
+    fn party(&mut self, pos: Option<Pos>, value: &str, orgs: &HashSet<&str>, groups: &[Group], known: &[&str]) -> Option<BTreeSet<OrgId>> {
+        if orgs.contains(value) {
+            return Some(BTreeSet::from([OrgId::new(value)]));
+        }
+        if let Some(g) = groups.iter().find(|g| g.id.as_str() == value) {
+            return Some(g.members.clone());
+        }
+        let mut all: Vec<&str> = known.to_vec();
+        all.extend(groups.iter().map(|g| g.id.as_str()));
+        self.unknown(pos, "organisation or group", value, &all);
+        None
+    }
+
+    fn agreements(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str], groups: &[Group]) -> Vec<Agreement> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        for a in &spec.agreements {
+            let pos = a.at(&a.id);
+            if !self.id_ok(pos, &a.id.value, "agreement", true) || !self.unique(&mut seen, a.id.value.clone(), pos, "agreement", &a.id.value) {
+                continue;
+            }
+            let mut parties = BTreeSet::new();
+            for p in &a.parties {
+                if let Some(set) = self.party(a.at(p), &p.value, orgs, groups, known) {
+                    parties.extend(set);
+                }
+            }
+            self.org_ref(a.at(&a.owner.org), &a.owner.org.value, orgs, known);
+            let start = self.time(a.at(&a.start), &a.start.value, false);
+            let expires = self.time(a.at(&a.expires), &a.expires.value, true);
+            let (Some(start), Some(expires)) = (start, expires) else {
+                continue;
+            };
+            if expires <= start {
+                self.push(
+                    Diagnostic::new(Code::DatesReversed, a.at(&a.expires), format!("agreement `{}` expires before it starts", a.id.value))
+                        .hint("check the `start` and `expires` dates"),
+                );
+                continue;
+            }
+            self.expiry_warning(
+                a.at(&a.expires),
+                expires,
+                Code::AgreementExpired,
+                Code::AgreementExpiring,
+                format!("agreement `{}`", a.id.value),
+                "policies under this agreement stop allowing when it expires; renew it and update `expires`",
+            );
+            out.push(Agreement {
+                id: AgreementId::new(&a.id.value),
+                title: a.title.clone(),
+                parties,
+                purpose: a.purpose.clone(),
+                legal_basis: a.legal_basis.clone(),
+                start,
+                expires,
+            });
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn policies(
+        &mut self,
+        spec: &FederationSpec,
+        orgs: &HashSet<&str>,
+        known: &[&str],
+        groups: &[Group],
+        networks: &[Network],
+        services: &[Service],
+        agreements: &[Agreement],
+    ) -> Vec<(usize, Policy)> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        let net_ids: Vec<&str> = networks.iter().map(|n| n.id.as_str()).collect();
+        let svc_ids: Vec<&str> = services.iter().map(|s| s.id.as_str()).collect();
+        let agr_ids: Vec<&str> = agreements.iter().map(|a| a.id.as_str()).collect();
+        let edge_scope = matches!(self.scope, Scope::Edge(_));
+        for (index, p) in spec.policies.iter().enumerate() {
+            let pos = p.at(&p.id);
+            if !self.id_ok(pos, &p.id.value, "policy", true) || !self.unique(&mut seen, p.id.value.clone(), pos, "policy", &p.id.value) {
+                continue;
+            }
+            let mut ok = true;
+            // Sources.
+            let mut src_orgs = BTreeSet::new();
+            for o in &p.from.orgs {
+                if self.org_ref(p.at(o), &o.value, orgs, known) {
+                    src_orgs.insert(OrgId::new(&o.value));
+                } else {
+                    ok = false;
+                }
+            }
+            for g in &p.from.groups {
+                match groups.iter().find(|x| x.id.as_str() == g.value) {
+                    Some(group) => src_orgs.extend(group.members.iter().cloned()),
+                    None => {
+                        let ids: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+                        self.unknown(p.at(g), "group", &g.value, &ids);
+                        ok = false;
+                    }
+                }
+            }
+            let named_orgs = !(p.from.orgs.is_empty() && p.from.groups.is_empty());
+            let mut src_networks = BTreeSet::new();
+            for n in &p.from.networks {
+                let Some(net) = networks.iter().find(|x| x.id.as_str() == n.value) else {
+                    self.unknown(p.at(n), "network", &n.value, &net_ids);
+                    ok = false;
+                    continue;
+                };
+                if named_orgs && !src_orgs.contains(&net.org) {
+                    self.push(
+                        Diagnostic::new(
+                            Code::NetworkOutsideSources,
+                            p.at(n),
+                            format!("network `{}` belongs to `{}`, which this policy's `from` does not name", net.id, net.org),
+                        )
+                        .hint(format!("add `{}` to `from.orgs`, or remove the network", net.org)),
+                    );
+                    ok = false;
+                    continue;
+                }
+                src_networks.insert(net.id.clone());
+            }
+            if !named_orgs {
+                src_orgs.extend(src_networks.iter().filter_map(|n| networks.iter().find(|x| &x.id == n)).map(|n| n.org.clone()));
+            }
+            let mut cidrs = Vec::new();
+            for c in &p.from.cidrs {
+                match parse_cidr(&c.value) {
+                    Ok(net) => cidrs.push(net),
+                    Err(hint) => {
+                        self.push(Diagnostic::new(Code::InvalidCidr, p.at(c), format!("`{}` is not a valid CIDR", c.value)).hint(hint));
+                        ok = false;
+                    }
+                }
+            }
+            if !named_orgs && p.from.networks.is_empty() {
+                self.push(
+                    Diagnostic::new(Code::EmptySelector, pos, format!("policy `{}` names no source organisation, group or network", p.id.value))
+                        .hint("add `from.orgs`, `from.groups` or `from.networks`; CIDRs alone are ambiguous because members reuse ranges"),
+                );
+                ok = false;
+            }
+            // Destinations.
+            let mut to = BTreeSet::new();
+            for s in &p.to.services {
+                if services.iter().any(|x| x.id.as_str() == s.value) {
+                    to.insert(ServiceId::new(&s.value));
+                } else if !edge_scope {
+                    self.unknown(p.at(s), "service", &s.value, &svc_ids);
+                    ok = false;
+                }
+            }
+            for t in &p.to.tags {
+                let Some((owner, tag)) = t.value.split_once('/') else {
+                    self.push(
+                        Diagnostic::new(Code::InvalidId, p.at(t), format!("tag selector `{}` needs an owner", t.value))
+                            .hint(format!("write `ORG/{}` for one member's services, or `*/{}` for every member's", t.value, t.value)),
+                    );
+                    ok = false;
+                    continue;
+                };
+                if owner != "*" && !self.org_ref(p.at(t), owner, orgs, known) {
+                    ok = false;
+                    continue;
+                }
+                to.extend(
+                    services
+                        .iter()
+                        .filter(|s| (owner == "*" || s.org.as_str() == owner) && s.tags.iter().any(|x| x == tag))
+                        .map(|s| s.id.clone()),
+                );
+            }
+            if p.to.services.is_empty() && p.to.tags.is_empty() {
+                self.push(
+                    Diagnostic::new(Code::EmptySelector, pos, format!("policy `{}` names no destination", p.id.value))
+                        .hint("add `to.services` (ORG/NAME) or `to.tags` (ORG/TAG)"),
+                );
+                ok = false;
+            }
+            // Ports.
+            let mut ports = Vec::new();
+            for r in &p.ports {
+                let at = p.at(r);
+                let (Some(start), Some(end)) = (self.port(at, r.value.start), self.port(at, r.value.end)) else {
+                    ok = false;
+                    continue;
+                };
+                if end < start {
+                    self.push(
+                        Diagnostic::new(Code::ReversedPortRange, at, format!("port range {} ends before it starts", r.value))
+                            .hint(format!("write `{end}-{start}`")),
+                    );
+                    ok = false;
+                    continue;
+                }
+                ports.push(PortRange { start, end });
+            }
+            // Agreement and expiry.
+            let agreement = match &p.agreement {
+                Some(a) => match agreements.iter().find(|x| x.id.as_str() == a.value) {
+                    Some(agr) => {
+                        let dst_orgs: BTreeSet<&OrgId> = to.iter().filter_map(|s| services.iter().find(|x| &x.id == s)).map(|s| &s.org).collect();
+                        let missing: Vec<String> = src_orgs
+                            .iter()
+                            .chain(dst_orgs.iter().copied())
+                            .filter(|o| !agr.parties.contains(*o))
+                            .map(|o| format!("`{o}`"))
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect();
+                        if !missing.is_empty() && !edge_scope {
+                            self.push(
+                                Diagnostic::new(
+                                    Code::AgreementMissingParty,
+                                    p.at(a),
+                                    format!("agreement `{}` does not list {}", agr.id, missing.join(", ")),
+                                )
+                                .hint("an agreement must bind both the source and the destination organisations; add them to its `parties`, or use another agreement"),
+                            );
+                            ok = false;
+                        }
+                        Some(agr.id.clone())
+                    }
+                    None => {
+                        if !edge_scope {
+                            self.unknown(p.at(a), "agreement", &a.value, &agr_ids);
+                            ok = false;
+                        }
+                        None
+                    }
+                },
+                None => None,
+            };
+            let expires = match &p.expires {
+                Some(e) => match self.time(p.at(e), &e.value, true) {
+                    Some(t) => {
+                        if t <= self.now && !edge_scope {
+                            self.push(
+                                Diagnostic::new(Code::PolicyExpired, p.at(e), format!("policy `{}` expired at {t}", p.id.value))
+                                    .hint("it no longer has any effect; remove it, or extend `expires`"),
+                            );
+                        }
+                        Some(t)
+                    }
+                    None => {
+                        ok = false;
+                        None
+                    }
+                },
+                None => None,
+            };
+            if !ok {
+                continue;
+            }
+            out.push((
+                index,
+                Policy {
+                    id: PolicyId::new(&p.id.value),
+                    description: p.description.clone(),
+                    action: p.action.value,
+                    from: SourceSet {
+                        orgs: src_orgs,
+                        networks: (!p.from.networks.is_empty()).then_some(src_networks),
+                        cidrs: (!p.from.cidrs.is_empty()).then_some(cidrs),
+                    },
+                    to,
+                    ports: (!p.ports.is_empty()).then_some(ports),
+                    agreement,
+                    expires,
+                },
+            ));
+        }
+        out
+    }
+
+    fn revocations(&mut self, spec: &FederationSpec) -> Vec<Revocation> {
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        for r in &spec.revoked_certificates {
+            let pos = r.at(&r.serial);
+            let Some(serial) = normalise_serial(&r.serial.value) else {
+                self.push(
+                    Diagnostic::new(Code::InvalidSerial, pos, format!("`{}` is not a certificate serial", r.serial.value))
+                        .hint("write the serial in hex, as `openssl x509 -serial` prints it (colons allowed), at most 20 bytes"),
+                );
+                continue;
+            };
+            if let Some(at) = &r.revoked_at {
+                self.time(r.at(at), &at.value, false);
+            }
+            if self.unique(&mut seen, serial.clone(), pos, "revoked serial", &serial) {
+                out.push(Revocation {
+                    serial,
+                    holder: r.holder.clone(),
+                    reason: r.reason.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Whole-document warnings: what opens nothing, what nothing opens, and
+    /// allow rules a deny wholly hides.
+    fn lint(&mut self, spec: &FederationSpec, fed: &Federation) {
+        let policy_spec: HashMap<&str, &Sourced<PolicySpec>> = spec.policies.iter().map(|p| (p.id.value.as_str(), p)).collect();
+        let at = |id: &PolicyId| policy_spec.get(id.as_str()).and_then(|p| p.at(&p.id));
+        let mut opened = HashSet::new();
+        for p in &fed.policies {
+            let live_ports = |s: &ServiceId| {
+                fed.service(s.as_str()).is_some_and(|svc| match &p.ports {
+                    None => true,
+                    Some(rs) => svc.ports.iter().any(|port| rs.iter().any(|r| r.contains(*port))),
+                })
+            };
+            let targets: Vec<&ServiceId> = p.to.iter().filter(|s| live_ports(s)).collect();
+            if targets.is_empty() {
+                let why = if p.to.is_empty() {
+                    "its destinations match no service"
+                } else {
+                    "none of its destination services serves the ports it names"
+                };
+                self.push(
+                    Diagnostic::new(Code::PolicyOpensNothing, at(&p.id), format!("policy `{}` matches nothing: {why}", p.id))
+                        .hint("check its `to` and `ports` against the services; remove it if it is no longer needed"),
+                );
+                continue;
+            }
+            if p.action == Action::Allow {
+                opened.extend(targets.iter().map(|s| (*s).clone()));
+                let crosses = targets.iter().any(|s| fed.service(s.as_str()).is_some_and(|svc| p.from.orgs.iter().any(|o| *o != svc.org)));
+                if crosses && p.agreement.is_none() {
+                    self.push(
+                        Diagnostic::new(
+                            Code::AllowWithoutAgreement,
+                            at(&p.id),
+                            format!("policy `{}` opens services to other organisations without naming an agreement", p.id),
+                        )
+                        .hint("name the information-sharing agreement that allows this sharing in `agreement:`"),
+                    );
+                }
+            }
+        }
+        for s in &spec.services {
+            let id = format!("{}/{}", s.org.value, s.name.value);
+            if !opened.contains(id.as_str()) {
+                self.push(
+                    Diagnostic::new(Code::ServiceNotOpened, s.at(&s.name), format!("no policy opens service `{id}`"))
+                        .hint("nobody outside can reach it; add an allow policy, or remove the service"),
+                );
+            }
+        }
+        for allow in fed.policies.iter().filter(|p| p.action == Action::Allow) {
+            if let Some(deny) = fed.policies.iter().find(|d| d.action == Action::Deny && shadows(d, allow)) {
+                self.push(
+                    Diagnostic::new(
+                        Code::AllowShadowed,
+                        at(&allow.id),
+                        format!("allow `{}` never takes effect: deny `{}` covers every flow it allows", allow.id, deny.id),
+                    )
+                    .hint("deny overrides allow; narrow the deny, or remove the allow")
+                    .related(at(&deny.id), "the deny"),
+                );
+            }
+        }
+    }
+}
+
+/// Whether deny `d` matches every flow that allow `a` matches, for at least
+/// as long.
+fn shadows(d: &Policy, a: &Policy) -> bool {
+    let orgs = a.from.orgs.is_subset(&d.from.orgs);
+    let networks = match (&d.from.networks, &a.from.networks) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(dn), Some(an)) => an.is_subset(dn),
+    };
+    let cidrs = match (&d.from.cidrs, &a.from.cidrs) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(dc), Some(ac)) => ac.iter().all(|x| dc.iter().any(|y| y.contains(x))),
+    };
+    let to = a.to.is_subset(&d.to);
+    let ports = match (&d.ports, &a.ports) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(dp), Some(ap)) => ap.iter().all(|x| dp.iter().any(|y| y.covers(*x))),
+    };
+    let lasts = match (d.expires, a.expires) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(de), Some(ae)) => de >= ae,
+    };
+    orgs && networks && cidrs && to && ports && lasts && !a.to.is_empty()
+}
+
+/// The known value nearest to `value`, if it is close enough to be a typo.
+fn closest<'a>(value: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(value, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        let start = parse_time("2027-03-31", false).unwrap();
+        let end = parse_time("2027-03-31", true).unwrap();
+        assert_eq!(start.to_string(), "2027-03-31T00:00:00Z");
+        assert_eq!(end.to_string(), "2027-04-01T00:00:00Z");
+        assert_eq!(parse_time("2027-03-31T10:00:00Z", true).unwrap().to_string(), "2027-03-31T10:00:00Z");
+        assert!(parse_time("31/03/2027", true).is_none());
+    }
+
+    #[test]
+    fn names_and_zones() {
+        assert_eq!(normalise_dns_name("EHR.Dpft.Example.").as_deref(), Some("ehr.dpft.example"));
+        assert!(normalise_dns_name("bad_name.example").is_none());
+        assert!(in_zone("ehr.dpft.example", "dpft.example"));
+        assert!(in_zone("dpft.example", "dpft.example"));
+        assert!(!in_zone("xdpft.example", "dpft.example"));
+    }
+
+    #[test]
+    fn serials() {
+        assert_eq!(normalise_serial("00:4F:1a").as_deref(), Some("4f1a"));
+        assert!(normalise_serial("zz").is_none());
+    }
+
+    #[test]
+    fn cidr_hints() {
+        assert!(parse_cidr("10.1.2.3/16").unwrap_err().contains("10.1.0.0/16"));
+        assert!(parse_cidr("10.1.2.3").unwrap_err().contains("10.1.2.3/32"));
+        assert_eq!(parse_cidr("10.1.0.0/16").unwrap().to_string(), "10.1.0.0/16");
+    }
+
+    #[test]
+    fn typo_suggestions() {
+        assert_eq!(closest("dfpt", &["dpft", "esht"]), Some("dpft"));
+        assert_eq!(closest("zzzz", &["dpft"]), None);
+    }
+}
