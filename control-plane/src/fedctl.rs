@@ -39,7 +39,9 @@ enum Output {
 enum Command {
     /// Check federation files offline: syntax, references, overlaps, zones,
     /// policies and expiries, printed like a compiler's diagnostics.
-    #[command(after_help = "Example:\n  fedctl check configs/south-east\n  fedctl check -o json dpft.yaml federation.yaml")]
+    #[command(
+        after_help = "Example:\n  fedctl check configs/south-east\n  fedctl check -o json dpft.yaml federation.yaml"
+    )]
     Check {
         /// Files, or directories of *.yaml files, that together make one federation.
         #[arg(required = true)]
@@ -51,7 +53,9 @@ enum Command {
         at: Option<String>,
     },
     /// Explain the decision on a flow: allowed or denied, by which rule and agreement.
-    #[command(after_help = "Examples:\n  fedctl explain --config configs/south-east --from wscc/roaming-staff --to dpft/ehr:443\n  fedctl explain --config configs/south-east --from wscc/10.0.40.7 --to ehr.dpft.example")]
+    #[command(
+        after_help = "Examples:\n  fedctl explain --config configs/south-east --from wmcc/roaming-staff --to dpft/ehr:443\n  fedctl explain --config configs/south-east --from wmcc/10.40.0.7 --to ehr.dpft.example"
+    )]
     Explain {
         /// The federation files (or directories).
         #[arg(long, short, required = true, num_args = 1..)]
@@ -70,7 +74,9 @@ enum Command {
     },
     /// Write the snapshot one edge needs (what it may know, nothing more), so an
     /// edge can run from a file.
-    #[command(after_help = "Example:\n  fedctl snapshot --edge dpft/edge-1 configs/south-east --out dpft-edge-1.snapshot.json")]
+    #[command(
+        after_help = "Example:\n  fedctl snapshot --edge dpft/edge-1 configs/south-east --out dpft-edge-1.snapshot.json"
+    )]
     Snapshot {
         /// The edge, ORG/NAME.
         #[arg(long)]
@@ -101,8 +107,9 @@ pub fn main() -> ExitCode {
 
 fn now_or(at: Option<&str>) -> anyhow::Result<Timestamp> {
     match at {
-        Some(s) => federation::validate::parse_time(s, false)
-            .ok_or_else(|| anyhow!("`--at {s}`: not a date or time; write `2027-03-31` or `2027-03-31T17:00:00Z`")),
+        Some(s) => federation::validate::parse_time(s, false).ok_or_else(|| {
+            anyhow!("`--at {s}`: not a date or time; write `2027-03-31` or `2027-03-31T17:00:00Z`")
+        }),
         #[allow(clippy::disallowed_methods)] // the binary is where the clock is read
         None => Ok(Timestamp::now()),
     }
@@ -115,7 +122,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let sources = files::read_sources(&paths)?;
             let loaded = federation::load(&sources, now);
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&render::json(&sources, &loaded.diagnostics))?),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&render::json(&sources, &loaded.diagnostics))?
+                ),
                 Output::Text => {
                     render::human(&sources, &loaded.diagnostics)?;
                     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -124,11 +134,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if errors == 0 {
                         println!("ok: {files} file(s), {warnings} warning(s)");
                     } else {
-                        println!("failed: {errors} error(s), {warnings} warning(s) in {files} file(s)");
+                        println!(
+                            "failed: {errors} error(s), {warnings} warning(s) in {files} file(s)"
+                        );
                     }
                 }
             }
-            Ok(if loaded.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if loaded.has_errors() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Explain {
             config,
@@ -156,16 +172,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             #[allow(clippy::disallowed_methods)] // the binary is where the clock is read
             let (_, loaded) = load_valid(&paths, Timestamp::now())?;
             let fed = loaded.federation.as_ref().context("no federation")?;
-            let snap = EdgeSnapshot::build(&loaded.spec, fed, &edge, snapshot_version).map_err(|e| {
-                let edges: Vec<&str> = fed.edges.iter().map(|e| e.id.as_str()).collect();
-                anyhow!("{e}; the edges are: {}", edges.join(", "))
-            })?;
+            let snap =
+                EdgeSnapshot::build(&loaded.spec, fed, &edge, snapshot_version).map_err(|e| {
+                    let edges: Vec<&str> = fed.edges.iter().map(|e| e.id.as_str()).collect();
+                    anyhow!("{e}; the edges are: {}", edges.join(", "))
+                })?;
             let json = snap.to_json();
-            let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.snapshot.json", edge.replace('/', "-"))));
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from(format!("{}.snapshot.json", edge.replace('/', "-")))
+            });
             if out.as_os_str() == "-" {
                 println!("{}", String::from_utf8_lossy(&json));
             } else {
-                std::fs::write(&out, &json).with_context(|| format!("cannot write {}", out.display()))?;
+                std::fs::write(&out, &json)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
                 eprintln!(
                     "wrote {} (edge {}, version {}, {} services, {} policies, {} bytes)",
                     out.display(),
@@ -187,12 +207,21 @@ fn load_valid(paths: &[PathBuf], now: Timestamp) -> anyhow::Result<(Sources, Loa
     let sources = files::read_sources(paths)?;
     let loaded = federation::load(&sources, now);
     if loaded.has_errors() {
-        let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+        let errors: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
         render::human(&sources, &errors)?;
         bail!(
             "the federation has {} error(s); fix them first (`fedctl check {}` lists them)",
             errors.len(),
-            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     Ok((sources, loaded))
@@ -219,7 +248,10 @@ fn explain(fed: &Federation, from: &str, to: &str, now: Timestamp) -> anyhow::Re
     };
     if fed.org(org).is_none() {
         let ids: Vec<&str> = fed.orgs.iter().map(|o| o.id.as_str()).collect();
-        bail!("unknown organisation `{org}` in --from; the members are: {}", ids.join(", "));
+        bail!(
+            "unknown organisation `{org}` in --from; the members are: {}",
+            ids.join(", ")
+        );
     }
     let (network, address) = match rest {
         None => (None, None),
@@ -232,17 +264,27 @@ fn explain(fed: &Federation, from: &str, to: &str, now: Timestamp) -> anyhow::Re
             }
             Err(_) => {
                 if fed.network(&format!("{org}/{r}")).is_none() {
-                    let labels: Vec<String> = fed.networks_of(&federation::model::OrgId::new(org)).map(|n| n.label.clone()).collect();
-                    bail!("`{org}` has no network `{r}`; its networks are: {}", labels.join(", "));
+                    let labels: Vec<String> = fed
+                        .networks_of(&federation::model::OrgId::new(org))
+                        .map(|n| n.label.clone())
+                        .collect();
+                    bail!(
+                        "`{org}` has no network `{r}`; its networks are: {}",
+                        labels.join(", ")
+                    );
                 }
                 (Some(r.to_owned()), None)
             }
         },
     };
     let (target, port) = match to.rsplit_once(':') {
-        Some((t, p)) if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() => {
-            (t, Some(p.parse::<u16>().map_err(|_| anyhow!("port `{p}` is outside 1-65535"))?))
-        }
+        Some((t, p)) if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() => (
+            t,
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| anyhow!("port `{p}` is outside 1-65535"))?,
+            ),
+        ),
         _ => (to, None),
     };
     let route = routing.resolve(target).ok_or_else(|| {
@@ -254,7 +296,10 @@ fn explain(fed: &Federation, from: &str, to: &str, now: Timestamp) -> anyhow::Re
         (None, many) => bail!(
             "`{}` serves several ports ({}); add `:PORT` to --to",
             route.service,
-            many.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let decision = policies.decide(
@@ -294,16 +339,38 @@ impl Explained {
         if let Some(a) = &self.from_address {
             let _ = write!(src, " address {a}");
         }
-        let _ = writeln!(s, "{verdict}: {src} -> {}:{} (owned by {}) at {}", self.service, self.port, self.owner, self.at);
+        let _ = writeln!(
+            s,
+            "{verdict}: {src} -> {}:{} (owned by {}) at {}",
+            self.service, self.port, self.owner, self.at
+        );
         let _ = writeln!(s, "  reason: {}", self.decision.reason);
         for id in &self.decision.rules {
             if let Some(p) = fed.policies.iter().find(|p| &p.id == id) {
-                let expiry = p.expires.map(|e| format!(", expires {e}")).unwrap_or_default();
-                let _ = writeln!(s, "  rule: {} ({}{expiry}): {}", p.id, p.action.as_str(), p.description);
+                let expiry = p
+                    .expires
+                    .map(|e| format!(", expires {e}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "  rule: {} ({}{expiry}): {}",
+                    p.id,
+                    p.action.as_str(),
+                    p.description
+                );
             }
         }
-        if let Some(a) = self.decision.agreement.as_ref().and_then(|a| fed.agreement(a.as_str())) {
-            let _ = writeln!(s, "  agreement: {} \"{}\" ({}), in force {} to {}", a.id, a.title, a.legal_basis, a.start, a.expires);
+        if let Some(a) = self
+            .decision
+            .agreement
+            .as_ref()
+            .and_then(|a| fed.agreement(a.as_str()))
+        {
+            let _ = writeln!(
+                s,
+                "  agreement: {} \"{}\" ({}), in force {} to {}",
+                a.id, a.title, a.legal_basis, a.start, a.expires
+            );
         }
         s
     }

@@ -26,7 +26,10 @@ fn range(text: &str, pos: &Pos) -> std::ops::Range<usize> {
     let start = (line_start + col).min(text.len());
     let len = match pos.offset {
         Some((o, l)) if o == start && l > 0 => l,
-        _ => text[start..].find(['\n', ',', ']', '}']).filter(|n| *n > 0).unwrap_or(1),
+        _ => text[start..]
+            .find(['\n', ',', ']', '}'])
+            .filter(|n| *n > 0)
+            .unwrap_or(1),
     };
     start..(start + len).min(text.len()).max(start)
 }
@@ -34,7 +37,10 @@ fn range(text: &str, pos: &Pos) -> std::ops::Range<usize> {
 /// Print diagnostics to stdout like a compiler, in colour on a terminal.
 pub fn human(sources: &Sources, diags: &[Diagnostic]) -> io::Result<()> {
     let mut files = SimpleFiles::new();
-    let ids: Vec<usize> = sources.iter().map(|(_, f)| files.add(f.name.clone(), f.text.clone())).collect();
+    let ids: Vec<usize> = sources
+        .iter()
+        .map(|(_, f)| files.add(f.name.clone(), f.text.clone()))
+        .collect();
     let choice = if io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
         ColorChoice::Auto
     } else {
@@ -52,11 +58,17 @@ pub fn human(sources: &Sources, diags: &[Diagnostic]) -> io::Result<()> {
         let mut labels = Vec::new();
         if let Some(pos) = &d.pos {
             let text = &sources.file(pos.file).text;
-            labels.push(Label::primary(ids[pos.file.0 as usize], range(text, pos)).with_message(d.code.title()));
+            labels.push(
+                Label::primary(ids[pos.file.0 as usize], range(text, pos))
+                    .with_message(d.code.title()),
+            );
         }
         for (pos, note) in &d.related {
             let text = &sources.file(pos.file).text;
-            labels.push(Label::secondary(ids[pos.file.0 as usize], range(text, pos)).with_message(note.clone()));
+            labels.push(
+                Label::secondary(ids[pos.file.0 as usize], range(text, pos))
+                    .with_message(note.clone()),
+            );
         }
         report = report.with_labels(labels);
         if let Some(hint) = &d.hint {

@@ -212,6 +212,10 @@ impl PolicySet {
         for (pi, p) in fed.policies.iter().enumerate() {
             policies.push((p.id.clone(), p.agreement.clone()));
             let agreement = p.agreement.as_ref().and_then(|a| fed.agreement(a.as_str()));
+            // An allow is in force while its agreement is (and until its own
+            // expiry). A deny is bound only by its own expiry: an agreement
+            // lapsing must never open what a deny closed (fail closed).
+            let agreement = agreement.filter(|_| p.action == Action::Allow);
             let not_before = agreement.map(|a| a.start);
             let not_after = match (agreement.map(|a| a.expires), p.expires) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -270,16 +274,14 @@ impl PolicySet {
         if !org.membership.in_force(now) {
             return Decision::deny(Reason::MemberSuspended { org: self.org_id(oi) });
         }
-        if let Some(owner) = self.orgs.get(service.owner as usize) {
-            if !owner.membership.in_force(now) {
+        if let Some(owner) = self.orgs.get(service.owner as usize)
+            && !owner.membership.in_force(now) {
                 return Decision::deny(Reason::MemberSuspended { org: self.org_id(service.owner) });
             }
-        }
-        if let Some(net) = flow.src_network {
-            if !org.networks.iter().any(|n| &**n == net) {
+        if let Some(net) = flow.src_network
+            && !org.networks.iter().any(|n| &**n == net) {
                 return Decision::deny(Reason::ForeignNetwork);
             }
-        }
         if !service.ports.contains(&flow.port) {
             return Decision::deny(Reason::PortNotServed);
         }

@@ -89,7 +89,7 @@ impl RoutingTable {
             }));
         }
         for list in table.ranges.values_mut() {
-            list.sort_by(|a, b| b.cidr.prefix_len().cmp(&a.cidr.prefix_len()));
+            list.sort_by_key(|m| std::cmp::Reverse(m.cidr.prefix_len()));
         }
         table
     }

@@ -88,12 +88,11 @@ impl EdgeSnapshot {
             }
             if from_local {
                 for s in &p.to {
-                    if let Some(svc) = fed.service(s.as_str()) {
-                        if svc.org != local {
+                    if let Some(svc) = fed.service(s.as_str())
+                        && svc.org != local {
                             reachable.insert(&svc.id);
                             peers.insert(&svc.org);
                         }
-                    }
                 }
             }
             if to_local {
@@ -184,14 +183,13 @@ impl EdgeSnapshot {
     /// as a whole document. `expected_edge` guards against a snapshot meant for
     /// another edge.
     pub fn load(&self, expected_edge: Option<&str>, now: Timestamp) -> Result<Federation, SnapshotError> {
-        if let Some(expected) = expected_edge {
-            if expected != self.edge {
+        if let Some(expected) = expected_edge
+            && expected != self.edge {
                 return Err(SnapshotError::WrongEdge {
                     expected: expected.to_owned(),
                     found: self.edge.clone(),
                 });
             }
-        }
         let spec = FederationSpec::from_document(FileId(0), self.document.clone());
         let Checked { federation, diagnostics } = validate(&spec, &Scope::Edge(OrgId::new(&self.org)), now);
         federation.ok_or_else(|| SnapshotError::InvalidContent(diagnostics.into_iter().filter(Diagnostic::is_error).collect()))

@@ -306,14 +306,13 @@ impl Cx<'_> {
             let m = &o.membership;
             let starts = m.starts.as_ref().and_then(|s| self.time(o.at(s), &s.value, false));
             let expires = self.time(o.at(&m.expires), &m.expires.value, true);
-            if let (Some(s), Some(e)) = (starts, expires) {
-                if e <= s {
+            if let (Some(s), Some(e)) = (starts, expires)
+                && e <= s {
                     self.push(
                         Diagnostic::new(Code::DatesReversed, o.at(&m.expires), format!("membership of `{id}` expires before it starts"))
                             .hint("check the `starts` and `expires` dates"),
                     );
                 }
-            }
             if let Some(e) = expires {
                 self.expiry_warning(
                     o.at(&m.expires),
@@ -483,6 +482,14 @@ impl Cx<'_> {
             if !self.id_ok(pos, &g.id.value, "group", false) || !self.unique(&mut seen, g.id.value.clone(), pos, "group", &g.id.value) {
                 continue;
             }
+            if orgs.contains(g.id.value.as_str()) {
+                // Agreements' parties name organisations and groups alike.
+                self.push(
+                    Diagnostic::new(Code::DuplicateId, pos, format!("group `{}` has the id of an organisation", g.id.value))
+                        .hint("agreement parties name organisations and groups alike; give the group an id of its own"),
+                );
+                continue;
+            }
             let mut members = BTreeSet::new();
             for m in &g.members {
                 if self.org_ref(g.at(m), &m.value, orgs, known) {
@@ -558,12 +565,11 @@ impl Cx<'_> {
             if !self.id_ok(pos, &e.name.value, "edge", false) || !self.unique(&mut seen, id.clone(), pos, "edge", &id) {
                 continue;
             }
-            if let Some(site) = &e.site {
-                if !sites.iter().any(|s| s.id.as_str() == site.value) && !matches!(self.scope, Scope::Edge(_)) {
+            if let Some(site) = &e.site
+                && !sites.iter().any(|s| s.id.as_str() == site.value) && !matches!(self.scope, Scope::Edge(_)) {
                     let ids: Vec<&str> = sites.iter().map(|s| s.id.as_str()).collect();
                     self.unknown(e.at(site), "site", &site.value, &ids);
                 }
-            }
             let mut sock = |v: &Option<S<String>>, what: &str| -> Option<SocketAddr> {
                 let v = v.as_ref()?;
                 match v.value.parse::<SocketAddr>() {
@@ -640,8 +646,8 @@ impl Cx<'_> {
                     );
                     continue;
                 };
-                if let Some(owner) = owner {
-                    if !owner.zones.iter().any(|z| in_zone(&name, z)) {
+                if let Some(owner) = owner
+                    && !owner.zones.iter().any(|z| in_zone(&name, z)) {
                         let zones = if owner.zones.is_empty() {
                             "it owns no zone".to_owned()
                         } else {
@@ -653,7 +659,6 @@ impl Cx<'_> {
                         );
                         continue;
                     }
-                }
                 if let Some((other, first)) = names.get(&name) {
                     self.push(
                         Diagnostic::new(Code::DuplicateDnsName, s.at(n), format!("`{name}` is already the name of `{other}`"))
