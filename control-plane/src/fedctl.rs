@@ -54,7 +54,7 @@ enum Command {
     },
     /// Explain the decision on a flow: allowed or denied, by which rule and agreement.
     #[command(
-        after_help = "Examples:\n  fedctl explain --config configs/south-east --from wmcc/roaming-staff --to dpft/ehr:443\n  fedctl explain --config configs/south-east --from wmcc/10.40.0.7 --to ehr.dpft.example"
+        after_help = "Examples:\n  fedctl explain --config configs/south-east --from wmcc/roaming-staff --to dpft/ehr:443\n  fedctl explain --config configs/south-east --from wmcc/10.40.0.7 --to epr.dpft.example"
     )]
     Explain {
         /// The federation files (or directories).
@@ -75,7 +75,7 @@ enum Command {
     /// Write the snapshot one edge needs (what it may know, nothing more), so an
     /// edge can run from a file.
     #[command(
-        after_help = "Example:\n  fedctl snapshot --edge dpft/edge-1 configs/south-east --out dpft-edge-1.snapshot.json"
+        after_help = "Example:\n  fedctl snapshot --edge dpft/core configs/south-east --out dpft-core.snapshot.json"
     )]
     Snapshot {
         /// The edge, ORG/NAME.
