@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 use federation::{EdgeSnapshot, Sources};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_owned()
 }
 
 fn fedctl(args: &[&str]) -> Output {
@@ -21,7 +24,11 @@ fn fedctl(args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -32,7 +39,10 @@ fn json(out: &Output) -> serde_json::Value {
 fn south_east_checks_clean() {
     let out = fedctl(&["check", "-o", "json", "configs/south-east"]);
     let report = json(&out);
-    assert_eq!(report["errors"], 0, "errors in configs/south-east: {report:#}");
+    assert_eq!(
+        report["errors"], 0,
+        "errors in configs/south-east: {report:#}"
+    );
     assert!(out.status.success(), "{}", text(&out));
     let human = fedctl(&["check", "configs/south-east"]);
     assert!(human.status.success());
@@ -50,7 +60,10 @@ fn every_config_rejects_an_unknown_key() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 7, "expected one file per member plus shared files");
+    assert!(
+        files.len() >= 7,
+        "expected one file per member plus shared files"
+    );
     for victim in &files {
         let tmp = tempfile::tempdir().expect("tempdir");
         for f in &files {
@@ -61,21 +74,46 @@ fn every_config_rejects_an_unknown_key() {
             fs::write(tmp.path().join(f.file_name().expect("name")), body).expect("write");
         }
         let out = fedctl(&["check", "-o", "json", tmp.path().to_str().expect("utf8")]);
-        assert_eq!(out.status.code(), Some(1), "{}: {}", victim.display(), text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: {}",
+            victim.display(),
+            text(&out)
+        );
         let report = json(&out);
         let diags = report["diagnostics"].as_array().expect("diagnostics");
         assert_eq!(diags.len(), 1, "{}: {report:#}", victim.display());
         assert_eq!(diags[0]["code"], "FG002");
         let file = diags[0]["file"].as_str().expect("file");
-        assert!(file.ends_with(victim.file_name().unwrap().to_str().unwrap()), "wrong file {file}");
-        assert!(diags[0]["message"].as_str().unwrap().contains("surprise_key"), "{report:#}");
+        assert!(
+            file.ends_with(victim.file_name().unwrap().to_str().unwrap()),
+            "wrong file {file}"
+        );
+        assert!(
+            diags[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("surprise_key"),
+            "{report:#}"
+        );
     }
 }
 
 #[test]
 fn explain_allows_with_rule_and_agreement() {
     let out = fedctl(&[
-        "explain", "--config", "configs/south-east", "--from", "wmcc/10.40.0.7", "--to", "epr.dpft.example", "--at", "2026-06-01", "-o", "json",
+        "explain",
+        "--config",
+        "configs/south-east",
+        "--from",
+        "wmcc/10.40.0.7",
+        "--to",
+        "epr.dpft.example",
+        "--at",
+        "2026-06-01",
+        "-o",
+        "json",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let e = json(&out);
@@ -85,21 +123,59 @@ fn explain_allows_with_rule_and_agreement() {
     assert_eq!(e["port"], 443);
     assert_eq!(e["decision"]["rules"][0], "dpft-staff-roaming");
     assert_eq!(e["decision"]["agreement"], "ISA-2025-004");
-    let human = fedctl(&["explain", "-c", "configs/south-east", "--from", "wmcc/roaming-staff", "--to", "dpft/ehr:443", "--at", "2026-06-01"]);
+    let human = fedctl(&[
+        "explain",
+        "-c",
+        "configs/south-east",
+        "--from",
+        "wmcc/roaming-staff",
+        "--to",
+        "dpft/ehr:443",
+        "--at",
+        "2026-06-01",
+    ]);
     let t = text(&human);
-    assert!(t.starts_with("ALLOW: wmcc network roaming-staff -> dpft/ehr:443"), "{t}");
+    assert!(
+        t.starts_with("ALLOW: wmcc network roaming-staff -> dpft/ehr:443"),
+        "{t}"
+    );
     assert!(t.contains("agreement: ISA-2025-004"), "{t}");
 }
 
 #[test]
 fn explain_denies_with_reason() {
-    let out = fedctl(&["explain", "-c", "configs/south-east", "--from", "wmcc/guest", "--to", "dpft/ehr:443", "--at", "2026-06-01"]);
+    let out = fedctl(&[
+        "explain",
+        "-c",
+        "configs/south-east",
+        "--from",
+        "wmcc/guest",
+        "--to",
+        "dpft/ehr:443",
+        "--at",
+        "2026-06-01",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
-    assert!(t.starts_with("DENY: wmcc network guest -> dpft/ehr:443"), "{t}");
+    assert!(
+        t.starts_with("DENY: wmcc network guest -> dpft/ehr:443"),
+        "{t}"
+    );
     assert!(t.contains("rule: baseline-deny-guest (deny)"), "{t}");
     // After the member's terms lapse, everything to it is denied.
-    let later = fedctl(&["explain", "-c", "configs/south-east", "--from", "wmcc/roaming-staff", "--to", "dpft/ehr:443", "--at", "2031-01-01", "-o", "json"]);
+    let later = fedctl(&[
+        "explain",
+        "-c",
+        "configs/south-east",
+        "--from",
+        "wmcc/roaming-staff",
+        "--to",
+        "dpft/ehr:443",
+        "--at",
+        "2031-01-01",
+        "-o",
+        "json",
+    ]);
     let e = json(&later);
     assert_eq!(e["decision"]["verdict"], "deny");
     assert_eq!(e["decision"]["reason"]["kind"], "member-suspended", "{e:#}");
@@ -108,19 +184,101 @@ fn explain_denies_with_reason() {
 #[test]
 fn explain_and_snapshot_refuse_bad_input_clearly() {
     let cases: &[(&[&str], &str)] = &[
-        (&["explain", "-c", "configs/south-east", "--from", "wmxx", "--to", "dpft/ehr"], "the members are: bmc, dpft"),
-        (&["explain", "-c", "configs/south-east", "--from", "wmcc/nowhere", "--to", "dpft/ehr"], "its networks are"),
-        (&["explain", "-c", "configs/south-east", "--from", "wmcc", "--to", "nothing.example"], "no service `nothing.example`"),
-        (&["explain", "-c", "configs/south-east", "--from", "wmcc", "--to", "kvh/hl7"], "add `:PORT`"),
-        (&["explain", "-c", "configs/south-east", "--from", "wmcc", "--to", "dpft/ehr", "--at", "soon"], "not a date or time"),
-        (&["snapshot", "--edge", "dpft/nope", "configs/south-east", "--out", "-"], "the edges are:"),
+        (
+            &[
+                "explain",
+                "-c",
+                "configs/south-east",
+                "--from",
+                "wmxx",
+                "--to",
+                "dpft/ehr",
+            ],
+            "the members are: bmc, dpft",
+        ),
+        (
+            &[
+                "explain",
+                "-c",
+                "configs/south-east",
+                "--from",
+                "wmcc/nowhere",
+                "--to",
+                "dpft/ehr",
+            ],
+            "its networks are",
+        ),
+        (
+            &[
+                "explain",
+                "-c",
+                "configs/south-east",
+                "--from",
+                "wmcc",
+                "--to",
+                "nothing.example",
+            ],
+            "no service `nothing.example`",
+        ),
+        (
+            &[
+                "explain",
+                "-c",
+                "configs/south-east",
+                "--from",
+                "wmcc",
+                "--to",
+                "kvh/hl7",
+            ],
+            "add `:PORT`",
+        ),
+        (
+            &[
+                "explain",
+                "-c",
+                "configs/south-east",
+                "--from",
+                "wmcc",
+                "--to",
+                "dpft/ehr",
+                "--at",
+                "soon",
+            ],
+            "not a date or time",
+        ),
+        (
+            &[
+                "snapshot",
+                "--edge",
+                "dpft/nope",
+                "configs/south-east",
+                "--out",
+                "-",
+            ],
+            "the edges are:",
+        ),
         (&["check", "no/such/dir"], "cannot read no/such/dir"),
-        (&["explain", "-c", "configs/examples/broken/FG101-duplicate-id.yaml", "--from", "a", "--to", "b"], "fix them first"),
+        (
+            &[
+                "explain",
+                "-c",
+                "configs/examples/broken/FG101-duplicate-id.yaml",
+                "--from",
+                "a",
+                "--to",
+                "b",
+            ],
+            "fix them first",
+        ),
     ];
     for (args, expect) in cases {
         let out = fedctl(args);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", text(&out));
-        assert!(text(&out).contains(expect), "{args:?}: expected `{expect}` in:\n{}", text(&out));
+        assert!(
+            text(&out).contains(expect),
+            "{args:?}: expected `{expect}` in:\n{}",
+            text(&out)
+        );
     }
 }
 
@@ -129,25 +287,48 @@ fn snapshot_holds_no_other_members_internal_addresses() {
     let mut sources = Sources::new();
     for f in ["federation", "dpft", "kvh", "hcht", "wmcc", "pbcc", "bmc"] {
         let path = repo().join(format!("configs/south-east/{f}.yaml"));
-        sources.add(path.display().to_string(), fs::read_to_string(&path).expect("read"));
+        sources.add(
+            path.display().to_string(),
+            fs::read_to_string(&path).expect("read"),
+        );
     }
     let now = federation::validate::parse_time("2026-06-01", false).unwrap();
     let fed = federation::load(&sources, now).federation.expect("valid");
     let tmp = tempfile::tempdir().expect("tempdir");
     for edge in &fed.edges {
         let out_path = tmp.path().join("snap.json");
-        let out = fedctl(&["snapshot", "--edge", edge.id.as_str(), "configs/south-east", "--out", out_path.to_str().unwrap(), "--snapshot-version", "42"]);
+        let out = fedctl(&[
+            "snapshot",
+            "--edge",
+            edge.id.as_str(),
+            "configs/south-east",
+            "--out",
+            out_path.to_str().unwrap(),
+            "--snapshot-version",
+            "42",
+        ]);
         assert!(out.status.success(), "{}", text(&out));
         let bytes = fs::read(&out_path).expect("snapshot written");
         let body = String::from_utf8_lossy(&bytes);
         // Members reuse ranges (kvh and wmcc both have a service at 10.0.10.30),
         // so an address the edge's own organisation also uses proves nothing.
-        let own: Vec<String> = fed.services_of(&edge.org).filter_map(|s| s.address).map(|a| a.to_string()).collect();
-        let own_ranges: Vec<String> = fed.networks_of(&edge.org).flat_map(|n| n.cidrs.iter().map(|c| c.to_string())).collect();
+        let own: Vec<String> = fed
+            .services_of(&edge.org)
+            .filter_map(|s| s.address)
+            .map(|a| a.to_string())
+            .collect();
+        let own_ranges: Vec<String> = fed
+            .networks_of(&edge.org)
+            .flat_map(|n| n.cidrs.iter().map(|c| c.to_string()))
+            .collect();
         let parsed: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         for s in parsed["document"]["services"].as_array().expect("services") {
             if s["org"] != edge.org.as_str() {
-                assert!(s.get("address").is_none(), "snapshot of {} gives an address for {s}", edge.id);
+                assert!(
+                    s.get("address").is_none(),
+                    "snapshot of {} gives an address for {s}",
+                    edge.id
+                );
             }
         }
         for s in fed.services.iter().filter(|s| s.org != edge.org) {
@@ -155,16 +336,38 @@ fn snapshot_holds_no_other_members_internal_addresses() {
             if own.contains(&addr) {
                 continue;
             }
-            assert!(!body.contains(&format!("\"{addr}\"")), "snapshot of {} holds {addr} of {}", edge.id, s.id);
+            assert!(
+                !body.contains(&format!("\"{addr}\"")),
+                "snapshot of {} holds {addr} of {}",
+                edge.id,
+                s.id
+            );
         }
         for n in fed.networks.iter().filter(|n| n.org != edge.org) {
-            for c in n.cidrs.iter().filter(|c| !own_ranges.contains(&c.to_string())) {
-                assert!(!body.contains(&format!("\"{c}\"")), "snapshot of {} holds range {c} of {}", edge.id, n.id);
+            for c in n
+                .cidrs
+                .iter()
+                .filter(|c| !own_ranges.contains(&c.to_string()))
+            {
+                assert!(
+                    !body.contains(&format!("\"{c}\"")),
+                    "snapshot of {} holds range {c} of {}",
+                    edge.id,
+                    n.id
+                );
             }
         }
         let snap = EdgeSnapshot::from_json(&bytes).expect("reads back");
         assert_eq!(snap.version, 42);
-        let local = snap.load(Some(edge.id.as_str()), now).expect("loads as an edge");
-        assert!(local.services.iter().any(|s| s.org == edge.org && s.address.is_some()) || fed.services_of(&edge.org).next().is_none());
+        let local = snap
+            .load(Some(edge.id.as_str()), now)
+            .expect("loads as an edge");
+        assert!(
+            local
+                .services
+                .iter()
+                .any(|s| s.org == edge.org && s.address.is_some())
+                || fed.services_of(&edge.org).next().is_none()
+        );
     }
 }

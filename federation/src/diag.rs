@@ -37,7 +37,9 @@ impl Pos {
             file,
             line: u32::try_from(loc.line()).unwrap_or(u32::MAX),
             column: u32::try_from(loc.column()).unwrap_or(u32::MAX),
-            offset: span.byte_offset().map(|o| (o as usize, span.byte_len().unwrap_or(0) as usize)),
+            offset: span
+                .byte_offset()
+                .map(|o| (o as usize, span.byte_len().unwrap_or(0) as usize)),
         })
     }
 }
@@ -198,6 +200,7 @@ impl fmt::Display for Diagnostic {
 /// Sort diagnostics by place, then code, so that output is stable.
 pub fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| {
-        (a.pos.map(|p| (p.file, p.line, p.column)), a.code).cmp(&(b.pos.map(|p| (p.file, p.line, p.column)), b.code))
+        (a.pos.map(|p| (p.file, p.line, p.column)), a.code)
+            .cmp(&(b.pos.map(|p| (p.file, p.line, p.column)), b.code))
     });
 }

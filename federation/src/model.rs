@@ -270,8 +270,15 @@ impl Federation {
         policies: Vec<Policy>,
         revoked: Vec<Revocation>,
     ) -> Self {
-        fn index<K: Clone + Eq + std::hash::Hash, T>(items: &[T], key: impl Fn(&T) -> &K) -> HashMap<K, usize> {
-            items.iter().enumerate().map(|(i, t)| (key(t).clone(), i)).collect()
+        fn index<K: Clone + Eq + std::hash::Hash, T>(
+            items: &[T],
+            key: impl Fn(&T) -> &K,
+        ) -> HashMap<K, usize> {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (key(t).clone(), i))
+                .collect()
         }
         let index = Index {
             orgs: index(&orgs, |o| &o.id),
@@ -331,7 +338,10 @@ impl Federation {
     /// The certificate identity of an edge:
     /// `spiffe://<trust domain>/org/<org>/edge/<name>`.
     pub fn edge_identity(&self, edge: &Edge) -> String {
-        format!("spiffe://{}/org/{}/edge/{}", self.trust_domain, edge.org, edge.name)
+        format!(
+            "spiffe://{}/org/{}/edge/{}",
+            self.trust_domain, edge.org, edge.name
+        )
     }
 
     /// Whether `serial` (hex, any case, colons allowed) is revoked.

@@ -53,7 +53,9 @@ pub enum Reason {
     /// validity ended (or has not begun).
     NotInForce,
     /// A member's terms have lapsed: it is suspended both ways.
-    MemberSuspended { org: OrgId },
+    MemberSuspended {
+        org: OrgId,
+    },
     UnknownSourceOrg,
     /// The source network does not belong to the source organisation.
     ForeignNetwork,
@@ -85,10 +87,17 @@ impl fmt::Display for Reason {
             Self::Allowed => f.write_str("allowed by policy"),
             Self::DeniedByRule => f.write_str("denied by a deny rule"),
             Self::NoPolicy => f.write_str("no policy allows this flow (default deny)"),
-            Self::NotInForce => f.write_str("the policies that would allow it are not in force (expired or not yet started)"),
-            Self::MemberSuspended { org } => write!(f, "member `{org}` is suspended: its membership terms have lapsed"),
+            Self::NotInForce => f.write_str(
+                "the policies that would allow it are not in force (expired or not yet started)",
+            ),
+            Self::MemberSuspended { org } => write!(
+                f,
+                "member `{org}` is suspended: its membership terms have lapsed"
+            ),
             Self::UnknownSourceOrg => f.write_str("the source organisation is not a member"),
-            Self::ForeignNetwork => f.write_str("the source network does not belong to the source organisation"),
+            Self::ForeignNetwork => {
+                f.write_str("the source network does not belong to the source organisation")
+            }
             Self::UnknownService => f.write_str("no such service"),
             Self::PortNotServed => f.write_str("the service does not serve this port"),
         }
@@ -148,7 +157,9 @@ impl Rule {
                 _ => return false,
             }
         }
-        self.ports.as_ref().is_none_or(|ps| ps.iter().any(|r| r.contains(flow.port)))
+        self.ports
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|r| r.contains(flow.port)))
     }
 
     fn in_force(&self, now: Timestamp) -> bool {
@@ -181,7 +192,12 @@ pub struct PolicySet {
 
 impl PolicySet {
     pub fn compile(fed: &Federation) -> Self {
-        let org_index: HashMap<OrgId, u32> = fed.orgs.iter().enumerate().map(|(i, o)| (o.id.clone(), i as u32)).collect();
+        let org_index: HashMap<OrgId, u32> = fed
+            .orgs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.id.clone(), i as u32))
+            .collect();
         let mut org_nets: Vec<Vec<Arc<str>>> = vec![Vec::new(); fed.orgs.len()];
         for n in &fed.networks {
             if let Some(&i) = org_index.get(&n.org) {
@@ -197,7 +213,12 @@ impl PolicySet {
                 membership: o.membership.clone(),
             })
             .collect();
-        let service_index: HashMap<ServiceId, u32> = fed.services.iter().enumerate().map(|(i, s)| (s.id.clone(), i as u32)).collect();
+        let service_index: HashMap<ServiceId, u32> = fed
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i as u32))
+            .collect();
         let services = fed
             .services
             .iter()
@@ -221,10 +242,14 @@ impl PolicySet {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let cidrs: Option<Box<[IpNet]>> = p.from.cidrs.as_ref().map(|c| c.clone().into_boxed_slice());
-            let ports: Option<Box<[PortRange]>> = p.ports.as_ref().map(|c| c.clone().into_boxed_slice());
+            let cidrs: Option<Box<[IpNet]>> =
+                p.from.cidrs.as_ref().map(|c| c.clone().into_boxed_slice());
+            let ports: Option<Box<[PortRange]>> =
+                p.ports.as_ref().map(|c| c.clone().into_boxed_slice());
             for org in &p.from.orgs {
-                let Some(&oi) = org_index.get(org) else { continue };
+                let Some(&oi) = org_index.get(org) else {
+                    continue;
+                };
                 let networks = p.from.networks.as_ref().map(|nets| {
                     nets.iter()
                         .filter_map(|n| fed.network(n.as_str()))
@@ -238,7 +263,9 @@ impl PolicySet {
                     continue;
                 }
                 for svc in &p.to {
-                    let Some(&si) = service_index.get(svc) else { continue };
+                    let Some(&si) = service_index.get(svc) else {
+                        continue;
+                    };
                     buckets.entry((si, oi)).or_default().push(Rule {
                         policy: pi as u32,
                         action: p.action,
@@ -256,7 +283,10 @@ impl PolicySet {
             orgs,
             service_index,
             services,
-            buckets: buckets.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect(),
+            buckets: buckets
+                .into_iter()
+                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .collect(),
             policies,
         }
     }
@@ -272,16 +302,22 @@ impl PolicySet {
         let org = &self.orgs[oi as usize];
         let service = &self.services[si as usize];
         if !org.membership.in_force(now) {
-            return Decision::deny(Reason::MemberSuspended { org: self.org_id(oi) });
+            return Decision::deny(Reason::MemberSuspended {
+                org: self.org_id(oi),
+            });
         }
         if let Some(owner) = self.orgs.get(service.owner as usize)
-            && !owner.membership.in_force(now) {
-                return Decision::deny(Reason::MemberSuspended { org: self.org_id(service.owner) });
-            }
+            && !owner.membership.in_force(now)
+        {
+            return Decision::deny(Reason::MemberSuspended {
+                org: self.org_id(service.owner),
+            });
+        }
         if let Some(net) = flow.src_network
-            && !org.networks.iter().any(|n| &**n == net) {
-                return Decision::deny(Reason::ForeignNetwork);
-            }
+            && !org.networks.iter().any(|n| &**n == net)
+        {
+            return Decision::deny(Reason::ForeignNetwork);
+        }
         if !service.ports.contains(&flow.port) {
             return Decision::deny(Reason::PortNotServed);
         }
@@ -306,13 +342,22 @@ impl PolicySet {
         } else {
             (Verdict::Deny, Reason::NoPolicy, Vec::new())
         };
-        chosen.sort_unstable_by(|a, b| self.policies[*a as usize].0.cmp(&self.policies[*b as usize].0));
+        chosen.sort_unstable_by(|a, b| {
+            self.policies[*a as usize]
+                .0
+                .cmp(&self.policies[*b as usize].0)
+        });
         chosen.dedup();
-        let agreement = chosen.first().and_then(|p| self.policies[*p as usize].1.clone());
+        let agreement = chosen
+            .first()
+            .and_then(|p| self.policies[*p as usize].1.clone());
         Decision {
             verdict,
             reason,
-            rules: chosen.iter().map(|p| self.policies[*p as usize].0.clone()).collect(),
+            rules: chosen
+                .iter()
+                .map(|p| self.policies[*p as usize].0.clone())
+                .collect(),
             agreement,
         }
     }

@@ -105,7 +105,10 @@ impl RoutingTable {
 
     /// The network of `org` that holds `addr`, by longest prefix.
     pub fn classify(&self, org: &str, addr: IpAddr) -> Option<&NetworkMatch> {
-        self.ranges.get(org)?.iter().find(|m| m.cidr.contains(&addr))
+        self.ranges
+            .get(org)?
+            .iter()
+            .find(|m| m.cidr.contains(&addr))
     }
 
     /// Every member's network that holds `addr` (longest prefix per member).

@@ -52,7 +52,9 @@ pub enum SnapshotError {
     Malformed(#[from] serde_json::Error),
     #[error("snapshot format {found} is not supported (this build reads format {SNAPSHOT_FORMAT})")]
     InvalidFormat { found: u32 },
-    #[error("snapshot digest does not match its content (expected {expected}, computed {computed}): it was altered or damaged")]
+    #[error(
+        "snapshot digest does not match its content (expected {expected}, computed {computed}): it was altered or damaged"
+    )]
     InvalidDigest { expected: String, computed: String },
     #[error("snapshot is for edge `{found}`, not `{expected}`")]
     WrongEdge { expected: String, found: String },
@@ -69,8 +71,15 @@ fn digest(doc: &DocumentSpec) -> String {
 
 impl EdgeSnapshot {
     /// Cut the snapshot of `edge` (`ORG/NAME`) from a valid federation.
-    pub fn build(spec: &FederationSpec, fed: &Federation, edge: &str, version: u64) -> Result<Self, SnapshotError> {
-        let e = fed.edge(edge).ok_or_else(|| SnapshotError::UnknownEdge(edge.to_owned()))?;
+    pub fn build(
+        spec: &FederationSpec,
+        fed: &Federation,
+        edge: &str,
+        version: u64,
+    ) -> Result<Self, SnapshotError> {
+        let e = fed
+            .edge(edge)
+            .ok_or_else(|| SnapshotError::UnknownEdge(edge.to_owned()))?;
         let local = e.org.clone();
         let own_services: BTreeSet<&ServiceId> = fed.services_of(&local).map(|s| &s.id).collect();
         let mut reachable: BTreeSet<&ServiceId> = BTreeSet::new();
@@ -89,17 +98,22 @@ impl EdgeSnapshot {
             if from_local {
                 for s in &p.to {
                     if let Some(svc) = fed.service(s.as_str())
-                        && svc.org != local {
-                            reachable.insert(&svc.id);
-                            peers.insert(&svc.org);
-                        }
+                        && svc.org != local
+                    {
+                        reachable.insert(&svc.id);
+                        peers.insert(&svc.org);
+                    }
                 }
             }
             if to_local {
                 peers.extend(p.from.orgs.iter().filter(|o| **o != local));
             }
         }
-        let kept_services: BTreeSet<&str> = own_services.iter().chain(reachable.iter()).map(|s| s.as_str()).collect();
+        let kept_services: BTreeSet<&str> = own_services
+            .iter()
+            .chain(reachable.iter())
+            .map(|s| s.as_str())
+            .collect();
         let is_local = |o: &S<String>| o.value == local.as_str();
         let is_peer = |o: &str| peers.iter().any(|p| p.as_str() == o);
 
@@ -122,30 +136,48 @@ impl EdgeSnapshot {
         }
         doc.sites.retain(|s| {
             is_local(&s.value.host)
-                || e.site.as_ref().is_some_and(|id| id.as_str() == s.value.id.value)
-                || s.value.networks.iter().any(|n| n.value.split('/').next() == Some(local.as_str()))
+                || e.site
+                    .as_ref()
+                    .is_some_and(|id| id.as_str() == s.value.id.value)
+                || s.value
+                    .networks
+                    .iter()
+                    .any(|n| n.value.split('/').next() == Some(local.as_str()))
         });
-        doc.edges.retain(|x| is_local(&x.value.org) || is_peer(&x.value.org.value));
+        doc.edges
+            .retain(|x| is_local(&x.value.org) || is_peer(&x.value.org.value));
         for x in &mut doc.edges {
             if !is_local(&x.value.org) {
                 x.value.ingress = IngressSpec::default();
                 x.value.site = None;
             }
         }
-        doc.services.retain(|s| kept_services.contains(format!("{}/{}", s.value.org.value, s.value.name.value).as_str()));
+        doc.services.retain(|s| {
+            kept_services.contains(format!("{}/{}", s.value.org.value, s.value.name.value).as_str())
+        });
         for s in &mut doc.services {
             if !is_local(&s.value.org) {
                 s.value.address = None;
                 s.value.description = None;
             }
         }
-        doc.policies.retain(|p| policies.iter().any(|id| id.as_str() == p.value.id.value));
+        doc.policies
+            .retain(|p| policies.iter().any(|id| id.as_str() == p.value.id.value));
         for p in &mut doc.policies {
-            p.value.to.services.retain(|s| kept_services.contains(s.value.as_str()));
+            p.value
+                .to
+                .services
+                .retain(|s| kept_services.contains(s.value.as_str()));
         }
-        doc.policies.retain(|p| !(p.value.to.services.is_empty() && p.value.to.tags.is_empty()));
-        let agreements: BTreeSet<String> = doc.policies.iter().filter_map(|p| p.value.agreement.as_ref().map(|a| a.value.clone())).collect();
-        doc.agreements.retain(|a| agreements.contains(&a.value.id.value));
+        doc.policies
+            .retain(|p| !(p.value.to.services.is_empty() && p.value.to.tags.is_empty()));
+        let agreements: BTreeSet<String> = doc
+            .policies
+            .iter()
+            .filter_map(|p| p.value.agreement.as_ref().map(|a| a.value.clone()))
+            .collect();
+        doc.agreements
+            .retain(|a| agreements.contains(&a.value.id.value));
 
         Ok(Self {
             format: SNAPSHOT_FORMAT,
@@ -182,16 +214,31 @@ impl EdgeSnapshot {
     /// Build the edge's model from the snapshot, through the same validation
     /// as a whole document. `expected_edge` guards against a snapshot meant for
     /// another edge.
-    pub fn load(&self, expected_edge: Option<&str>, now: Timestamp) -> Result<Federation, SnapshotError> {
+    pub fn load(
+        &self,
+        expected_edge: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Federation, SnapshotError> {
         if let Some(expected) = expected_edge
-            && expected != self.edge {
-                return Err(SnapshotError::WrongEdge {
-                    expected: expected.to_owned(),
-                    found: self.edge.clone(),
-                });
-            }
+            && expected != self.edge
+        {
+            return Err(SnapshotError::WrongEdge {
+                expected: expected.to_owned(),
+                found: self.edge.clone(),
+            });
+        }
         let spec = FederationSpec::from_document(FileId(0), self.document.clone());
-        let Checked { federation, diagnostics } = validate(&spec, &Scope::Edge(OrgId::new(&self.org)), now);
-        federation.ok_or_else(|| SnapshotError::InvalidContent(diagnostics.into_iter().filter(Diagnostic::is_error).collect()))
+        let Checked {
+            federation,
+            diagnostics,
+        } = validate(&spec, &Scope::Edge(OrgId::new(&self.org)), now);
+        federation.ok_or_else(|| {
+            SnapshotError::InvalidContent(
+                diagnostics
+                    .into_iter()
+                    .filter(Diagnostic::is_error)
+                    .collect(),
+            )
+        })
     }
 }

@@ -142,17 +142,21 @@ fn yaml_diagnostic(file: FileId, err: &serde_saphyr::Error) -> Diagnostic {
             "remove the field or correct its spelling; docs/config.md lists every field",
         )
     } else if message.contains("missing field") {
-        (Code::MissingField, "add the field; docs/config.md says what it holds")
+        (
+            Code::MissingField,
+            "add the field; docs/config.md says what it holds",
+        )
     } else if message.contains("budget") || message.contains("recursion limit") {
         (
             Code::TooComplex,
             "write the document out plainly: deep nesting and alias expansion are limited",
         )
-    } else if message.contains("unknown variant")
-        || message.contains("invalid type")
-        || message.contains("invalid value")
-        || message.contains("invalid ")
-    {
+    } else if message.contains("duplicate mapping key") {
+        (
+            Code::Syntax,
+            "a key may appear once in each mapping; merge the two entries or remove one",
+        )
+    } else if is_value_error(&message) {
         (Code::InvalidValue, "check the value against docs/config.md")
     } else {
         (
@@ -163,17 +167,46 @@ fn yaml_diagnostic(file: FileId, err: &serde_saphyr::Error) -> Diagnostic {
     Diagnostic::new(code, pos, message).hint(hint)
 }
 
-/// The parser's message without its own snippet and position prefix.
+/// Well-formed YAML whose value does not fit the schema (as opposed to YAML
+/// that is not well-formed).
+fn is_value_error(message: &str) -> bool {
+    [
+        "unknown variant",
+        "invalid type",
+        "invalid value",
+        "invalid length",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+        || message.strip_prefix("invalid ").is_some_and(|rest| {
+            ["u8", "u16", "u32", "u64", "i64", "i32", "f64", "bool"]
+                .iter()
+                .any(|t| rest.starts_with(t))
+        })
+}
+
+/// The parser's message without its own snippet, position and advice meant
+/// for programmers using the library.
 fn plain_message(err: &serde_saphyr::Error) -> String {
     let text = err.without_snippet().to_string();
     let first = text.lines().next().unwrap_or_default();
     let first = first.strip_prefix("error: ").unwrap_or(first);
     // "line 5 column 5: unknown field ..." -> "unknown field ..."
-    let msg = match first.strip_prefix("line ") {
+    let mut msg = match first.strip_prefix("line ") {
         Some(rest) => rest.split_once(": ").map_or(first, |(_, m)| m),
         None => first,
     };
-    msg.to_owned()
+    // "... at line 61, column 39" repeats the position we report anyway.
+    if let Some(i) = msg.rfind(" at line ") {
+        msg = &msg[..i];
+    }
+    // "...; set DuplicateKeyPolicy in Options if acceptable" speaks to programmers.
+    if let Some(i) = msg.find(" in Options") {
+        msg = msg[..i]
+            .rsplit_once([';', ',', '('])
+            .map_or(msg, |(head, _)| head);
+    }
+    msg.trim_end_matches([' ', ',', ';', '.', '(']).to_owned()
 }
 
 /// Concatenate parsed documents. The federation header must be given exactly
@@ -208,7 +241,11 @@ pub fn merge(docs: Vec<(FileId, DocumentSpec)>, diags: &mut Vec<Diagnostic>) -> 
         extend(&mut out.groups, file, doc.groups);
         extend(&mut out.agreements, file, doc.agreements);
         extend(&mut out.policies, file, doc.policies);
-        extend(&mut out.revoked_certificates, file, doc.revoked_certificates);
+        extend(
+            &mut out.revoked_certificates,
+            file,
+            doc.revoked_certificates,
+        );
     }
     out
 }

@@ -49,6 +49,8 @@ pub fn validate(spec: &FederationSpec, scope: &Scope, now: Timestamp) -> Checked
         scope,
         now,
         diags: Vec::new(),
+        overlaps: Vec::new(),
+        site_conflicts: HashSet::new(),
     };
     let federation = cx.run(spec);
     let mut diagnostics = cx.diags;
@@ -68,6 +70,10 @@ struct Cx<'a> {
     scope: &'a Scope,
     now: Timestamp,
     diags: Vec<Diagnostic>,
+    /// Overlaps between members, reported once sites are known: a pair that
+    /// is present at one site gets the error FG113 instead of this warning.
+    overlaps: Vec<(NetworkId, NetworkId, Diagnostic)>,
+    site_conflicts: HashSet<(NetworkId, NetworkId)>,
 }
 
 /// Ids of organisations, networks, edges, services, sites, groups, tags:
@@ -76,7 +82,8 @@ fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -87,7 +94,8 @@ fn is_ref_id(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// A DNS name, lower-cased, without the trailing dot.
@@ -108,17 +116,28 @@ pub fn normalise_dns_name(s: &str) -> Option<String> {
 
 /// Whether `name` is `zone` or below it.
 pub fn in_zone(name: &str, zone: &str) -> bool {
-    name == zone || (name.len() > zone.len() && name.ends_with(zone) && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
+    name == zone
+        || (name.len() > zone.len()
+            && name.ends_with(zone)
+            && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
 }
 
 /// A certificate serial as lower-case hex, no separators, no leading zeros.
 pub fn normalise_serial(s: &str) -> Option<String> {
-    let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    let hex: String = s
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
     if hex.is_empty() || hex.len() > 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     let trimmed = hex.trim_start_matches('0');
-    Some(if trimmed.is_empty() { "0".to_owned() } else { trimmed.to_owned() })
+    Some(if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
 }
 
 /// A date (`2027-03-31`) or an RFC 3339 time. A date-only expiry means the
@@ -128,8 +147,14 @@ pub fn parse_time(s: &str, end_of_day: bool) -> Option<Timestamp> {
         return Some(ts);
     }
     let date = s.parse::<jiff::civil::Date>().ok()?;
-    let date = if end_of_day { date.tomorrow().ok()? } else { date };
-    date.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    let date = if end_of_day {
+        date.tomorrow().ok()?
+    } else {
+        date
+    };
+    date.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
@@ -164,14 +189,25 @@ impl Cx<'_> {
 
     /// Check an id's syntax; `false` (with a diagnostic) when malformed.
     fn id_ok(&mut self, pos: Option<Pos>, value: &str, what: &str, ref_style: bool) -> bool {
-        let ok = if ref_style { is_ref_id(value) } else { is_label(value) };
+        let ok = if ref_style {
+            is_ref_id(value)
+        } else {
+            is_label(value)
+        };
         if !ok {
             let hint = if ref_style {
                 "use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 128)"
             } else {
                 "use lower-case letters, digits and `-`, not at either end (at most 63)"
             };
-            self.push(Diagnostic::new(Code::InvalidId, pos, format!("{what} id `{value}` is malformed")).hint(hint));
+            self.push(
+                Diagnostic::new(
+                    Code::InvalidId,
+                    pos,
+                    format!("{what} id `{value}` is malformed"),
+                )
+                .hint(hint),
+            );
         }
         ok
     }
@@ -188,9 +224,15 @@ impl Cx<'_> {
         if let Some(first) = seen.get(&key) {
             let first = *first;
             self.push(
-                Diagnostic::new(Code::DuplicateId, pos, format!("{what} `{shown}` is defined twice"))
-                    .hint(format!("rename one of them, or remove the copy; every {what} needs its own id"))
-                    .related(first, "first defined here"),
+                Diagnostic::new(
+                    Code::DuplicateId,
+                    pos,
+                    format!("{what} `{shown}` is defined twice"),
+                )
+                .hint(format!(
+                    "rename one of them, or remove the copy; every {what} needs its own id"
+                ))
+                .related(first, "first defined here"),
             );
             false
         } else {
@@ -204,25 +246,54 @@ impl Cx<'_> {
             || format!("define the {what} first, or correct the reference"),
             |c| format!("did you mean `{c}`?"),
         );
-        self.push(Diagnostic::new(Code::UnknownReference, pos, format!("unknown {what} `{value}`")).hint(hint));
+        self.push(
+            Diagnostic::new(
+                Code::UnknownReference,
+                pos,
+                format!("unknown {what} `{value}`"),
+            )
+            .hint(hint),
+        );
     }
 
     fn time(&mut self, pos: Option<Pos>, s: &str, end_of_day: bool) -> Option<Timestamp> {
         let t = parse_time(s, end_of_day);
         if t.is_none() {
             self.push(
-                Diagnostic::new(Code::InvalidDate, pos, format!("`{s}` is not a date or time"))
-                    .hint("write a date as `2027-03-31` or a time as `2027-03-31T17:00:00Z`"),
+                Diagnostic::new(
+                    Code::InvalidDate,
+                    pos,
+                    format!("`{s}` is not a date or time"),
+                )
+                .hint("write a date as `2027-03-31` or a time as `2027-03-31T17:00:00Z`"),
             );
         }
         t
     }
 
-    fn expiry_warning(&mut self, pos: Option<Pos>, expires: Timestamp, expired: Code, expiring: Code, what: String, hint: &str) {
+    fn expiry_warning(
+        &mut self,
+        pos: Option<Pos>,
+        expires: Timestamp,
+        expired: Code,
+        expiring: Code,
+        what: String,
+        hint: &str,
+    ) {
         if expires <= self.now {
-            self.push(Diagnostic::new(expired, pos, format!("{what} expired at {expires}")).hint(hint.to_owned()));
+            self.push(
+                Diagnostic::new(expired, pos, format!("{what} expired at {expires}"))
+                    .hint(hint.to_owned()),
+            );
         } else if expires <= self.now + EXPIRY_WARNING {
-            self.push(Diagnostic::new(expiring, pos, format!("{what} expires at {expires}, within 30 days")).hint(hint.to_owned()));
+            self.push(
+                Diagnostic::new(
+                    expiring,
+                    pos,
+                    format!("{what} expires at {expires}, within 30 days"),
+                )
+                .hint(hint.to_owned()),
+            );
         }
     }
 
@@ -231,8 +302,12 @@ impl Cx<'_> {
             Ok(p) if p >= 1 => Some(p),
             _ => {
                 self.push(
-                    Diagnostic::new(Code::PortOutOfRange, pos, format!("port {p} is outside 1-65535"))
-                        .hint("TCP and UDP ports run from 1 to 65535"),
+                    Diagnostic::new(
+                        Code::PortOutOfRange,
+                        pos,
+                        format!("port {p} is outside 1-65535"),
+                    )
+                    .hint("TCP and UDP ports run from 1 to 65535"),
                 );
                 None
             }
@@ -242,8 +317,12 @@ impl Cx<'_> {
     fn run(&mut self, spec: &FederationSpec) -> Option<Federation> {
         let Some(meta) = &spec.federation else {
             self.push(
-                Diagnostic::new(Code::FederationHeader, None, "no `federation:` header in any file")
-                    .hint("add `federation: {name: ..., trust_domain: ...}` to one file"),
+                Diagnostic::new(
+                    Code::FederationHeader,
+                    None,
+                    "no `federation:` header in any file",
+                )
+                .hint("add `federation: {name: ..., trust_domain: ...}` to one file"),
             );
             return None;
         };
@@ -252,8 +331,12 @@ impl Cx<'_> {
         let trust_domain = meta.trust_domain.value.clone();
         if normalise_dns_name(&trust_domain).is_none() {
             self.push(
-                Diagnostic::new(Code::InvalidDnsName, meta.at(&meta.trust_domain), format!("trust domain `{trust_domain}` is not a DNS name"))
-                    .hint("use a DNS-style name such as `south-east.fedgate.example`"),
+                Diagnostic::new(
+                    Code::InvalidDnsName,
+                    meta.at(&meta.trust_domain),
+                    format!("trust domain `{trust_domain}` is not a DNS name"),
+                )
+                .hint("use a DNS-style name such as `south-east.fedgate.example`"),
             );
         }
 
@@ -263,10 +346,23 @@ impl Cx<'_> {
         let networks = self.networks(spec, &org_set, &org_ids);
         let groups = self.groups(spec, &org_set, &org_ids);
         let sites = self.sites(spec, &org_set, &org_ids, &networks);
+        for (a, b, warning) in std::mem::take(&mut self.overlaps) {
+            if !self.site_conflicts.contains(&(a, b)) {
+                self.push(warning);
+            }
+        }
         let edges = self.edges(spec, &org_set, &org_ids, &sites);
         let services = self.services(spec, &orgs, &org_ids);
         let agreements = self.agreements(spec, &org_set, &org_ids, &groups);
-        let policies = self.policies(spec, &org_set, &org_ids, &groups, &networks, &services, &agreements);
+        let policies = self.policies(
+            spec,
+            &org_set,
+            &org_ids,
+            &groups,
+            &networks,
+            &services,
+            &agreements,
+        );
         let revoked = self.revocations(spec);
 
         if self.diags.iter().any(Diagnostic::is_error) {
@@ -298,21 +394,35 @@ impl Cx<'_> {
         for o in &spec.organisations {
             let pos = o.at(&o.id);
             if !self.id_ok(pos, &o.id.value, "organisation", false)
-                || !self.unique(&mut seen, o.id.value.clone(), pos, "organisation", &o.id.value)
+                || !self.unique(
+                    &mut seen,
+                    o.id.value.clone(),
+                    pos,
+                    "organisation",
+                    &o.id.value,
+                )
             {
                 continue;
             }
             let id = OrgId::new(&o.id.value);
             let m = &o.membership;
-            let starts = m.starts.as_ref().and_then(|s| self.time(o.at(s), &s.value, false));
+            let starts = m
+                .starts
+                .as_ref()
+                .and_then(|s| self.time(o.at(s), &s.value, false));
             let expires = self.time(o.at(&m.expires), &m.expires.value, true);
             if let (Some(s), Some(e)) = (starts, expires)
-                && e <= s {
-                    self.push(
-                        Diagnostic::new(Code::DatesReversed, o.at(&m.expires), format!("membership of `{id}` expires before it starts"))
-                            .hint("check the `starts` and `expires` dates"),
-                    );
-                }
+                && e <= s
+            {
+                self.push(
+                    Diagnostic::new(
+                        Code::DatesReversed,
+                        o.at(&m.expires),
+                        format!("membership of `{id}` expires before it starts"),
+                    )
+                    .hint("check the `starts` and `expires` dates"),
+                );
+            }
             if let Some(e) = expires {
                 self.expiry_warning(
                     o.at(&m.expires),
@@ -327,15 +437,18 @@ impl Cx<'_> {
             for z in &o.dns.zones {
                 let Some(zone) = normalise_dns_name(&z.value) else {
                     self.push(
-                        Diagnostic::new(Code::InvalidDnsName, o.at(z), format!("zone `{}` is not a DNS name", z.value))
-                            .hint("write a zone such as `dpft.example`"),
+                        Diagnostic::new(
+                            Code::InvalidDnsName,
+                            o.at(z),
+                            format!("zone `{}` is not a DNS name", z.value),
+                        )
+                        .hint("write a zone such as `dpft.example`"),
                     );
                     continue;
                 };
-                if let Some((other, owner, first)) = zones_seen
-                    .iter()
-                    .find(|(other, _, _)| in_zone(&zone, other) || in_zone(other, &zone))
-                {
+                if let Some((other, owner, first)) = zones_seen.iter().find(|(other, owner, _)| {
+                    *owner != id && (in_zone(&zone, other) || in_zone(other, &zone))
+                }) {
                     self.push(
                         Diagnostic::new(
                             Code::ZoneClaimedTwice,
@@ -352,20 +465,27 @@ impl Cx<'_> {
             }
             let mut upstreams = Vec::new();
             for u in &o.dns.upstreams {
-                let parsed = u
-                    .value
-                    .parse::<SocketAddr>()
-                    .ok()
-                    .or_else(|| u.value.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+                let parsed = u.value.parse::<SocketAddr>().ok().or_else(|| {
+                    u.value
+                        .parse::<IpAddr>()
+                        .ok()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                });
                 match parsed {
                     Some(sa) => upstreams.push(sa),
                     None => self.push(
-                        Diagnostic::new(Code::InvalidAddress, o.at(u), format!("upstream resolver `{}` is not an address", u.value))
-                            .hint("write `IP` or `IP:PORT`, e.g. `10.20.0.53` or `[2001:db8::53]:53`"),
+                        Diagnostic::new(
+                            Code::InvalidAddress,
+                            o.at(u),
+                            format!("upstream resolver `{}` is not an address", u.value),
+                        )
+                        .hint("write `IP` or `IP:PORT`, e.g. `10.20.0.53` or `[2001:db8::53]:53`"),
                     ),
                 }
             }
-            if let Some(expires) = expires {
+            // As for agreements: a bad date is reported, the member stays known.
+            {
+                let expires = expires.unwrap_or(Timestamp::UNIX_EPOCH);
                 out.push(Organisation {
                     id,
                     name: o.name.value.clone(),
@@ -384,7 +504,13 @@ impl Cx<'_> {
         out
     }
 
-    fn org_ref(&mut self, pos: Option<Pos>, value: &str, orgs: &HashSet<&str>, known: &[&str]) -> bool {
+    fn org_ref(
+        &mut self,
+        pos: Option<Pos>,
+        value: &str,
+        orgs: &HashSet<&str>,
+        known: &[&str],
+    ) -> bool {
         if orgs.contains(value) {
             true
         } else {
@@ -393,7 +519,12 @@ impl Cx<'_> {
         }
     }
 
-    fn networks(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str]) -> Vec<Network> {
+    fn networks(
+        &mut self,
+        spec: &FederationSpec,
+        orgs: &HashSet<&str>,
+        known: &[&str],
+    ) -> Vec<Network> {
         let mut seen = HashMap::new();
         let mut out: Vec<(Network, Vec<Option<Pos>>)> = Vec::new();
         for n in &spec.networks {
@@ -402,7 +533,9 @@ impl Cx<'_> {
             }
             let pos = n.at(&n.label);
             let id = format!("{}/{}", n.org.value, n.label.value);
-            if !self.id_ok(pos, &n.label.value, "network", false) || !self.unique(&mut seen, id.clone(), pos, "network", &id) {
+            if !self.id_ok(pos, &n.label.value, "network", false)
+                || !self.unique(&mut seen, id.clone(), pos, "network", &id)
+            {
                 continue;
             }
             let mut cidrs = Vec::new();
@@ -413,13 +546,27 @@ impl Cx<'_> {
                         cidrs.push(net);
                         cidr_pos.push(n.at(c));
                     }
-                    Err(hint) => self.push(Diagnostic::new(Code::InvalidCidr, n.at(c), format!("`{}` is not a valid CIDR", c.value)).hint(hint)),
+                    Err(hint) => self.push(
+                        Diagnostic::new(
+                            Code::InvalidCidr,
+                            n.at(c),
+                            format!("`{}` is not a valid CIDR", c.value),
+                        )
+                        .hint(hint),
+                    ),
                 }
             }
-            if n.cidrs.is_empty() && (self.full() || matches!(self.scope, Scope::Edge(o) if o.as_str() == n.org.value)) {
+            if n.cidrs.is_empty()
+                && (self.full()
+                    || matches!(self.scope, Scope::Edge(o) if o.as_str() == n.org.value))
+            {
                 self.push(
-                    Diagnostic::new(Code::MissingField, n.pos(), format!("network `{id}` has no `cidrs`"))
-                        .hint("list the address ranges of this network, e.g. `cidrs: [10.20.0.0/16]`"),
+                    Diagnostic::new(
+                        Code::MissingField,
+                        n.pos(),
+                        format!("network `{id}` has no `cidrs`"),
+                    )
+                    .hint("list the address ranges of this network, e.g. `cidrs: [10.20.0.0/16]`"),
                 );
             }
             out.push((
@@ -459,7 +606,9 @@ impl Cx<'_> {
                         .related(b.3, "overlapping range"),
                     );
                 } else if warned_pairs.insert((a.0.min(b.0), a.0.max(b.0))) {
-                    self.push(
+                    self.overlaps.push((
+                        na.id.clone(),
+                        nb.id.clone(),
                         Diagnostic::new(
                             Code::OverlapBetweenMembers,
                             a.3,
@@ -467,19 +616,26 @@ impl Cx<'_> {
                         )
                         .hint("this works (routing is by name), but the two networks must never be present at the same site")
                         .related(b.3, "overlapping range"),
-                    );
+                    ));
                 }
             }
         }
         out.into_iter().map(|(n, _)| n).collect()
     }
 
-    fn groups(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str]) -> Vec<Group> {
+    fn groups(
+        &mut self,
+        spec: &FederationSpec,
+        orgs: &HashSet<&str>,
+        known: &[&str],
+    ) -> Vec<Group> {
         let mut seen = HashMap::new();
         let mut out = Vec::new();
         for g in &spec.groups {
             let pos = g.at(&g.id);
-            if !self.id_ok(pos, &g.id.value, "group", false) || !self.unique(&mut seen, g.id.value.clone(), pos, "group", &g.id.value) {
+            if !self.id_ok(pos, &g.id.value, "group", false)
+                || !self.unique(&mut seen, g.id.value.clone(), pos, "group", &g.id.value)
+            {
                 continue;
             }
             if orgs.contains(g.id.value.as_str()) {
@@ -504,13 +660,21 @@ impl Cx<'_> {
         out
     }
 
-    fn sites(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str], networks: &[Network]) -> Vec<Site> {
+    fn sites(
+        &mut self,
+        spec: &FederationSpec,
+        orgs: &HashSet<&str>,
+        known: &[&str],
+        networks: &[Network],
+    ) -> Vec<Site> {
         let mut seen = HashMap::new();
         let mut out = Vec::new();
         let net_ids: Vec<&str> = networks.iter().map(|n| n.id.as_str()).collect();
         for s in &spec.sites {
             let pos = s.at(&s.id);
-            if !self.id_ok(pos, &s.id.value, "site", false) || !self.unique(&mut seen, s.id.value.clone(), pos, "site", &s.id.value) {
+            if !self.id_ok(pos, &s.id.value, "site", false)
+                || !self.unique(&mut seen, s.id.value.clone(), pos, "site", &s.id.value)
+            {
                 continue;
             }
             self.org_ref(s.at(&s.host), &s.host.value, orgs, known);
@@ -530,7 +694,13 @@ impl Cx<'_> {
                     if a.org == b.org {
                         continue;
                     }
-                    if let Some((x, y)) = a.cidrs.iter().find_map(|x| b.cidrs.iter().find(|y| overlaps(x, y)).map(|y| (x, y))) {
+                    if let Some((x, y)) = a
+                        .cidrs
+                        .iter()
+                        .find_map(|x| b.cidrs.iter().find(|y| overlaps(x, y)).map(|y| (x, y)))
+                    {
+                        self.site_conflicts.insert((a.id.clone(), b.id.clone()));
+                        self.site_conflicts.insert((b.id.clone(), a.id.clone()));
                         self.push(
                             Diagnostic::new(
                                 Code::OverlapAtSite,
@@ -553,7 +723,13 @@ impl Cx<'_> {
         out
     }
 
-    fn edges(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str], sites: &[Site]) -> Vec<Edge> {
+    fn edges(
+        &mut self,
+        spec: &FederationSpec,
+        orgs: &HashSet<&str>,
+        known: &[&str],
+        sites: &[Site],
+    ) -> Vec<Edge> {
         let mut seen = HashMap::new();
         let mut out = Vec::new();
         for e in &spec.edges {
@@ -562,22 +738,30 @@ impl Cx<'_> {
             }
             let pos = e.at(&e.name);
             let id = format!("{}/{}", e.org.value, e.name.value);
-            if !self.id_ok(pos, &e.name.value, "edge", false) || !self.unique(&mut seen, id.clone(), pos, "edge", &id) {
+            if !self.id_ok(pos, &e.name.value, "edge", false)
+                || !self.unique(&mut seen, id.clone(), pos, "edge", &id)
+            {
                 continue;
             }
             if let Some(site) = &e.site
-                && !sites.iter().any(|s| s.id.as_str() == site.value) && !matches!(self.scope, Scope::Edge(_)) {
-                    let ids: Vec<&str> = sites.iter().map(|s| s.id.as_str()).collect();
-                    self.unknown(e.at(site), "site", &site.value, &ids);
-                }
+                && !sites.iter().any(|s| s.id.as_str() == site.value)
+                && !matches!(self.scope, Scope::Edge(_))
+            {
+                let ids: Vec<&str> = sites.iter().map(|s| s.id.as_str()).collect();
+                self.unknown(e.at(site), "site", &site.value, &ids);
+            }
             let mut sock = |v: &Option<S<String>>, what: &str| -> Option<SocketAddr> {
                 let v = v.as_ref()?;
                 match v.value.parse::<SocketAddr>() {
                     Ok(sa) => Some(sa),
                     Err(_) => {
                         self.push(
-                            Diagnostic::new(Code::InvalidAddress, e.at(v), format!("{what} endpoint `{}` is not IP:PORT", v.value))
-                                .hint("write e.g. `192.0.2.10:4433` or `[2001:db8::10]:4433`"),
+                            Diagnostic::new(
+                                Code::InvalidAddress,
+                                e.at(v),
+                                format!("{what} endpoint `{}` is not IP:PORT", v.value),
+                            )
+                            .hint("write e.g. `192.0.2.10:4433` or `[2001:db8::10]:4433`"),
                         );
                         None
                     }
@@ -587,8 +771,12 @@ impl Cx<'_> {
             let tcp = sock(&e.overlay.tcp, "TCP");
             if e.overlay.quic.is_none() && e.overlay.tcp.is_none() {
                 self.push(
-                    Diagnostic::new(Code::EdgeWithoutOverlay, pos, format!("edge `{id}` has no overlay endpoint"))
-                        .hint("give `overlay.quic` and `overlay.tcp` (IP:PORT) so peers can reach it"),
+                    Diagnostic::new(
+                        Code::EdgeWithoutOverlay,
+                        pos,
+                        format!("edge `{id}` has no overlay endpoint"),
+                    )
+                    .hint("give `overlay.quic` and `overlay.tcp` (IP:PORT) so peers can reach it"),
                 );
             }
             let mut ingress = Vec::new();
@@ -596,18 +784,33 @@ impl Cx<'_> {
                 match a.value.parse::<IpAddr>() {
                     Ok(ip) => ingress.push(ip),
                     Err(_) => self.push(
-                        Diagnostic::new(Code::InvalidAddress, e.at(a), format!("ingress address `{}` is not an IP address", a.value))
-                            .hint("write e.g. `10.20.0.5`"),
+                        Diagnostic::new(
+                            Code::InvalidAddress,
+                            e.at(a),
+                            format!("ingress address `{}` is not an IP address", a.value),
+                        )
+                        .hint("write e.g. `10.20.0.5`"),
                     ),
                 }
             }
-            let vip_prefix = e.ingress.vip_prefix.as_ref().and_then(|v| match parse_cidr(&v.value) {
-                Ok(net) => Some(net),
-                Err(hint) => {
-                    self.push(Diagnostic::new(Code::InvalidCidr, e.at(v), format!("`{}` is not a valid CIDR", v.value)).hint(hint));
-                    None
-                }
-            });
+            let vip_prefix =
+                e.ingress
+                    .vip_prefix
+                    .as_ref()
+                    .and_then(|v| match parse_cidr(&v.value) {
+                        Ok(net) => Some(net),
+                        Err(hint) => {
+                            self.push(
+                                Diagnostic::new(
+                                    Code::InvalidCidr,
+                                    e.at(v),
+                                    format!("`{}` is not a valid CIDR", v.value),
+                                )
+                                .hint(hint),
+                            );
+                            None
+                        }
+                    });
             out.push(Edge {
                 id: EdgeId::new(&id),
                 org: OrgId::new(&e.org.value),
@@ -622,7 +825,12 @@ impl Cx<'_> {
         out
     }
 
-    fn services(&mut self, spec: &FederationSpec, orgs: &[Organisation], known: &[&str]) -> Vec<Service> {
+    fn services(
+        &mut self,
+        spec: &FederationSpec,
+        orgs: &[Organisation],
+        known: &[&str],
+    ) -> Vec<Service> {
         let org_set: HashSet<&str> = known.iter().copied().collect();
         let mut seen = HashMap::new();
         let mut names: HashMap<String, (String, Option<Pos>)> = HashMap::new();
@@ -633,7 +841,9 @@ impl Cx<'_> {
             }
             let pos = s.at(&s.name);
             let id = format!("{}/{}", s.org.value, s.name.value);
-            if !self.id_ok(pos, &s.name.value, "service", false) || !self.unique(&mut seen, id.clone(), pos, "service", &id) {
+            if !self.id_ok(pos, &s.name.value, "service", false)
+                || !self.unique(&mut seen, id.clone(), pos, "service", &id)
+            {
                 continue;
             }
             let owner = orgs.iter().find(|o| o.id.as_str() == s.org.value);
@@ -641,29 +851,44 @@ impl Cx<'_> {
             for n in &s.dns {
                 let Some(name) = normalise_dns_name(&n.value) else {
                     self.push(
-                        Diagnostic::new(Code::InvalidDnsName, s.at(n), format!("`{}` is not a DNS name", n.value))
-                            .hint("write a name such as `ehr.dpft.example`"),
+                        Diagnostic::new(
+                            Code::InvalidDnsName,
+                            s.at(n),
+                            format!("`{}` is not a DNS name", n.value),
+                        )
+                        .hint("write a name such as `ehr.dpft.example`"),
                     );
                     continue;
                 };
                 if let Some(owner) = owner
-                    && !owner.zones.iter().any(|z| in_zone(&name, z)) {
-                        let zones = if owner.zones.is_empty() {
-                            "it owns no zone".to_owned()
-                        } else {
-                            format!("its zones are {}", owner.zones.join(", "))
-                        };
-                        self.push(
-                            Diagnostic::new(Code::NameOutsideZones, s.at(n), format!("`{name}` is outside the zones of `{}`", owner.id))
-                                .hint(format!("a service's names must lie in its owner's zones; {zones}")),
-                        );
-                        continue;
-                    }
+                    && !owner.zones.iter().any(|z| in_zone(&name, z))
+                {
+                    let zones = if owner.zones.is_empty() {
+                        "it owns no zone".to_owned()
+                    } else {
+                        format!("its zones are {}", owner.zones.join(", "))
+                    };
+                    self.push(
+                        Diagnostic::new(
+                            Code::NameOutsideZones,
+                            s.at(n),
+                            format!("`{name}` is outside the zones of `{}`", owner.id),
+                        )
+                        .hint(format!(
+                            "a service's names must lie in its owner's zones; {zones}"
+                        )),
+                    );
+                    continue;
+                }
                 if let Some((other, first)) = names.get(&name) {
                     self.push(
-                        Diagnostic::new(Code::DuplicateDnsName, s.at(n), format!("`{name}` is already the name of `{other}`"))
-                            .hint("one name leads to one service; choose another name")
-                            .related(*first, "first used here"),
+                        Diagnostic::new(
+                            Code::DuplicateDnsName,
+                            s.at(n),
+                            format!("`{name}` is already the name of `{other}`"),
+                        )
+                        .hint("one name leads to one service; choose another name")
+                        .related(*first, "first used here"),
                     );
                     continue;
                 }
@@ -675,8 +900,12 @@ impl Cx<'_> {
                     Ok(ip) => Some(ip),
                     Err(_) => {
                         self.push(
-                            Diagnostic::new(Code::InvalidAddress, s.at(a), format!("service address `{}` is not an IP address", a.value))
-                                .hint("write the internal address, e.g. `10.20.4.15`"),
+                            Diagnostic::new(
+                                Code::InvalidAddress,
+                                s.at(a),
+                                format!("service address `{}` is not an IP address", a.value),
+                            )
+                            .hint("write the internal address, e.g. `10.20.4.15`"),
                         );
                         None
                     }
@@ -688,8 +917,12 @@ impl Cx<'_> {
                     };
                     if local {
                         self.push(
-                            Diagnostic::new(Code::MissingField, s.pos(), format!("service `{id}` has no `address`"))
-                                .hint("give the internal address its owner's edges connect to"),
+                            Diagnostic::new(
+                                Code::MissingField,
+                                s.pos(),
+                                format!("service `{id}` has no `address`"),
+                            )
+                            .hint("give the internal address its owner's edges connect to"),
                         );
                     }
                     None
@@ -703,8 +936,12 @@ impl Cx<'_> {
             }
             if s.ports.is_empty() {
                 self.push(
-                    Diagnostic::new(Code::MissingField, s.pos(), format!("service `{id}` lists no ports"))
-                        .hint("list the ports it serves, e.g. `ports: [443]`"),
+                    Diagnostic::new(
+                        Code::MissingField,
+                        s.pos(),
+                        format!("service `{id}` lists no ports"),
+                    )
+                    .hint("list the ports it serves, e.g. `ports: [443]`"),
                 );
             }
             let mut tags = Vec::new();
@@ -730,7 +967,14 @@ impl Cx<'_> {
     }
 
     /// Organisations named by an org-or-group reference.
-    fn party(&mut self, pos: Option<Pos>, value: &str, orgs: &HashSet<&str>, groups: &[Group], known: &[&str]) -> Option<BTreeSet<OrgId>> {
+    fn party(
+        &mut self,
+        pos: Option<Pos>,
+        value: &str,
+        orgs: &HashSet<&str>,
+        groups: &[Group],
+        known: &[&str],
+    ) -> Option<BTreeSet<OrgId>> {
         if orgs.contains(value) {
             return Some(BTreeSet::from([OrgId::new(value)]));
         }
@@ -743,12 +987,20 @@ impl Cx<'_> {
         None
     }
 
-    fn agreements(&mut self, spec: &FederationSpec, orgs: &HashSet<&str>, known: &[&str], groups: &[Group]) -> Vec<Agreement> {
+    fn agreements(
+        &mut self,
+        spec: &FederationSpec,
+        orgs: &HashSet<&str>,
+        known: &[&str],
+        groups: &[Group],
+    ) -> Vec<Agreement> {
         let mut seen = HashMap::new();
         let mut out = Vec::new();
         for a in &spec.agreements {
             let pos = a.at(&a.id);
-            if !self.id_ok(pos, &a.id.value, "agreement", true) || !self.unique(&mut seen, a.id.value.clone(), pos, "agreement", &a.id.value) {
+            if !self.id_ok(pos, &a.id.value, "agreement", true)
+                || !self.unique(&mut seen, a.id.value.clone(), pos, "agreement", &a.id.value)
+            {
                 continue;
             }
             let mut parties = BTreeSet::new();
@@ -760,24 +1012,31 @@ impl Cx<'_> {
             self.org_ref(a.at(&a.owner.org), &a.owner.org.value, orgs, known);
             let start = self.time(a.at(&a.start), &a.start.value, false);
             let expires = self.time(a.at(&a.expires), &a.expires.value, true);
-            let (Some(start), Some(expires)) = (start, expires) else {
-                continue;
-            };
-            if expires <= start {
+            // With a bad date the agreement stays known, so that policies naming
+            // it get no follow-on error; the error stops the model being built.
+            let dates_ok = start.is_some() && expires.is_some();
+            let start = start.unwrap_or(Timestamp::UNIX_EPOCH);
+            let expires = expires.unwrap_or(Timestamp::UNIX_EPOCH);
+            if dates_ok && expires <= start {
                 self.push(
-                    Diagnostic::new(Code::DatesReversed, a.at(&a.expires), format!("agreement `{}` expires before it starts", a.id.value))
-                        .hint("check the `start` and `expires` dates"),
+                    Diagnostic::new(
+                        Code::DatesReversed,
+                        a.at(&a.expires),
+                        format!("agreement `{}` expires before it starts", a.id.value),
+                    )
+                    .hint("check the `start` and `expires` dates"),
                 );
-                continue;
             }
-            self.expiry_warning(
+            if dates_ok && start < expires {
+                self.expiry_warning(
                 a.at(&a.expires),
                 expires,
                 Code::AgreementExpired,
                 Code::AgreementExpiring,
                 format!("agreement `{}`", a.id.value),
                 "policies under this agreement stop allowing when it expires; renew it and update `expires`",
-            );
+                );
+            }
             out.push(Agreement {
                 id: AgreementId::new(&a.id.value),
                 title: a.title.clone(),
@@ -810,7 +1069,9 @@ impl Cx<'_> {
         let edge_scope = matches!(self.scope, Scope::Edge(_));
         for (index, p) in spec.policies.iter().enumerate() {
             let pos = p.at(&p.id);
-            if !self.id_ok(pos, &p.id.value, "policy", true) || !self.unique(&mut seen, p.id.value.clone(), pos, "policy", &p.id.value) {
+            if !self.id_ok(pos, &p.id.value, "policy", true)
+                || !self.unique(&mut seen, p.id.value.clone(), pos, "policy", &p.id.value)
+            {
                 continue;
             }
             let mut ok = true;
@@ -856,14 +1117,26 @@ impl Cx<'_> {
                 src_networks.insert(net.id.clone());
             }
             if !named_orgs {
-                src_orgs.extend(src_networks.iter().filter_map(|n| networks.iter().find(|x| &x.id == n)).map(|n| n.org.clone()));
+                src_orgs.extend(
+                    src_networks
+                        .iter()
+                        .filter_map(|n| networks.iter().find(|x| &x.id == n))
+                        .map(|n| n.org.clone()),
+                );
             }
             let mut cidrs = Vec::new();
             for c in &p.from.cidrs {
                 match parse_cidr(&c.value) {
                     Ok(net) => cidrs.push(net),
                     Err(hint) => {
-                        self.push(Diagnostic::new(Code::InvalidCidr, p.at(c), format!("`{}` is not a valid CIDR", c.value)).hint(hint));
+                        self.push(
+                            Diagnostic::new(
+                                Code::InvalidCidr,
+                                p.at(c),
+                                format!("`{}` is not a valid CIDR", c.value),
+                            )
+                            .hint(hint),
+                        );
                         ok = false;
                     }
                 }
@@ -901,14 +1174,21 @@ impl Cx<'_> {
                 to.extend(
                     services
                         .iter()
-                        .filter(|s| (owner == "*" || s.org.as_str() == owner) && s.tags.iter().any(|x| x == tag))
+                        .filter(|s| {
+                            (owner == "*" || s.org.as_str() == owner)
+                                && s.tags.iter().any(|x| x == tag)
+                        })
                         .map(|s| s.id.clone()),
                 );
             }
             if p.to.services.is_empty() && p.to.tags.is_empty() {
                 self.push(
-                    Diagnostic::new(Code::EmptySelector, pos, format!("policy `{}` names no destination", p.id.value))
-                        .hint("add `to.services` (ORG/NAME) or `to.tags` (ORG/TAG)"),
+                    Diagnostic::new(
+                        Code::EmptySelector,
+                        pos,
+                        format!("policy `{}` names no destination", p.id.value),
+                    )
+                    .hint("add `to.services` (ORG/NAME) or `to.tags` (ORG/TAG)"),
                 );
                 ok = false;
             }
@@ -916,14 +1196,24 @@ impl Cx<'_> {
             let mut ports = Vec::new();
             for r in &p.ports {
                 let at = p.at(r);
-                let (Some(start), Some(end)) = (self.port(at, r.value.start), self.port(at, r.value.end)) else {
+                let start = self.port(at, r.value.start);
+                let end = if r.value.end == r.value.start {
+                    start
+                } else {
+                    self.port(at, r.value.end)
+                };
+                let (Some(start), Some(end)) = (start, end) else {
                     ok = false;
                     continue;
                 };
                 if end < start {
                     self.push(
-                        Diagnostic::new(Code::ReversedPortRange, at, format!("port range {} ends before it starts", r.value))
-                            .hint(format!("write `{end}-{start}`")),
+                        Diagnostic::new(
+                            Code::ReversedPortRange,
+                            at,
+                            format!("port range {} ends before it starts", r.value),
+                        )
+                        .hint(format!("write `{end}-{start}`")),
                     );
                     ok = false;
                     continue;
@@ -934,7 +1224,11 @@ impl Cx<'_> {
             let agreement = match &p.agreement {
                 Some(a) => match agreements.iter().find(|x| x.id.as_str() == a.value) {
                     Some(agr) => {
-                        let dst_orgs: BTreeSet<&OrgId> = to.iter().filter_map(|s| services.iter().find(|x| &x.id == s)).map(|s| &s.org).collect();
+                        let dst_orgs: BTreeSet<&OrgId> = to
+                            .iter()
+                            .filter_map(|s| services.iter().find(|x| &x.id == s))
+                            .map(|s| &s.org)
+                            .collect();
                         let missing: Vec<String> = src_orgs
                             .iter()
                             .chain(dst_orgs.iter().copied())
@@ -967,21 +1261,23 @@ impl Cx<'_> {
                 None => None,
             };
             let expires = match &p.expires {
-                Some(e) => match self.time(p.at(e), &e.value, true) {
-                    Some(t) => {
-                        if t <= self.now && !edge_scope {
-                            self.push(
+                Some(e) => {
+                    match self.time(p.at(e), &e.value, true) {
+                        Some(t) => {
+                            if t <= self.now && !edge_scope {
+                                self.push(
                                 Diagnostic::new(Code::PolicyExpired, p.at(e), format!("policy `{}` expired at {t}", p.id.value))
                                     .hint("it no longer has any effect; remove it, or extend `expires`"),
                             );
+                            }
+                            Some(t)
                         }
-                        Some(t)
+                        None => {
+                            ok = false;
+                            None
+                        }
                     }
-                    None => {
-                        ok = false;
-                        None
-                    }
-                },
+                }
                 None => None,
             };
             if !ok {
@@ -1037,14 +1333,21 @@ impl Cx<'_> {
     /// Whole-document warnings: what opens nothing, what nothing opens, and
     /// allow rules a deny wholly hides.
     fn lint(&mut self, spec: &FederationSpec, fed: &Federation) {
-        let policy_spec: HashMap<&str, &Sourced<PolicySpec>> = spec.policies.iter().map(|p| (p.id.value.as_str(), p)).collect();
+        let policy_spec: HashMap<&str, &Sourced<PolicySpec>> = spec
+            .policies
+            .iter()
+            .map(|p| (p.id.value.as_str(), p))
+            .collect();
         let at = |id: &PolicyId| policy_spec.get(id.as_str()).and_then(|p| p.at(&p.id));
         let mut opened = HashSet::new();
         for p in &fed.policies {
             let live_ports = |s: &ServiceId| {
                 fed.service(s.as_str()).is_some_and(|svc| match &p.ports {
                     None => true,
-                    Some(rs) => svc.ports.iter().any(|port| rs.iter().any(|r| r.contains(*port))),
+                    Some(rs) => svc
+                        .ports
+                        .iter()
+                        .any(|port| rs.iter().any(|r| r.contains(*port))),
                 })
             };
             let targets: Vec<&ServiceId> = p.to.iter().filter(|s| live_ports(s)).collect();
@@ -1062,7 +1365,10 @@ impl Cx<'_> {
             }
             if p.action == Action::Allow {
                 opened.extend(targets.iter().map(|s| (*s).clone()));
-                let crosses = targets.iter().any(|s| fed.service(s.as_str()).is_some_and(|svc| p.from.orgs.iter().any(|o| *o != svc.org)));
+                let crosses = targets.iter().any(|s| {
+                    fed.service(s.as_str())
+                        .is_some_and(|svc| p.from.orgs.iter().any(|o| *o != svc.org))
+                });
                 if crosses && p.agreement.is_none() {
                     self.push(
                         Diagnostic::new(
@@ -1079,18 +1385,31 @@ impl Cx<'_> {
             let id = format!("{}/{}", s.org.value, s.name.value);
             if !opened.contains(id.as_str()) {
                 self.push(
-                    Diagnostic::new(Code::ServiceNotOpened, s.at(&s.name), format!("no policy opens service `{id}`"))
-                        .hint("nobody outside can reach it; add an allow policy, or remove the service"),
+                    Diagnostic::new(
+                        Code::ServiceNotOpened,
+                        s.at(&s.name),
+                        format!("no policy opens service `{id}`"),
+                    )
+                    .hint(
+                        "nobody outside can reach it; add an allow policy, or remove the service",
+                    ),
                 );
             }
         }
         for allow in fed.policies.iter().filter(|p| p.action == Action::Allow) {
-            if let Some(deny) = fed.policies.iter().find(|d| d.action == Action::Deny && shadows(d, allow)) {
+            if let Some(deny) = fed
+                .policies
+                .iter()
+                .find(|d| d.action == Action::Deny && shadows(d, allow))
+            {
                 self.push(
                     Diagnostic::new(
                         Code::AllowShadowed,
                         at(&allow.id),
-                        format!("allow `{}` never takes effect: deny `{}` covers every flow it allows", allow.id, deny.id),
+                        format!(
+                            "allow `{}` never takes effect: deny `{}` covers every flow it allows",
+                            allow.id, deny.id
+                        ),
                     )
                     .hint("deny overrides allow; narrow the deny, or remove the allow")
                     .related(at(&deny.id), "the deny"),
@@ -1144,7 +1463,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -1161,13 +1482,21 @@ mod tests {
         let end = parse_time("2027-03-31", true).unwrap();
         assert_eq!(start.to_string(), "2027-03-31T00:00:00Z");
         assert_eq!(end.to_string(), "2027-04-01T00:00:00Z");
-        assert_eq!(parse_time("2027-03-31T10:00:00Z", true).unwrap().to_string(), "2027-03-31T10:00:00Z");
+        assert_eq!(
+            parse_time("2027-03-31T10:00:00Z", true)
+                .unwrap()
+                .to_string(),
+            "2027-03-31T10:00:00Z"
+        );
         assert!(parse_time("31/03/2027", true).is_none());
     }
 
     #[test]
     fn names_and_zones() {
-        assert_eq!(normalise_dns_name("EHR.Dpft.Example.").as_deref(), Some("ehr.dpft.example"));
+        assert_eq!(
+            normalise_dns_name("EHR.Dpft.Example.").as_deref(),
+            Some("ehr.dpft.example")
+        );
         assert!(normalise_dns_name("bad_name.example").is_none());
         assert!(in_zone("ehr.dpft.example", "dpft.example"));
         assert!(in_zone("dpft.example", "dpft.example"));
@@ -1182,9 +1511,16 @@ mod tests {
 
     #[test]
     fn cidr_hints() {
-        assert!(parse_cidr("10.1.2.3/16").unwrap_err().contains("10.1.0.0/16"));
+        assert!(
+            parse_cidr("10.1.2.3/16")
+                .unwrap_err()
+                .contains("10.1.0.0/16")
+        );
         assert!(parse_cidr("10.1.2.3").unwrap_err().contains("10.1.2.3/32"));
-        assert_eq!(parse_cidr("10.1.0.0/16").unwrap().to_string(), "10.1.0.0/16");
+        assert_eq!(
+            parse_cidr("10.1.0.0/16").unwrap().to_string(),
+            "10.1.0.0/16"
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ fn answer(policies: &PolicySet, line: &str) -> String {
     let mut port = None;
     let mut at = None;
     for field in line.split_whitespace() {
-        let (k, v) = field.split_once('=').unwrap_or_else(|| panic!("bad field `{field}` in `{line}`"));
+        let (k, v) = field
+            .split_once('=')
+            .unwrap_or_else(|| panic!("bad field `{field}` in `{line}`"));
         match k {
             "from" => from = Some(v),
             "network" => network = Some(v),
@@ -49,9 +51,16 @@ fn answer(policies: &PolicySet, line: &str) -> String {
 #[test]
 fn policy_golden_files() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/policy");
-    let mut cases: Vec<_> = fs::read_dir(&root).expect("testdata/policy").map(|e| e.expect("entry").path()).collect();
+    let mut cases: Vec<_> = fs::read_dir(&root)
+        .expect("testdata/policy")
+        .map(|e| e.expect("entry").path())
+        .collect();
     cases.sort();
-    assert!(!cases.is_empty(), "no golden cases under {}", root.display());
+    assert!(
+        !cases.is_empty(),
+        "no golden cases under {}",
+        root.display()
+    );
     let mut failures = Vec::new();
     for case in cases {
         let yaml = fs::read_to_string(case.join("federation.yaml")).expect("federation.yaml");
@@ -59,7 +68,9 @@ fn policy_golden_files() {
         sources.add(case.join("federation.yaml").display().to_string(), yaml);
         let now = parse_time("2026-01-15", false).unwrap();
         let loaded = federation::load(&sources, now);
-        let fed = loaded.federation.unwrap_or_else(|| panic!("{}: {:#?}", case.display(), loaded.diagnostics));
+        let fed = loaded
+            .federation
+            .unwrap_or_else(|| panic!("{}: {:#?}", case.display(), loaded.diagnostics));
         let policies = PolicySet::compile(&fed);
         let queries = fs::read_to_string(case.join("queries.txt")).expect("queries.txt");
         let got: String = queries
@@ -74,8 +85,15 @@ fn policy_golden_files() {
         }
         let expected = fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != got {
-            failures.push(format!("{}:\n--- expected\n{expected}--- got\n{got}", case.display()));
+            failures.push(format!(
+                "{}:\n--- expected\n{expected}--- got\n{got}",
+                case.display()
+            ));
         }
     }
-    assert!(failures.is_empty(), "golden mismatch (UPDATE_GOLDEN=1 rewrites after review):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatch (UPDATE_GOLDEN=1 rewrites after review):\n{}",
+        failures.join("\n")
+    );
 }

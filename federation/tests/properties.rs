@@ -44,22 +44,26 @@ fn policy() -> impl Strategy<Value = GenPolicy> {
         prop::option::of(prop::sample::select(PORTS.to_vec())),
         prop::option::of(1u8..28),
     )
-        .prop_map(|(deny, from, network, cidr, owner, services, port, expires)| GenPolicy {
-            deny,
-            from_orgs: from.into_iter().collect(),
-            network,
-            cidr,
-            owner,
-            services: services.into_iter().collect(),
-            port,
-            expires,
-        })
+        .prop_map(
+            |(deny, from, network, cidr, owner, services, port, expires)| GenPolicy {
+                deny,
+                from_orgs: from.into_iter().collect(),
+                network,
+                cidr,
+                owner,
+                services: services.into_iter().collect(),
+                port,
+                expires,
+            },
+        )
 }
 
 /// Render a federation of `ORGS` members (every one reusing 10.0.0.0/16 for
 /// its corporate network) with the given policies, in the given order.
 fn document(policies: &[(usize, GenPolicy)]) -> String {
-    let mut y = String::from("federation: {name: prop, trust_domain: prop.fedgate.example}\norganisations:\n");
+    let mut y = String::from(
+        "federation: {name: prop, trust_domain: prop.fedgate.example}\norganisations:\n",
+    );
     for o in 0..ORGS {
         let _ = writeln!(
             y,
@@ -68,12 +72,21 @@ fn document(policies: &[(usize, GenPolicy)]) -> String {
     }
     y.push_str("networks:\n");
     for o in 0..ORGS {
-        let _ = writeln!(y, "  - {{org: o{o}, label: corporate, purpose: corporate, cidrs: [10.0.0.0/16]}}");
-        let _ = writeln!(y, "  - {{org: o{o}, label: roaming-staff, purpose: roaming-staff, cidrs: [172.16.{o}.0/24]}}");
+        let _ = writeln!(
+            y,
+            "  - {{org: o{o}, label: corporate, purpose: corporate, cidrs: [10.0.0.0/16]}}"
+        );
+        let _ = writeln!(
+            y,
+            "  - {{org: o{o}, label: roaming-staff, purpose: roaming-staff, cidrs: [172.16.{o}.0/24]}}"
+        );
     }
     y.push_str("edges:\n");
     for o in 0..ORGS {
-        let _ = writeln!(y, "  - {{org: o{o}, name: edge, overlay: {{quic: \"127.0.{o}.1:4433\", tcp: \"127.0.{o}.1:4443\"}}}}");
+        let _ = writeln!(
+            y,
+            "  - {{org: o{o}, name: edge, overlay: {{quic: \"127.0.{o}.1:4433\", tcp: \"127.0.{o}.1:4443\"}}}}"
+        );
     }
     y.push_str("services:\n");
     for o in 0..ORGS {
@@ -100,7 +113,11 @@ fn document(policies: &[(usize, GenPolicy)]) -> String {
         if p.cidr {
             from.push_str(", cidrs: [10.0.0.0/17]");
         }
-        let to: Vec<String> = p.services.iter().map(|s| format!("o{}/s{s}", p.owner)).collect();
+        let to: Vec<String> = p
+            .services
+            .iter()
+            .map(|s| format!("o{}/s{s}", p.owner))
+            .collect();
         let _ = write!(
             y,
             "  - {{id: p{id}, description: generated, from: {{{from}}}, to: {{services: [{}]}}, action: {}, agreement: ISA",
@@ -122,7 +139,12 @@ fn load(doc: &str) -> (federation::FederationSpec, Federation) {
     let mut sources = Sources::new();
     sources.add("generated.yaml", doc);
     let loaded = federation::load(&sources, now());
-    let fed = loaded.federation.unwrap_or_else(|| panic!("generated document invalid: {:#?}\n{doc}", loaded.diagnostics));
+    let fed = loaded.federation.unwrap_or_else(|| {
+        panic!(
+            "generated document invalid: {:#?}\n{doc}",
+            loaded.diagnostics
+        )
+    });
     (loaded.spec, fed)
 }
 
@@ -137,7 +159,11 @@ fn times() -> [Timestamp; 3] {
 /// Every flow worth asking about: each org, network, a matching and a
 /// non-matching address, each service and port, at several times.
 fn all_decisions(policies: &PolicySet) -> Vec<(String, bool)> {
-    let addrs: [Option<IpAddr>; 3] = [None, Some("10.0.1.1".parse().unwrap()), Some("10.0.200.1".parse().unwrap())];
+    let addrs: [Option<IpAddr>; 3] = [
+        None,
+        Some("10.0.1.1".parse().unwrap()),
+        Some("10.0.200.1".parse().unwrap()),
+    ];
     let mut out = Vec::new();
     for o in 0..ORGS {
         let org = format!("o{o}");
@@ -249,14 +275,29 @@ proptest! {
 fn a_snapshot_is_refused_when_tampered_or_for_another_edge() {
     let policies = vec![(
         0,
-        GenPolicy { deny: false, from_orgs: vec![1], network: None, cidr: false, owner: 0, services: vec![0], port: None, expires: None },
+        GenPolicy {
+            deny: false,
+            from_orgs: vec![1],
+            network: None,
+            cidr: false,
+            owner: 0,
+            services: vec![0],
+            port: None,
+            expires: None,
+        },
     )];
     let (spec, fed) = load(&document(&policies));
     let snap = EdgeSnapshot::build(&spec, &fed, "o1/edge", 3).unwrap();
     let json = String::from_utf8(snap.to_json()).unwrap();
-    assert!(snap.load(Some("o0/edge"), now()).is_err(), "loaded a snapshot meant for another edge");
+    assert!(
+        snap.load(Some("o0/edge"), now()).is_err(),
+        "loaded a snapshot meant for another edge"
+    );
     let tampered = json.replacen("s0.o0.example", "s9.o0.example", 1);
     assert_ne!(tampered, json, "the test must change the content");
     let err = EdgeSnapshot::from_json(tampered.as_bytes()).unwrap_err();
-    assert!(err.to_string().contains("digest"), "unexpected error: {err}");
+    assert!(
+        err.to_string().contains("digest"),
+        "unexpected error: {err}"
+    );
 }
