@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 #[path = "../benches/common/gen.rs"]
-mod gen;
+mod fedgen; // `gen` is a reserved keyword in edition 2024
 
 const USAGE: &str = "usage: gen_federation --policies N [--orgs K] [--seed S]
   --policies N  number of policies (required)
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         eprintln!("gen_federation: `--orgs` must be between 2 and 400\n{USAGE}");
         return ExitCode::from(2);
     }
-    let yaml = gen::generate(policies, orgs, seed).to_yaml();
+    let yaml = fedgen::generate(policies, orgs, seed).to_yaml();
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(yaml.as_bytes()).and_then(|()| out.flush()) {
         eprintln!("gen_federation: cannot write: {e}");
