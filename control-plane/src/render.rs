@@ -12,12 +12,11 @@ use serde::Serialize;
 
 /// Byte range of a position in `text`: from its line and (character) column
 /// to the end of the value where the parser gave a length.
-fn range(text: &str, pos: &Pos) -> std::ops::Range<usize> {
-    let line_start = text
-        .split_inclusive('\n')
-        .take(pos.line.saturating_sub(1) as usize)
-        .map(str::len)
-        .sum::<usize>();
+fn range(text: &str, starts: &[usize], pos: &Pos) -> std::ops::Range<usize> {
+    let line_start = starts
+        .get(pos.line.saturating_sub(1) as usize)
+        .copied()
+        .unwrap_or(text.len());
     let line = &text[line_start.min(text.len())..];
     let col = line
         .char_indices()
@@ -46,6 +45,14 @@ pub fn human(sources: &Sources, diags: &[Diagnostic]) -> io::Result<()> {
     } else {
         ColorChoice::Never
     };
+    let starts: Vec<Vec<usize>> = sources
+        .iter()
+        .map(|(_, f)| {
+            std::iter::once(0)
+                .chain(f.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        })
+        .collect();
     let mut out = StandardStream::stdout(choice);
     let config = Config::default();
     for d in diags {
@@ -59,15 +66,21 @@ pub fn human(sources: &Sources, diags: &[Diagnostic]) -> io::Result<()> {
         if let Some(pos) = &d.pos {
             let text = &sources.file(pos.file).text;
             labels.push(
-                Label::primary(ids[pos.file.0 as usize], range(text, pos))
-                    .with_message(d.code.title()),
+                Label::primary(
+                    ids[pos.file.0 as usize],
+                    range(text, &starts[pos.file.0 as usize], pos),
+                )
+                .with_message(d.code.title()),
             );
         }
         for (pos, note) in &d.related {
             let text = &sources.file(pos.file).text;
             labels.push(
-                Label::secondary(ids[pos.file.0 as usize], range(text, pos))
-                    .with_message(note.clone()),
+                Label::secondary(
+                    ids[pos.file.0 as usize],
+                    range(text, &starts[pos.file.0 as usize], pos),
+                )
+                .with_message(note.clone()),
             );
         }
         report = report.with_labels(labels);

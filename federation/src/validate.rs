@@ -1067,6 +1067,17 @@ impl Cx<'_> {
         let svc_ids: Vec<&str> = services.iter().map(|s| s.id.as_str()).collect();
         let agr_ids: Vec<&str> = agreements.iter().map(|a| a.id.as_str()).collect();
         let edge_scope = matches!(self.scope, Scope::Edge(_));
+        // Lookups by id instead of a scan per reference (100,000 policies
+        // over thousands of services); each keeps the first item with an id,
+        // as `iter().find` would.
+        let group_by_id = first_by_id(groups, |g| g.id.as_str());
+        let net_by_id = first_by_id(networks, |n| n.id.as_str());
+        let svc_by_id = first_by_id(services, |s| s.id.as_str());
+        let agr_by_id = first_by_id(agreements, |a| a.id.as_str());
+        let mut svc_by_org: HashMap<&str, Vec<&Service>> = HashMap::new();
+        for s in services {
+            svc_by_org.entry(s.org.as_str()).or_default().push(s);
+        }
         for (index, p) in spec.policies.iter().enumerate() {
             let pos = p.at(&p.id);
             if !self.id_ok(pos, &p.id.value, "policy", true)
@@ -1085,7 +1096,7 @@ impl Cx<'_> {
                 }
             }
             for g in &p.from.groups {
-                match groups.iter().find(|x| x.id.as_str() == g.value) {
+                match group_by_id.get(g.value.as_str()) {
                     Some(group) => src_orgs.extend(group.members.iter().cloned()),
                     None => {
                         let ids: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
@@ -1097,7 +1108,7 @@ impl Cx<'_> {
             let named_orgs = !(p.from.orgs.is_empty() && p.from.groups.is_empty());
             let mut src_networks = BTreeSet::new();
             for n in &p.from.networks {
-                let Some(net) = networks.iter().find(|x| x.id.as_str() == n.value) else {
+                let Some(net) = net_by_id.get(n.value.as_str()) else {
                     self.unknown(p.at(n), "network", &n.value, &net_ids);
                     ok = false;
                     continue;
@@ -1120,7 +1131,7 @@ impl Cx<'_> {
                 src_orgs.extend(
                     src_networks
                         .iter()
-                        .filter_map(|n| networks.iter().find(|x| &x.id == n))
+                        .filter_map(|n| net_by_id.get(n.as_str()))
                         .map(|n| n.org.clone()),
                 );
             }
@@ -1151,7 +1162,7 @@ impl Cx<'_> {
             // Destinations.
             let mut to = BTreeSet::new();
             for s in &p.to.services {
-                if services.iter().any(|x| x.id.as_str() == s.value) {
+                if svc_by_id.contains_key(s.value.as_str()) {
                     to.insert(ServiceId::new(&s.value));
                 } else if !edge_scope {
                     self.unknown(p.at(s), "service", &s.value, &svc_ids);
@@ -1171,15 +1182,14 @@ impl Cx<'_> {
                     ok = false;
                     continue;
                 }
-                to.extend(
-                    services
-                        .iter()
-                        .filter(|s| {
-                            (owner == "*" || s.org.as_str() == owner)
-                                && s.tags.iter().any(|x| x == tag)
-                        })
-                        .map(|s| s.id.clone()),
-                );
+                // The owner's services rather than a scan of all; `to` is a
+                // set, so the order they come in does not matter.
+                let tagged = |s: &Service| s.tags.iter().any(|x| x == tag);
+                if owner == "*" {
+                    to.extend(services.iter().filter(|s| tagged(s)).map(|s| s.id.clone()));
+                } else if let Some(owned) = svc_by_org.get(owner) {
+                    to.extend(owned.iter().filter(|s| tagged(s)).map(|s| s.id.clone()));
+                }
             }
             if p.to.services.is_empty() && p.to.tags.is_empty() {
                 self.push(
@@ -1222,11 +1232,11 @@ impl Cx<'_> {
             }
             // Agreement and expiry.
             let agreement = match &p.agreement {
-                Some(a) => match agreements.iter().find(|x| x.id.as_str() == a.value) {
+                Some(a) => match agr_by_id.get(a.value.as_str()) {
                     Some(agr) => {
                         let dst_orgs: BTreeSet<&OrgId> = to
                             .iter()
-                            .filter_map(|s| services.iter().find(|x| &x.id == s))
+                            .filter_map(|s| svc_by_id.get(s.as_str()))
                             .map(|s| &s.org)
                             .collect();
                         let missing: Vec<String> = src_orgs
@@ -1396,12 +1406,25 @@ impl Cx<'_> {
                 );
             }
         }
+        // A deny shadows an allow only if its `to` holds every destination
+        // of the allow, so the candidates for an allow are the denies naming
+        // one of its destinations; listed in document order, the first match
+        // is the one a scan of every policy would find. Linear, not
+        // allows x denies.
+        let mut denies_to: HashMap<&ServiceId, Vec<&Policy>> = HashMap::new();
+        for d in fed.policies.iter().filter(|p| p.action == Action::Deny) {
+            for s in &d.to {
+                denies_to.entry(s).or_default().push(d);
+            }
+        }
         for allow in fed.policies.iter().filter(|p| p.action == Action::Allow) {
-            if let Some(deny) = fed
-                .policies
+            let candidates = allow
+                .to
                 .iter()
-                .find(|d| d.action == Action::Deny && shadows(d, allow))
-            {
+                .map(|s| denies_to.get(s).map_or(&[][..], Vec::as_slice))
+                .min_by_key(|c| c.len())
+                .unwrap_or(&[]);
+            if let Some(deny) = candidates.iter().find(|d| shadows(d, allow)) {
                 self.push(
                     Diagnostic::new(
                         Code::AllowShadowed,
@@ -1417,6 +1440,15 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// Items by id; the first of any duplicates wins, as with `iter().find`.
+fn first_by_id<'a, T>(items: &'a [T], id: impl Fn(&'a T) -> &'a str) -> HashMap<&'a str, &'a T> {
+    let mut map = HashMap::with_capacity(items.len());
+    for item in items {
+        map.entry(id(item)).or_insert(item);
+    }
+    map
 }
 
 /// Whether deny `d` matches every flow that allow `a` matches, for at least
