@@ -28,9 +28,14 @@ pub struct Pos {
 impl Pos {
     /// Where a spanned value was written (for an alias: where it is used).
     pub fn of<T>(file: FileId, value: &S<T>) -> Option<Self> {
-        let loc = value.referenced;
+        Self::at(file, value.referenced)
+    }
+
+    /// A parser location; `None` for an unknown one (a value read from JSON,
+    /// such as a snapshot, has no position).
+    pub fn at(file: FileId, loc: serde_saphyr::Location) -> Option<Self> {
         if loc.line() == 0 {
-            return None; // came from JSON (a snapshot), which has no positions
+            return None;
         }
         let span = loc.span();
         Some(Self {

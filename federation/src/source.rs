@@ -124,17 +124,7 @@ pub fn parse(file: FileId, text: &str) -> Result<DocumentSpec, Box<Diagnostic>> 
 }
 
 fn yaml_diagnostic(file: FileId, err: &serde_saphyr::Error) -> Diagnostic {
-    let pos = err.location().filter(|l| l.line() > 0).map(|loc| {
-        let span = loc.span();
-        Pos {
-            file,
-            line: u32::try_from(loc.line()).unwrap_or(u32::MAX),
-            column: u32::try_from(loc.column()).unwrap_or(u32::MAX),
-            offset: span
-                .byte_offset()
-                .map(|o| (o as usize, span.byte_len().unwrap_or(0) as usize)),
-        }
-    });
+    let pos = err.location().and_then(|loc| Pos::at(file, loc));
     let message = plain_message(err);
     let (code, hint) = if message.contains("unknown field") {
         (
