@@ -25,6 +25,7 @@ pub mod snapshot;
 pub mod source;
 pub mod spec;
 pub mod validate;
+pub mod wire;
 
 use jiff::Timestamp;
 
