@@ -91,6 +91,14 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         snapshot_version: u64,
     },
+    /// Development certificates: a CA, and identities it signs. Never for production.
+    #[command(
+        after_help = "Example:\n  fedctl certs dev --config configs/south-east --out certs-dev/out"
+    )]
+    Certs {
+        #[command(subcommand)]
+        command: crate::certs::CertsCommand,
+    },
 }
 
 /// Run the command line; the binary's `main` is this and nothing else.
@@ -197,6 +205,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs { command } => {
+            #[allow(clippy::disallowed_methods)] // the binary is where the clock is read
+            crate::certs::run(command, Timestamp::now())
         }
     }
 }

@@ -8,6 +8,7 @@
 //! diagnostics like a compiler; [`fedctl`] is the command line.
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod fedctl;
 pub mod files;
 pub mod render;

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod diag;
+pub mod identity;
 pub mod model;
 pub mod policy;
 pub mod routing;
