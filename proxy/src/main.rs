@@ -1,14 +1,212 @@
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use proxy::{Config, Limits, Listen};
 
 /// The Fedgate edge proxy: joins this member's network to the federation's
-/// mutual-TLS overlay. Not yet implemented beyond `--help`.
+/// mutual-TLS overlay and carries visiting staff's flows to their home
+/// organisation's edge, checked at both ends and audited.
 #[derive(Parser)]
-#[command(name = "fedgate-edge", version, about)]
-struct Args {}
+#[command(
+    name = "fedgate-edge",
+    version,
+    about,
+    after_help = "Exit status: 0 stopped cleanly; 1 failed while running; 64 bad configuration (nothing was bound).\nLogging: FEDGATE_LOG (default `warn,proxy=info`), e.g. FEDGATE_LOG=debug."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!("fedgate-edge is not implemented yet; see the open issues")
+#[derive(Subcommand)]
+enum Command {
+    /// Run the edge from a snapshot file (`fedctl snapshot --edge ORG/NAME ...`).
+    #[command(
+        after_help = "Example:\n  fedgate-edge run --edge dpft/core --snapshot dpft-core.snapshot.json \\\n    --cert certs-dev/out/edges/dpft-core.pem --key certs-dev/out/edges/dpft-core.key --ca certs-dev/out/ca.pem \\\n    --connect 127.0.1.1:3128 --sni 127.0.1.1:443 --vips --admin 127.0.0.1:9101 --audit dpft-core.audit.jsonl"
+    )]
+    Run(Box<RunArgs>),
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that an audit log is complete and unaltered (its hash chain).
+    Verify { file: PathBuf },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// This edge, ORG/NAME.
+    #[arg(long, env = "FEDGATE_EDGE")]
+    edge: String,
+    #[arg(long, env = "FEDGATE_SNAPSHOT")]
+    snapshot: PathBuf,
+    #[arg(long, env = "FEDGATE_CERT")]
+    cert: PathBuf,
+    #[arg(long, env = "FEDGATE_KEY")]
+    key: PathBuf,
+    /// The federation CA (PEM).
+    #[arg(long, env = "FEDGATE_CA")]
+    ca: PathBuf,
+    /// Append one JSON line per flow here (hash-chained).
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// QUIC overlay listener; default: the snapshot's `overlay.quic` for this edge.
+    #[arg(long)]
+    overlay_quic: Option<SocketAddr>,
+    /// TLS-over-TCP overlay listener; default: the snapshot's `overlay.tcp`.
+    #[arg(long)]
+    overlay_tcp: Option<SocketAddr>,
+    /// Neither listen on nor dial QUIC (as where UDP is blocked).
+    #[arg(long)]
+    no_quic: bool,
+    /// TLS listener routing by SNI.
+    #[arg(long)]
+    sni: Option<SocketAddr>,
+    /// HTTP CONNECT proxy (also serves /proxy.pac).
+    #[arg(long)]
+    connect: Option<SocketAddr>,
+    #[arg(long)]
+    socks: Option<SocketAddr>,
+    /// Listen on each remote TCP service's VIP from the ingress prefix.
+    #[arg(long)]
+    vips: bool,
+    /// Metrics, /healthz and /readyz.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    #[arg(long, default_value_t = 100_000)]
+    max_flows: usize,
+    #[arg(long, default_value_t = 50_000)]
+    max_flows_per_peer: usize,
+    /// New client connections per second per source address.
+    #[arg(long, default_value_t = 200)]
+    conn_rate: u32,
+    /// Seconds flows may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    drain_secs: u64,
+    /// QUIC idle timeout in seconds.
+    #[arg(long, default_value_t = 30)]
+    idle_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FEDGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,proxy=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => match proxy::audit::verify(&file) {
+            Ok(v) => {
+                println!(
+                    "ok: {} records, chain intact, last hash {}",
+                    v.records, v.last_hash
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "fedgate-edge: audit log {} does not verify: {e:#}",
+                    file.display()
+                );
+                ExitCode::from(1)
+            }
+        },
+        Command::Run(args) => run(*args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    // Fail on a bad configuration before any port is bound.
+    let node = match proxy::load_node(&args.snapshot, &args.edge) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("fedgate-edge: {e:#}");
+            return ExitCode::from(64);
+        }
+    };
+    let listen = Listen {
+        overlay_quic: if args.no_quic {
+            None
+        } else {
+            args.overlay_quic.or(node.edge.quic)
+        },
+        overlay_tcp: args.overlay_tcp.or(node.edge.tcp),
+        sni: args.sni,
+        connect: args.connect,
+        socks: args.socks,
+        vips: args.vips,
+        admin: args.admin,
+    };
+    drop(node);
+    let config = Config {
+        edge: args.edge,
+        snapshot: args.snapshot,
+        cert: args.cert,
+        key: args.key,
+        ca: args.ca,
+        audit: args.audit,
+        listen,
+        limits: Limits {
+            max_flows: args.max_flows,
+            max_flows_per_peer: args.max_flows_per_peer,
+            conn_rate_per_source: args.conn_rate,
+            drain: Duration::from_secs(args.drain_secs),
+            idle_timeout: Duration::from_secs(args.idle_secs.max(1)),
+            ..Limits::default()
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fedgate-edge: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(cause = %e, "cannot watch SIGTERM");
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            let _ = tx.send(true);
+        });
+        match proxy::run(config, rx).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fedgate-edge: {e:#}");
+                let bad_config = e.chain().any(|c| {
+                    c.to_string().contains("cannot read")
+                        || c.to_string().contains("malformed")
+                        || c.to_string().contains("do not match")
+                });
+                ExitCode::from(if bad_config { 64 } else { 1 })
+            }
+        }
+    })
 }

@@ -1,5 +1,355 @@
-//! The end-to-end test kit (process harness, dev CA, namespace builder).
-//! It grows with the edge and the control plane; today the end-to-end tests
-//! of `fedctl` live beside it in control-plane/tests, where Cargo hands them
-//! the binary's path.
+//! The end-to-end test kit: a federation on loopback made up for one test
+//! (its own 127.A.B.0/24 so tests run in parallel), development certificates,
+//! real edge processes (tracked by PID, killed on drop), and stand-in
+//! origin services (HTTPS, echo, a checksummed blob source).
 #![forbid(unsafe_code)]
+
+use std::fs;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use control_plane::certs::{Ca, write_ca, write_issued};
+use federation::identity::Identity;
+use federation::validate::parse_time;
+use federation::{EdgeSnapshot, Sources};
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+pub const TRUST_DOMAIN: &str = "test.fedgate.example";
+
+/// A /24 of loopback of this test's own: `127.A.B.x`.
+pub fn subnet() -> [u8; 3] {
+    static NEXT: AtomicU8 = AtomicU8::new(1);
+    let b = NEXT.fetch_add(1, Ordering::Relaxed);
+    let a = 100 + (std::process::id() % 100) as u8;
+    [127, a, b]
+}
+
+pub fn ip(net: [u8; 3], host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(net[0], net[1], net[2], host))
+}
+
+#[allow(clippy::disallowed_methods)] // tests read the clock to mint certificates
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+/// Directory, CA and certificates of one test.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub net: [u8; 3],
+    ca: Ca,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = now();
+        let ca = Ca::new(
+            TRUST_DOMAIN,
+            "Fedgate test CA",
+            (
+                now - SignedDuration::from_hours(1),
+                now + SignedDuration::from_hours(24 * 30),
+            ),
+        )
+        .expect("CA");
+        write_ca(dir.path(), &ca).expect("write CA");
+        Self {
+            dir,
+            net: subnet(),
+            ca,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn ca_pem(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+
+    /// Issue an edge certificate; returns (cert, key) paths and the serial.
+    pub fn edge_cert(
+        &self,
+        org: &str,
+        name: &str,
+        stem: &str,
+        validity: Option<(Timestamp, Timestamp)>,
+        serial: Option<&[u8]>,
+    ) -> (PathBuf, PathBuf, String) {
+        let now = now();
+        let validity = validity.unwrap_or((
+            now - SignedDuration::from_hours(1),
+            now + SignedDuration::from_hours(24),
+        ));
+        let issued = self
+            .ca
+            .issue(
+                &Identity::edge(org, name).expect("identity"),
+                validity,
+                serial,
+            )
+            .expect("issue");
+        let [cert, key] = write_issued(self.dir.path(), stem, &issued).expect("write cert");
+        (cert, key, issued.serial_hex)
+    }
+
+    /// Check a federation document (must be valid) and write the snapshot
+    /// of `edge` to a file.
+    pub fn snapshot(&self, yaml: &str, edge: &str, file: &str) -> PathBuf {
+        let mut sources = Sources::new();
+        sources.add("test.yaml", yaml);
+        let loaded = federation::load(&sources, parse_time("2026-06-01", false).expect("date"));
+        let fed = loaded
+            .federation
+            .unwrap_or_else(|| panic!("test federation invalid: {:#?}", loaded.diagnostics));
+        let snap = EdgeSnapshot::build(&loaded.spec, &fed, edge, 1).expect("snapshot");
+        let path = self.path(file);
+        fs::write(&path, snap.to_json()).expect("write snapshot");
+        path
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A process started by a test: stderr to a file, killed by PID on drop.
+pub struct Proc {
+    child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn start(name: &str, program: &Path, args: &[String], log: PathBuf) -> Self {
+        let err = fs::File::create(&log).expect("log file");
+        let child = Command::new(program)
+            .args(args)
+            .env("FEDGATE_LOG", "info,proxy=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Self {
+            child,
+            log,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait (bounded) until the log holds `needle`; panics with the log if not.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = std::time::SystemTime::now() + timeout;
+        for _ in 0..10_000 {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before `{needle}`:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if std::time::SystemTime::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "{} did not log `{needle}` within {timeout:?}:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..(timeout.as_millis() / 20).max(1) {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `program` with `args` and return (status success, stdout, stderr).
+pub fn run(program: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program}: {e} (is it installed? CI installs it in .ci/run)")
+        });
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The deterministic bytes of the blob origin: xorshift64 from a seed.
+pub struct Pattern(u64);
+
+impl Pattern {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+/// SHA-256 of `len` bytes of the pattern from `seed`.
+pub fn pattern_digest(seed: u64, len: u64) -> [u8; 32] {
+    let mut p = Pattern::new(seed);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        p.fill(&mut buf[..n]);
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    h.finalize().into()
+}
+
+/// An echo server.
+pub async fn echo_origin(addr: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.expect("bind echo");
+    let local = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    local
+}
+
+/// A source of bytes: the client sends a u64 (big endian) length and a u64
+/// seed, then receives that many pattern bytes, then EOF.
+pub async fn blob_origin(addr: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.expect("bind blob");
+    let local = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(len) = s.read_u64().await else { return };
+                let Ok(seed) = s.read_u64().await else { return };
+                let mut p = Pattern::new(seed);
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    p.fill(&mut buf[..n]);
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n as u64;
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    local
+}
+
+/// An HTTPS origin for `name` with a self-signed certificate written to
+/// `cert_out` (for `curl --cacert`). Answers every request with `body`.
+pub async fn https_origin(
+    addr: SocketAddr,
+    name: &str,
+    cert_out: &Path,
+    body: &'static str,
+) -> SocketAddr {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+    let cert = params.self_signed(&key).expect("self-signed");
+    fs::File::create(cert_out)
+        .and_then(|mut f| f.write_all(cert.pem().as_bytes()))
+        .expect("write origin cert");
+    let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
+    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key_der)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind(addr).await.expect("bind https");
+    let local = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    local
+}

@@ -1,0 +1,234 @@
+//! The home edge's side of a flow: the authoritative decision, egress to the
+//! internal address, and the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use federation::Flow;
+use federation::wire::{FlowAnswer, FlowRequest};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::audit::FlowRecord;
+use crate::overlay::{BoxStream, Transport, read_frame};
+use crate::tls::Peer;
+use crate::{Ctx, now};
+
+/// Bytes buffered each way while relaying.
+pub const RELAY_BUFFER: usize = 64 * 1024;
+
+async fn answer(stream: &mut BoxStream, answer: &FlowAnswer) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(32);
+    answer.encode(&mut buf).map_err(std::io::Error::other)?;
+    stream.write_all(&buf).await?;
+    stream.flush().await
+}
+
+/// Serve one flow opened by `peer`.
+pub async fn serve(ctx: Arc<Ctx>, peer: &Peer, mut stream: BoxStream, transport: Transport) {
+    let start = now();
+    let (req, initial) = match tokio::time::timeout(
+        ctx.limits.client_hello_timeout,
+        read_frame(&mut stream, FlowRequest::decode),
+    )
+    .await
+    {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            tracing::warn!(peer = %peer, cause = %e, "bad flow header from peer");
+            ctx.metrics.add(
+                "fedgate_denials_total",
+                &[("role", "home"), ("reason", "bad-header")],
+                1,
+            );
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(peer = %peer, "no flow header from peer in time");
+            return;
+        }
+    };
+    let node = ctx.node();
+    let mut record = FlowRecord {
+        flow_id: format!("{:032x}", req.flow_id),
+        role: "home".into(),
+        start: start.to_string(),
+        end: String::new(),
+        src_org: peer.org.clone(),
+        src_network: req.src_network.clone(),
+        src_addr: req.src_addr.map(|a| a.to_string()),
+        service: req.service.clone(),
+        port: req.port,
+        result: "denied".into(),
+        reason: String::new(),
+        rules: Vec::new(),
+        agreement: None,
+        bytes_up: 0,
+        bytes_down: 0,
+        peer_edge: Some(peer.edge.clone()),
+        transport: Some(transport.as_str().into()),
+        ingress: None,
+    };
+    let span = tracing::info_span!("flow", role = "home", flow_id = %record.flow_id, peer = %peer, service = %req.service, port = req.port);
+    let _enter = span.enter();
+
+    let deny = |record: &mut FlowRecord, reason: &str, rules: Vec<String>| {
+        record.reason = reason.to_owned();
+        record.rules = rules;
+        record.end = now().to_string();
+        ctx.metrics.add(
+            "fedgate_flows_total",
+            &[("role", "home"), ("result", "denied")],
+            1,
+        );
+        ctx.metrics.add(
+            "fedgate_denials_total",
+            &[("role", "home"), ("reason", reason)],
+            1,
+        );
+        ctx.audit.record(record);
+    };
+
+    let owned = node
+        .fed
+        .service(&req.service)
+        .filter(|s| s.org == *node.org());
+    let Some(service) = owned else {
+        let _ = answer(
+            &mut stream,
+            &FlowAnswer::Denied {
+                rule: None,
+                reason: "not-owner".into(),
+            },
+        )
+        .await;
+        deny(&mut record, "not-owner", Vec::new());
+        return;
+    };
+    let decision = node.policies.decide(
+        &Flow {
+            src_org: &peer.org,
+            src_network: req.src_network.as_deref(),
+            src_addr: req.src_addr,
+            service: &req.service,
+            port: req.port,
+        },
+        now(),
+    );
+    record.agreement = decision.agreement.as_ref().map(ToString::to_string);
+    let rules: Vec<String> = decision.rules.iter().map(ToString::to_string).collect();
+    if !decision.is_allowed() {
+        let reason = decision.reason.label();
+        let _ = answer(
+            &mut stream,
+            &FlowAnswer::Denied {
+                rule: rules.first().cloned(),
+                reason: reason.into(),
+            },
+        )
+        .await;
+        tracing::info!(
+            reason,
+            rule = rules.first().map_or("-", String::as_str),
+            "flow denied"
+        );
+        deny(&mut record, reason, rules);
+        return;
+    }
+    record.rules = rules;
+    let Some(_permit) = ctx.admit(Some(&peer.edge)) else {
+        let _ = answer(
+            &mut stream,
+            &FlowAnswer::Denied {
+                rule: None,
+                reason: "overloaded".into(),
+            },
+        )
+        .await;
+        deny(&mut record, "overloaded", Vec::new());
+        return;
+    };
+    let Some(ip) = service.address else {
+        let _ = answer(
+            &mut stream,
+            &FlowAnswer::Denied {
+                rule: None,
+                reason: "no-address".into(),
+            },
+        )
+        .await;
+        deny(&mut record, "no-address", Vec::new());
+        return;
+    };
+    let target = SocketAddr::new(ip, req.port);
+    let mut upstream =
+        match tokio::time::timeout(ctx.limits.connect_timeout, TcpStream::connect(target)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(%target, cause = %e, "cannot reach the service");
+                let _ = answer(
+                    &mut stream,
+                    &FlowAnswer::Denied {
+                        rule: None,
+                        reason: "upstream-unreachable".into(),
+                    },
+                )
+                .await;
+                let rules = std::mem::take(&mut record.rules);
+                deny(&mut record, "upstream-unreachable", rules);
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%target, "connecting to the service timed out");
+                let _ = answer(
+                    &mut stream,
+                    &FlowAnswer::Denied {
+                        rule: None,
+                        reason: "upstream-timeout".into(),
+                    },
+                )
+                .await;
+                let rules = std::mem::take(&mut record.rules);
+                deny(&mut record, "upstream-timeout", rules);
+                return;
+            }
+        };
+    let _ = upstream.set_nodelay(true);
+    if answer(&mut stream, &FlowAnswer::Accepted).await.is_err() {
+        return;
+    }
+    let mut up = initial.len() as u64;
+    if !initial.is_empty() && upstream.write_all(&initial).await.is_err() {
+        return;
+    }
+    let (a, b) = tokio::io::copy_bidirectional_with_sizes(
+        &mut stream,
+        &mut upstream,
+        RELAY_BUFFER,
+        RELAY_BUFFER,
+    )
+    .await
+    .unwrap_or((0, 0));
+    up += a;
+    record.bytes_up = up;
+    record.bytes_down = b;
+    record.result = "allowed".into();
+    record.reason = "allowed".into();
+    record.end = now().to_string();
+    ctx.metrics.add(
+        "fedgate_flows_total",
+        &[("role", "home"), ("result", "allowed")],
+        1,
+    );
+    ctx.metrics.add(
+        "fedgate_bytes_total",
+        &[("role", "home"), ("direction", "up")],
+        up,
+    );
+    ctx.metrics.add(
+        "fedgate_bytes_total",
+        &[("role", "home"), ("direction", "down")],
+        b,
+    );
+    ctx.audit.record(&record);
+}

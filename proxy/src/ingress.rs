@@ -1,0 +1,480 @@
+//! Listeners for visiting staff: TLS SNI (routed by name, never
+//! terminated), service VIPs (one address per remote non-TLS service), an
+//! HTTP CONNECT proxy with a PAC file at `/proxy.pac`, and SOCKS5.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context;
+use federation::model::{Protocol, ServiceId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::overlay::Overlay;
+use crate::visit::{self, Refused};
+use crate::{Ctx, Listen};
+
+const MAX_HEAD: usize = 16 * 1024;
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Sni,
+    Connect,
+    Socks,
+    Vip,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sni => "sni",
+            Self::Connect => "connect",
+            Self::Socks => "socks",
+            Self::Vip => "vip",
+        }
+    }
+}
+
+/// Bind the configured listeners and spawn their accept loops into `tasks`.
+pub async fn start(
+    ctx: &Arc<Ctx>,
+    overlay: &Arc<Overlay>,
+    listen: &Listen,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let mut binds: Vec<(Kind, SocketAddr)> = Vec::new();
+    binds.extend(listen.sni.map(|a| (Kind::Sni, a)));
+    binds.extend(listen.connect.map(|a| (Kind::Connect, a)));
+    binds.extend(listen.socks.map(|a| (Kind::Socks, a)));
+    if listen.vips {
+        binds.extend(ctx.node().vips.keys().map(|a| (Kind::Vip, *a)));
+    }
+    for (kind, addr) in binds {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for {} on {addr}", kind.as_str()))?;
+        let local = listener.local_addr()?;
+        tracing::info!(kind = kind.as_str(), addr = %local, "listening");
+        let ctx = ctx.clone();
+        let overlay = overlay.clone();
+        tasks.spawn(accept_loop(ctx, overlay, listener, kind, local));
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    ctx: Arc<Ctx>,
+    overlay: Arc<Overlay>,
+    listener: TcpListener,
+    kind: Kind,
+    local: SocketAddr,
+) {
+    loop {
+        let (client, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(cause = %e, kind = kind.as_str(), "failed to accept");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !ctx.within_rate(remote.ip()) {
+            ctx.metrics.add(
+                "fedgate_denials_total",
+                &[("role", "visited"), ("reason", "rate-limited")],
+                1,
+            );
+            tracing::warn!(%remote, "connection rate limit exceeded; closing");
+            continue;
+        }
+        let _ = client.set_nodelay(true);
+        let ctx = ctx.clone();
+        let overlay = overlay.clone();
+        tokio::spawn(async move {
+            let span = tracing::info_span!("ingress", kind = kind.as_str(), %remote);
+            let _e = span.enter();
+            let result = match kind {
+                Kind::Sni => sni(&ctx, &overlay, client, remote, local).await,
+                Kind::Connect => connect(&ctx, &overlay, client, remote, local).await,
+                Kind::Socks => socks(&ctx, &overlay, client, remote).await,
+                Kind::Vip => vip(&ctx, &overlay, client, remote, local).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(cause = %e, "client connection ended");
+            }
+        });
+    }
+}
+
+/// The port a name-routed flow goes to: the listener's own port if the
+/// service serves it, else the service's only port.
+fn port_for(ports: &[u16], local: SocketAddr) -> Option<u16> {
+    if ports.contains(&local.port()) {
+        Some(local.port())
+    } else if let [only] = ports {
+        Some(*only)
+    } else {
+        None
+    }
+}
+
+async fn sni(
+    ctx: &Arc<Ctx>,
+    overlay: &Arc<Overlay>,
+    mut client: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+) -> anyhow::Result<()> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut acceptor = rustls::server::Acceptor::default();
+    let name = tokio::time::timeout(ctx.limits.client_hello_timeout, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = client.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "client closed before its ClientHello");
+            buf.extend_from_slice(&chunk[..n]);
+            anyhow::ensure!(
+                buf.len() <= MAX_HEAD,
+                "ClientHello larger than {MAX_HEAD} bytes"
+            );
+            acceptor.read_tls(&mut &chunk[..n])?;
+            match acceptor.accept() {
+                Ok(Some(accepted)) => {
+                    return Ok(accepted.client_hello().server_name().map(str::to_owned));
+                }
+                Ok(None) => {}
+                Err((e, _)) => anyhow::bail!("not a TLS ClientHello: {e}"),
+            }
+        }
+    })
+    .await
+    .context("no ClientHello in time")??;
+    let Some(name) = name else {
+        tracing::info!(%remote, "TLS without SNI; closing");
+        return Ok(());
+    };
+    let node = ctx.node();
+    let Some(route) = node
+        .routing
+        .resolve(&name)
+        .filter(|r| r.protocol == Protocol::Tls)
+    else {
+        tracing::info!(%remote, name, "SNI names no federation TLS service; closing");
+        ctx.metrics.add(
+            "fedgate_denials_total",
+            &[("role", "visited"), ("reason", "unknown-service")],
+            1,
+        );
+        return Ok(());
+    };
+    let Some(port) = port_for(&route.ports, local) else {
+        tracing::info!(%remote, name, "service serves several ports, none of them this listener's; closing");
+        return Ok(());
+    };
+    let service = route.service.clone();
+    drop(node);
+    // On refusal, closing is the answer; the refusal is logged and audited.
+    if let Ok(opened) = visit::open(ctx, overlay, remote, &service, port, "sni").await {
+        visit::relay(ctx, opened, client, &buf).await;
+    }
+    Ok(())
+}
+
+async fn vip(
+    ctx: &Arc<Ctx>,
+    overlay: &Arc<Overlay>,
+    client: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+) -> anyhow::Result<()> {
+    let service = ctx
+        .node()
+        .vips
+        .get(&local)
+        .cloned()
+        .context("no service at this VIP")?;
+    if let Ok(opened) = visit::open(ctx, overlay, remote, &service, local.port(), "vip").await {
+        visit::relay(ctx, opened, client, &[]).await;
+    }
+    Ok(())
+}
+
+/// Read an HTTP request head (up to the blank line).
+async fn read_head(ctx: &Ctx, client: &mut TcpStream) -> anyhow::Result<(Vec<u8>, usize)> {
+    let mut buf = Vec::with_capacity(1024);
+    tokio::time::timeout(ctx.limits.client_hello_timeout, async {
+        let mut chunk = [0u8; 2048];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Ok((buf, end + 4));
+            }
+            anyhow::ensure!(
+                buf.len() <= MAX_HEAD,
+                "request head larger than {MAX_HEAD} bytes"
+            );
+            let n = client.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "client closed before a whole request");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .context("no request in time")?
+}
+
+async fn respond(
+    client: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await?;
+    client.write_all(body.as_bytes()).await?;
+    client.shutdown().await
+}
+
+/// The PAC file: the federation's zones (other members') through this
+/// edge's CONNECT listener, everything else direct.
+fn pac(ctx: &Ctx, local: SocketAddr) -> String {
+    let node = ctx.node();
+    let proxy = if local.ip().is_unspecified() {
+        node.edge
+            .ingress_addresses
+            .first()
+            .map_or(local, |ip| SocketAddr::new(*ip, local.port()))
+    } else {
+        local
+    };
+    let mut zones: Vec<&str> = node
+        .fed
+        .orgs
+        .iter()
+        .filter(|o| o.id != *node.org())
+        .flat_map(|o| o.zones.iter().map(String::as_str))
+        .collect();
+    zones.sort_unstable();
+    let conditions: Vec<String> = zones
+        .iter()
+        .map(|z| format!("    host == \"{z}\" || dnsDomainIs(host, \".{z}\")"))
+        .collect();
+    let condition = if conditions.is_empty() {
+        "    false".to_owned()
+    } else {
+        conditions.join(" ||\n")
+    };
+    format!(
+        "// Fedgate edge {edge}: the federation's names go through this edge.\nfunction FindProxyForURL(url, host) {{\n  host = host.toLowerCase();\n  if (\n{condition}\n  ) {{\n    return \"PROXY {proxy}\";\n  }}\n  return \"DIRECT\";\n}}\n",
+        edge = node.edge.id
+    )
+}
+
+async fn connect(
+    ctx: &Arc<Ctx>,
+    overlay: &Arc<Overlay>,
+    mut client: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+) -> anyhow::Result<()> {
+    let (buf, head_len) = read_head(ctx, &mut client).await?;
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(
+        req.parse(&buf[..head_len]),
+        Ok(httparse::Status::Complete(_))
+    ) {
+        respond(
+            &mut client,
+            "400 Bad Request",
+            "text/plain",
+            "malformed request\n",
+        )
+        .await?;
+        return Ok(());
+    }
+    let method = req.method.unwrap_or_default();
+    let target = req.path.unwrap_or_default().to_owned();
+    if method == "GET" && (target == "/proxy.pac" || target.ends_with("/proxy.pac")) {
+        respond(
+            &mut client,
+            "200 OK",
+            "application/x-ns-proxy-autoconfig",
+            &pac(ctx, local),
+        )
+        .await?;
+        return Ok(());
+    }
+    if method != "CONNECT" {
+        respond(
+            &mut client,
+            "405 Method Not Allowed",
+            "text/plain",
+            "this proxy accepts CONNECT, and GET /proxy.pac\n",
+        )
+        .await?;
+        return Ok(());
+    }
+    let Some((host, port)) = target
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+    else {
+        respond(
+            &mut client,
+            "400 Bad Request",
+            "text/plain",
+            "CONNECT needs host:port\n",
+        )
+        .await?;
+        return Ok(());
+    };
+    let service = resolve_target(ctx, host, port);
+    let Some(service) = service else {
+        respond(
+            &mut client,
+            "403 Forbidden",
+            "text/plain",
+            &format!("{host} is not a federation service reachable from here\n"),
+        )
+        .await?;
+        ctx.metrics.add(
+            "fedgate_denials_total",
+            &[("role", "visited"), ("reason", "unknown-service")],
+            1,
+        );
+        return Ok(());
+    };
+    match visit::open(ctx, overlay, remote, &service, port, "connect").await {
+        Ok(opened) => {
+            client
+                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .await?;
+            visit::relay(ctx, opened, client, &buf[head_len..]).await;
+        }
+        Err(Refused {
+            denied,
+            reason,
+            rule,
+        }) => {
+            let (status, why) = if denied {
+                ("403 Forbidden", "denied")
+            } else {
+                ("502 Bad Gateway", "failed")
+            };
+            let rule = rule.map(|r| format!(" by rule {r}")).unwrap_or_default();
+            respond(
+                &mut client,
+                status,
+                "text/plain",
+                &format!("fedgate: {service}:{port} {why}: {reason}{rule}\n"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A service by DNS name, or by the address of one of this edge's VIPs.
+fn resolve_target(ctx: &Ctx, host: &str, port: u16) -> Option<ServiceId> {
+    let node = ctx.node();
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return node.vips.get(&SocketAddr::new(ip, port)).cloned();
+    }
+    node.routing.resolve(host).map(|r| r.service.clone())
+}
+
+// SOCKS5 (RFC 1928), CONNECT with no authentication.
+const SOCKS_VERSION: u8 = 5;
+const REPLY_OK: u8 = 0;
+const REPLY_FAILURE: u8 = 1;
+const REPLY_NOT_ALLOWED: u8 = 2;
+const REPLY_HOST_UNREACHABLE: u8 = 4;
+const REPLY_COMMAND_NOT_SUPPORTED: u8 = 7;
+const REPLY_ADDRESS_NOT_SUPPORTED: u8 = 8;
+
+async fn socks_reply(client: &mut TcpStream, code: u8) -> std::io::Result<()> {
+    client
+        .write_all(&[SOCKS_VERSION, code, 0, 1, 0, 0, 0, 0, 0, 0])
+        .await
+}
+
+async fn socks(
+    ctx: &Arc<Ctx>,
+    overlay: &Arc<Overlay>,
+    mut client: TcpStream,
+    remote: SocketAddr,
+) -> anyhow::Result<()> {
+    let request = tokio::time::timeout(ctx.limits.client_hello_timeout, async {
+        let mut head = [0u8; 2];
+        client.read_exact(&mut head).await?;
+        anyhow::ensure!(head[0] == SOCKS_VERSION, "not SOCKS5 (version {})", head[0]);
+        let mut methods = vec![0u8; usize::from(head[1])];
+        client.read_exact(&mut methods).await?;
+        if !methods.contains(&0) {
+            client.write_all(&[SOCKS_VERSION, 0xff]).await?;
+            anyhow::bail!("client offers no method without authentication");
+        }
+        client.write_all(&[SOCKS_VERSION, 0]).await?;
+        let mut req = [0u8; 4];
+        client.read_exact(&mut req).await?;
+        anyhow::ensure!(req[0] == SOCKS_VERSION, "bad request version {}", req[0]);
+        let host = match req[3] {
+            1 => {
+                let mut a = [0u8; 4];
+                client.read_exact(&mut a).await?;
+                IpAddr::from(a).to_string()
+            }
+            4 => {
+                let mut a = [0u8; 16];
+                client.read_exact(&mut a).await?;
+                IpAddr::from(a).to_string()
+            }
+            3 => {
+                let len = client.read_u8().await?;
+                let mut name = vec![0u8; usize::from(len)];
+                client.read_exact(&mut name).await?;
+                String::from_utf8(name).unwrap_or_default()
+            }
+            _ => {
+                socks_reply(&mut client, REPLY_ADDRESS_NOT_SUPPORTED).await?;
+                anyhow::bail!("unsupported address type {}", req[3]);
+            }
+        };
+        let port = client.read_u16().await?;
+        if req[1] != 1 {
+            socks_reply(&mut client, REPLY_COMMAND_NOT_SUPPORTED).await?;
+            anyhow::bail!("SOCKS command {} is not CONNECT", req[1]);
+        }
+        Ok((host, port))
+    })
+    .await
+    .context("no SOCKS request in time")??;
+    let (host, port) = request;
+    let Some(service) = resolve_target(ctx, &host, port) else {
+        ctx.metrics.add(
+            "fedgate_denials_total",
+            &[("role", "visited"), ("reason", "unknown-service")],
+            1,
+        );
+        socks_reply(&mut client, REPLY_HOST_UNREACHABLE).await?;
+        return Ok(());
+    };
+    match visit::open(ctx, overlay, remote, &service, port, "socks").await {
+        Ok(opened) => {
+            socks_reply(&mut client, REPLY_OK).await?;
+            visit::relay(ctx, opened, client, &[]).await;
+        }
+        Err(refused) => {
+            let code = if refused.denied {
+                REPLY_NOT_ALLOWED
+            } else {
+                REPLY_FAILURE
+            };
+            tracing::info!(reason = %refused.message(), "SOCKS flow refused");
+            socks_reply(&mut client, code).await?;
+        }
+    }
+    Ok(())
+}

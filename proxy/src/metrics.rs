@@ -1,0 +1,109 @@
+//! Counters and gauges, rendered in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    gauges: Mutex<BTreeMap<(&'static str, String), f64>>,
+}
+
+const HELP: &[(&str, &str, &str)] = &[
+    (
+        "fedgate_flows_total",
+        "counter",
+        "Flows by role (visited, home) and result.",
+    ),
+    (
+        "fedgate_bytes_total",
+        "counter",
+        "Bytes relayed by direction (up: client to service).",
+    ),
+    (
+        "fedgate_denials_total",
+        "counter",
+        "Denied flows by role and reason.",
+    ),
+    (
+        "fedgate_handshake_failures_total",
+        "counter",
+        "Overlay handshakes refused or failed, by reason.",
+    ),
+    (
+        "fedgate_peer_link",
+        "gauge",
+        "1 when a QUIC connection to the peer is up, by peer and transport.",
+    ),
+    (
+        "fedgate_peer_rtt_seconds",
+        "gauge",
+        "Smoothed RTT of the QUIC connection to the peer.",
+    ),
+    ("fedgate_active_flows", "gauge", "Flows being relayed now."),
+    (
+        "fedgate_snapshot_version",
+        "gauge",
+        "Version of the snapshot in force.",
+    ),
+];
+
+/// `{a="x",b="y"}` from label pairs, values escaped.
+pub fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}=\"{}\"",
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            )
+        })
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+impl Metrics {
+    pub fn add(&self, name: &'static str, pairs: &[(&str, &str)], n: u64) {
+        if let Ok(mut c) = self.counters.lock() {
+            *c.entry((name, labels(pairs))).or_default() += n;
+        }
+    }
+
+    pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
+        if let Ok(mut g) = self.gauges.lock() {
+            g.insert((name, labels(pairs)), v);
+        }
+    }
+
+    pub fn gauge_add(&self, name: &'static str, pairs: &[(&str, &str)], delta: f64) {
+        if let Ok(mut g) = self.gauges.lock() {
+            *g.entry((name, labels(pairs))).or_default() += delta;
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
+        let gauges = self.gauges.lock().map(|g| g.clone()).unwrap_or_default();
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for ((n, l), v) in &counters {
+                if n == name {
+                    let _ = writeln!(out, "{n}{l} {v}");
+                }
+            }
+            for ((n, l), v) in &gauges {
+                if n == name {
+                    let _ = writeln!(out, "{n}{l} {v}");
+                }
+            }
+        }
+        out
+    }
+}

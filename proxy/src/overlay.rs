@@ -1,0 +1,504 @@
+//! Links to peer edges: one QUIC connection per peer carrying one
+//! bidirectional stream per flow; TLS over TCP (one connection per flow) when
+//! QUIC to a peer fails, with QUIC retried in the background with backoff.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use federation::model::Edge;
+use federation::wire::{FlowAnswer, FlowRequest};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::tls::{self, Material};
+use crate::{Ctx, Listen, home, now};
+
+/// A flow's byte stream to or from a peer edge, whatever the transport.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+pub type BoxStream = Box<dyn Stream>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Quic,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quic => "quic",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// A QUIC stream pair as one duplex stream.
+struct QuicStream {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl AsyncRead for QuicStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.recv).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for QuicStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf).map_err(std::io::Error::other)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.send).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.send).poll_shutdown(cx)
+    }
+}
+
+#[derive(Default)]
+struct Link {
+    quic: Option<quinn::Connection>,
+    /// A background task is re-establishing QUIC.
+    retrying: bool,
+}
+
+pub struct Overlay {
+    ctx: Arc<Ctx>,
+    endpoint: Option<quinn::Endpoint>,
+    connector: TlsConnector,
+    links: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Link>>>>,
+    accept_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+fn transport_config(ctx: &Ctx) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(ctx.limits.idle_timeout).ok());
+    t.keep_alive_interval(Some(ctx.limits.idle_timeout / 3));
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(
+        u32::try_from(ctx.limits.max_flows_per_peer).unwrap_or(u32::MAX),
+    ));
+    // Bulk transfers: windows large enough for a fast loopback or LAN.
+    t.stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
+    t.receive_window(quinn::VarInt::from_u32(32 * 1024 * 1024));
+    t.send_window(32 * 1024 * 1024);
+    Arc::new(t)
+}
+
+/// Read a frame off the front of a stream: the value and any bytes read past it.
+pub async fn read_frame<T, S: AsyncRead + Unpin>(
+    stream: &mut S,
+    decode: fn(&[u8]) -> federation::wire::Decoded<T>,
+) -> anyhow::Result<(T, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some((value, used)) = decode(&buf)? {
+            return Ok((value, buf.split_off(used)));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("peer closed the stream before a whole header");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+impl Overlay {
+    pub async fn start(
+        ctx: Arc<Ctx>,
+        material: &Material,
+        listen: &Listen,
+    ) -> anyhow::Result<Arc<Self>> {
+        let server = Arc::new(tls::server_config(material)?);
+        let client = Arc::new(tls::client_config(material)?);
+        let node = ctx.node();
+        let mut tasks = Vec::new();
+        // QUIC: one endpoint listens and dials, so replies come from the
+        // address peers know.
+        let quic_addr = listen.overlay_quic;
+        let endpoint = match quic_addr {
+            Some(addr) => {
+                let qsc = QuicServerConfig::try_from((*server).clone())
+                    .map_err(|e| anyhow!("QUIC server config: {e}"))?;
+                let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qsc));
+                sc.transport_config(transport_config(&ctx));
+                let mut endpoint = quinn::Endpoint::server(sc, addr)
+                    .with_context(|| format!("cannot listen on QUIC {addr}"))?;
+                let qcc = QuicClientConfig::try_from((*client).clone())
+                    .map_err(|e| anyhow!("QUIC client config: {e}"))?;
+                let mut cc = quinn::ClientConfig::new(Arc::new(qcc));
+                cc.transport_config(transport_config(&ctx));
+                endpoint.set_default_client_config(cc);
+                tracing::info!(kind = "overlay-quic", addr = %endpoint.local_addr()?, "listening");
+                Some(endpoint)
+            }
+            None => None,
+        };
+        let overlay = Arc::new(Self {
+            ctx: ctx.clone(),
+            endpoint,
+            connector: TlsConnector::from(client),
+            links: Mutex::new(HashMap::new()),
+            accept_tasks: Mutex::new(Vec::new()),
+        });
+        if let Some(endpoint) = overlay.endpoint.clone() {
+            let o = overlay.clone();
+            tasks.push(tokio::spawn(async move { o.serve_quic(endpoint).await }));
+        }
+        if let Some(addr) = listen.overlay_tcp {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on TCP {addr}"))?;
+            tracing::info!(kind = "overlay-tcp", addr = %listener.local_addr()?, "listening");
+            let acceptor = TlsAcceptor::from(server);
+            let o = overlay.clone();
+            tasks.push(tokio::spawn(async move {
+                o.serve_tcp(listener, acceptor).await
+            }));
+        }
+        drop(node);
+        if let Ok(mut t) = overlay.accept_tasks.lock() {
+            t.extend(tasks);
+        }
+        Ok(overlay)
+    }
+
+    pub fn stop_accepting(&self) {
+        if let Ok(tasks) = self.accept_tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        if let Some(e) = &self.endpoint {
+            e.close(quinn::VarInt::from_u32(0), b"edge stopping");
+            let _ = tokio::time::timeout(Duration::from_secs(2), e.wait_idle()).await;
+        }
+    }
+
+    fn refused(&self, err: &tls::PeerRefused, transport: Transport, remote: SocketAddr) {
+        self.ctx.metrics.add(
+            "fedgate_handshake_failures_total",
+            &[("reason", err.label()), ("transport", transport.as_str())],
+            1,
+        );
+        tracing::warn!(cause = %err, %remote, transport = transport.as_str(), "peer refused");
+    }
+
+    async fn serve_quic(self: Arc<Self>, endpoint: quinn::Endpoint) {
+        while let Some(incoming) = endpoint.accept().await {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let remote = incoming.remote_address();
+                let conn = match tokio::time::timeout(this.ctx.limits.handshake_timeout, incoming)
+                    .await
+                {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => {
+                        this.ctx.metrics.add(
+                            "fedgate_handshake_failures_total",
+                            &[("reason", "tls"), ("transport", "quic")],
+                            1,
+                        );
+                        tracing::warn!(cause = %e, %remote, transport = "quic", "handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        this.ctx.metrics.add(
+                            "fedgate_handshake_failures_total",
+                            &[("reason", "timeout"), ("transport", "quic")],
+                            1,
+                        );
+                        return;
+                    }
+                };
+                let node = this.ctx.node();
+                let certs = conn
+                    .peer_identity()
+                    .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
+                let peer = match tls::check_peer(
+                    &node,
+                    certs.as_deref().map(Vec::as_slice),
+                    None,
+                    now(),
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        this.refused(&e, Transport::Quic, remote);
+                        conn.close(quinn::VarInt::from_u32(1), e.label().as_bytes());
+                        return;
+                    }
+                };
+                tracing::info!(peer = %peer, %remote, transport = "quic", fingerprint = %peer.cert.fingerprint, "peer connected");
+                let peer = Arc::new(peer);
+                loop {
+                    match conn.accept_bi().await {
+                        Ok((send, recv)) => {
+                            let ctx = this.ctx.clone();
+                            let peer = peer.clone();
+                            tokio::spawn(async move {
+                                home::serve(
+                                    ctx,
+                                    &peer,
+                                    Box::new(QuicStream { send, recv }),
+                                    Transport::Quic,
+                                )
+                                .await;
+                            });
+                        }
+                        Err(e) => {
+                            tracing::info!(peer = %peer, cause = %e, "peer connection closed");
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    async fn serve_tcp(self: Arc<Self>, listener: TcpListener, acceptor: TlsAcceptor) {
+        loop {
+            let (tcp, remote) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(cause = %e, "failed to accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let this = self.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let tls = match tokio::time::timeout(
+                    this.ctx.limits.handshake_timeout,
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        this.ctx.metrics.add(
+                            "fedgate_handshake_failures_total",
+                            &[("reason", "tls"), ("transport", "tcp")],
+                            1,
+                        );
+                        tracing::warn!(cause = %e, %remote, transport = "tcp", "handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        this.ctx.metrics.add(
+                            "fedgate_handshake_failures_total",
+                            &[("reason", "timeout"), ("transport", "tcp")],
+                            1,
+                        );
+                        return;
+                    }
+                };
+                let node = this.ctx.node();
+                let peer = match tls::check_peer(
+                    &node,
+                    tls.get_ref().1.peer_certificates(),
+                    None,
+                    now(),
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        this.refused(&e, Transport::Tcp, remote);
+                        return;
+                    }
+                };
+                drop(node);
+                home::serve(this.ctx.clone(), &peer, Box::new(tls), Transport::Tcp).await;
+            });
+        }
+    }
+
+    fn link(&self, edge: &str) -> Arc<tokio::sync::Mutex<Link>> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.entry(edge.to_owned()).or_default().clone()
+    }
+
+    async fn quic_connect(&self, peer: &Edge) -> anyhow::Result<quinn::Connection> {
+        let endpoint = self.endpoint.as_ref().context("QUIC is off on this edge")?;
+        let addr = peer.quic.context("the peer has no QUIC endpoint")?;
+        let connecting = endpoint.connect(addr, "edge.fedgate.invalid")?;
+        let conn = tokio::time::timeout(
+            self.ctx
+                .limits
+                .handshake_timeout
+                .min(Duration::from_secs(2)),
+            connecting,
+        )
+        .await
+        .map_err(|_| anyhow!("QUIC handshake with {} timed out (UDP blocked?)", peer.id))??;
+        let node = self.ctx.node();
+        let certs = conn
+            .peer_identity()
+            .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
+        if let Err(e) = tls::check_peer(
+            &node,
+            certs.as_deref().map(Vec::as_slice),
+            Some(peer.id.as_str()),
+            now(),
+        ) {
+            self.refused(&e, Transport::Quic, addr);
+            conn.close(quinn::VarInt::from_u32(1), e.label().as_bytes());
+            bail!("peer refused: {e}");
+        }
+        self.ctx.metrics.set(
+            "fedgate_peer_link",
+            &[("peer", peer.id.as_str()), ("transport", "quic")],
+            1.0,
+        );
+        tracing::info!(peer = %peer.id, %addr, transport = "quic", "peer link up");
+        Ok(conn)
+    }
+
+    /// Re-establish QUIC to `peer` in the background, with backoff and jitter.
+    fn retry_quic(self: &Arc<Self>, peer: Edge, link: Arc<tokio::sync::Mutex<Link>>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_secs(1);
+            let mut shutdown = this.ctx.shutdown.clone();
+            for _attempt in 0..10_000u32 {
+                let jitter = Duration::from_millis(
+                    u64::from(now().subsec_nanosecond().unsigned_abs()) % 250,
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay + jitter) => {}
+                    _ = shutdown.changed() => return,
+                }
+                match this.quic_connect(&peer).await {
+                    Ok(conn) => {
+                        let mut l = link.lock().await;
+                        l.quic = Some(conn);
+                        l.retrying = false;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %peer.id, cause = %e, "QUIC retry failed");
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Open a flow to `peer`: over its QUIC connection if up, else over a
+    /// new TLS-over-TCP connection. Returns the stream, the home edge's
+    /// answer, bytes read past the answer, and the transport.
+    pub async fn open(
+        self: &Arc<Self>,
+        peer: &Edge,
+        req: &FlowRequest,
+    ) -> anyhow::Result<(BoxStream, FlowAnswer, Vec<u8>, Transport)> {
+        let (mut stream, transport) = self.stream_to(peer).await?;
+        let mut header = Vec::with_capacity(64);
+        req.encode(&mut header)?;
+        stream.write_all(&header).await?;
+        stream.flush().await?;
+        let (answer, rest) = tokio::time::timeout(
+            self.ctx.limits.connect_timeout + self.ctx.limits.handshake_timeout,
+            read_frame(&mut stream, FlowAnswer::decode),
+        )
+        .await
+        .map_err(|_| anyhow!("no answer from {} in time", peer.id))??;
+        Ok((stream, answer, rest, transport))
+    }
+
+    async fn stream_to(self: &Arc<Self>, peer: &Edge) -> anyhow::Result<(BoxStream, Transport)> {
+        let link = self.link(peer.id.as_str());
+        {
+            let mut l = link.lock().await;
+            if let Some(conn) = l.quic.as_ref() {
+                if conn.close_reason().is_none() {
+                    self.ctx.metrics.set(
+                        "fedgate_peer_rtt_seconds",
+                        &[("peer", peer.id.as_str())],
+                        conn.rtt().as_secs_f64(),
+                    );
+                    if let Ok((send, recv)) = conn.open_bi().await {
+                        return Ok((Box::new(QuicStream { send, recv }), Transport::Quic));
+                    }
+                }
+                l.quic = None;
+                self.ctx.metrics.set(
+                    "fedgate_peer_link",
+                    &[("peer", peer.id.as_str()), ("transport", "quic")],
+                    0.0,
+                );
+            }
+            if !l.retrying && self.endpoint.is_some() && peer.quic.is_some() {
+                match self.quic_connect(peer).await {
+                    Ok(conn) => {
+                        let (send, recv) = conn.open_bi().await?;
+                        l.quic = Some(conn);
+                        return Ok((Box::new(QuicStream { send, recv }), Transport::Quic));
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.id, cause = %e, "QUIC to peer failed; using TLS over TCP, retrying QUIC in the background");
+                        l.retrying = true;
+                        self.retry_quic(peer.clone(), link.clone());
+                    }
+                }
+            }
+        }
+        let addr = peer
+            .tcp
+            .with_context(|| format!("no QUIC link to {} and it has no TCP endpoint", peer.id))?;
+        let tcp = tokio::time::timeout(self.ctx.limits.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow!("TCP connect to {} ({addr}) timed out", peer.id))?
+            .with_context(|| format!("TCP connect to {} ({addr})", peer.id))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio::time::timeout(
+            self.ctx.limits.handshake_timeout,
+            self.connector.connect(tls::peer_server_name(), tcp),
+        )
+        .await
+        .map_err(|_| anyhow!("TLS handshake with {} timed out", peer.id))?
+        .with_context(|| format!("TLS handshake with {}", peer.id))?;
+        let node = self.ctx.node();
+        if let Err(e) = tls::check_peer(
+            &node,
+            tls.get_ref().1.peer_certificates(),
+            Some(peer.id.as_str()),
+            now(),
+        ) {
+            self.refused(&e, Transport::Tcp, addr);
+            bail!("peer refused: {e}");
+        }
+        self.ctx.metrics.set(
+            "fedgate_peer_link",
+            &[("peer", peer.id.as_str()), ("transport", "tcp")],
+            1.0,
+        );
+        Ok((Box::new(tls), Transport::Tcp))
+    }
+}

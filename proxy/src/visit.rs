@@ -1,0 +1,238 @@
+//! The visited edge's side of a flow: the client's network, the pre-check,
+//! the overlay to the home edge (or egress, for this organisation's own
+//! services), and the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use federation::Flow;
+use federation::model::ServiceId;
+use federation::wire::{FlowAnswer, FlowRequest};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::audit::FlowRecord;
+use crate::home::RELAY_BUFFER;
+use crate::overlay::{BoxStream, Overlay};
+use crate::{Ctx, FlowPermit, now};
+
+/// Why a client's flow was refused, for the ingress to answer in its own
+/// protocol (403, SOCKS code, close).
+#[derive(Debug)]
+pub struct Refused {
+    /// `denied` (by policy, here or at home) or `failed` (unreachable, limits).
+    pub denied: bool,
+    pub reason: String,
+    pub rule: Option<String>,
+}
+
+impl Refused {
+    pub fn message(&self) -> String {
+        match &self.rule {
+            Some(rule) => format!("{} (rule {rule})", self.reason),
+            None => self.reason.clone(),
+        }
+    }
+}
+
+/// A flow accepted at both ends, ready to relay.
+pub struct Opened {
+    stream: BoxStream,
+    /// Bytes the home side sent after its answer.
+    early: Vec<u8>,
+    record: FlowRecord,
+    _permit: FlowPermit,
+}
+
+fn flow_id() -> u128 {
+    // Unique enough to correlate two edges' records: time and a counter.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (now().as_nanosecond() as u128) << 32 ^ u128::from(n) ^ (u128::from(std::process::id()) << 100)
+}
+
+/// Pre-check a client's flow to `service:port` and open it.
+pub async fn open(
+    ctx: &Arc<Ctx>,
+    overlay: &Arc<Overlay>,
+    client: SocketAddr,
+    service: &ServiceId,
+    port: u16,
+    ingress: &str,
+) -> Result<Opened, Refused> {
+    let node = ctx.node();
+    let network = node.source_network(client.ip());
+    let mut record = FlowRecord {
+        flow_id: format!("{:032x}", flow_id()),
+        role: "visited".into(),
+        start: now().to_string(),
+        end: String::new(),
+        src_org: node.org().to_string(),
+        src_network: network.clone(),
+        src_addr: Some(client.ip().to_string()),
+        service: service.to_string(),
+        port,
+        result: "denied".into(),
+        reason: String::new(),
+        rules: Vec::new(),
+        agreement: None,
+        bytes_up: 0,
+        bytes_down: 0,
+        peer_edge: None,
+        transport: None,
+        ingress: Some(ingress.to_owned()),
+    };
+    let refuse = |record: &mut FlowRecord, denied: bool, reason: &str, rule: Option<String>| {
+        record.reason = reason.to_owned();
+        record.rules = rule.iter().cloned().collect();
+        record.end = now().to_string();
+        ctx.metrics.add(
+            "fedgate_flows_total",
+            &[("role", "visited"), ("result", "denied")],
+            1,
+        );
+        ctx.metrics.add(
+            "fedgate_denials_total",
+            &[("role", "visited"), ("reason", reason)],
+            1,
+        );
+        ctx.audit.record(record);
+        tracing::info!(flow_id = %record.flow_id, %client, %service, port, reason, rule = rule.as_deref().unwrap_or("-"), "flow refused");
+        Refused {
+            denied,
+            reason: reason.to_owned(),
+            rule,
+        }
+    };
+    let Some(network) = network else {
+        return Err(refuse(&mut record, true, "unknown-source-network", None));
+    };
+    let decision = node.policies.decide(
+        &Flow {
+            src_org: node.org().as_str(),
+            src_network: Some(&network),
+            src_addr: Some(client.ip()),
+            service: service.as_str(),
+            port,
+        },
+        now(),
+    );
+    record.agreement = decision.agreement.as_ref().map(ToString::to_string);
+    if !decision.is_allowed() {
+        let rule = decision.rules.first().map(ToString::to_string);
+        return Err(refuse(&mut record, true, decision.reason.label(), rule));
+    }
+    record.rules = decision.rules.iter().map(ToString::to_string).collect();
+    let Some(permit) = ctx.admit(None) else {
+        return Err(refuse(&mut record, false, "overloaded", None));
+    };
+    let Some(svc) = node.fed.service(service.as_str()) else {
+        return Err(refuse(&mut record, true, "unknown-service", None));
+    };
+    // Our own service: this edge is the home edge too.
+    if svc.org == *node.org() {
+        let Some(ip) = svc.address else {
+            return Err(refuse(&mut record, false, "no-address", None));
+        };
+        return match tokio::time::timeout(
+            ctx.limits.connect_timeout,
+            TcpStream::connect(SocketAddr::new(ip, port)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                record.transport = Some("local".into());
+                Ok(Opened {
+                    stream: Box::new(s),
+                    early: Vec::new(),
+                    record,
+                    _permit: permit,
+                })
+            }
+            _ => Err(refuse(&mut record, false, "upstream-unreachable", None)),
+        };
+    }
+    let req = FlowRequest {
+        flow_id: u128::from_str_radix(&record.flow_id, 16).unwrap_or_default(),
+        service: service.to_string(),
+        port,
+        src_network: Some(network),
+        src_addr: Some(client.ip()),
+    };
+    let mut last_error = String::from("no edge of the owner");
+    for edge in node.fed.edges_of(&svc.org) {
+        match overlay.open(edge, &req).await {
+            Ok((stream, FlowAnswer::Accepted, early, transport)) => {
+                record.peer_edge = Some(edge.id.to_string());
+                record.transport = Some(transport.as_str().into());
+                return Ok(Opened {
+                    stream,
+                    early,
+                    record,
+                    _permit: permit,
+                });
+            }
+            Ok((_, FlowAnswer::Denied { rule, reason }, _, transport)) => {
+                record.peer_edge = Some(edge.id.to_string());
+                record.transport = Some(transport.as_str().into());
+                let denied = !reason.starts_with("upstream") && reason != "overloaded";
+                return Err(refuse(&mut record, denied, &format!("home:{reason}"), rule));
+            }
+            Err(e) => {
+                tracing::warn!(peer = %edge.id, cause = %e, "cannot open a flow to the home edge");
+                last_error = e.to_string();
+            }
+        }
+    }
+    tracing::warn!(%service, cause = %last_error, "no home edge reachable");
+    Err(refuse(&mut record, false, "home-unreachable", None))
+}
+
+/// Relay between the client and an opened flow; audits the flow at its end.
+pub async fn relay(ctx: &Ctx, mut opened: Opened, mut client: TcpStream, initial: &[u8]) {
+    let mut up = 0u64;
+    let mut down = 0u64;
+    if !initial.is_empty() {
+        if opened.stream.write_all(initial).await.is_err() {
+            return;
+        }
+        up += initial.len() as u64;
+    }
+    if !opened.early.is_empty() {
+        if client.write_all(&opened.early).await.is_err() {
+            return;
+        }
+        down += opened.early.len() as u64;
+    }
+    let (a, b) = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut opened.stream,
+        RELAY_BUFFER,
+        RELAY_BUFFER,
+    )
+    .await
+    .unwrap_or((0, 0));
+    let record = &mut opened.record;
+    record.bytes_up = up + a;
+    record.bytes_down = down + b;
+    record.result = "allowed".into();
+    record.reason = "allowed".into();
+    record.end = now().to_string();
+    ctx.metrics.add(
+        "fedgate_flows_total",
+        &[("role", "visited"), ("result", "allowed")],
+        1,
+    );
+    ctx.metrics.add(
+        "fedgate_bytes_total",
+        &[("role", "visited"), ("direction", "up")],
+        record.bytes_up,
+    );
+    ctx.metrics.add(
+        "fedgate_bytes_total",
+        &[("role", "visited"), ("direction", "down")],
+        record.bytes_down,
+    );
+    ctx.audit.record(record);
+}

@@ -1,0 +1,195 @@
+//! A two-member federation on this test's own loopback /24:
+//!
+//! ```text
+//!   curl ---> away/edge 127.A.B.1 ==== overlay (QUIC :4433 | TLS/TCP :4443) ==== home/edge 127.A.B.2
+//!             connect :3128, sni :8443,                                          |
+//!             socks :1080, VIPs 127.A.B.129+                                     +--> web    127.A.B.10:8443 (HTTPS)
+//!                                                                                +--> echo   127.A.B.11:7007
+//!                                                                                +--> blob   127.A.B.12:7009
+//!                                                                                +--> secret 127.A.B.13:7011 (no policy)
+//! ```
+//! `away`'s roaming-staff network is 127.0.0.0/8, so local clients count as
+//! visiting staff; `third` is a member with no network and no policy.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tests::{Proc, World, ip};
+
+pub(crate) const EDGE: &str = env!("CARGO_BIN_EXE_fedgate-edge");
+
+#[derive(Default)]
+pub(crate) struct Options {
+    /// Extra policies for the document (YAML list items).
+    pub(crate) extra_policies: &'static str,
+    /// Revoked serials (hex).
+    pub(crate) revoked: Vec<String>,
+}
+
+pub(crate) fn document(w: &World, opts: &Options) -> String {
+    let n = |h: u8| ip(w.net, h).to_string();
+    let revoked = if opts.revoked.is_empty() {
+        String::new()
+    } else {
+        let items: Vec<String> = opts
+            .revoked
+            .iter()
+            .map(|s| format!("  - {{serial: \"{s}\", reason: test}}"))
+            .collect();
+        format!("revoked_certificates:\n{}\n", items.join("\n"))
+    };
+    format!(
+        r#"federation: {{name: test, trust_domain: test.fedgate.example}}
+organisations:
+  - {{id: away, name: Away Council, kind: local-authority, membership: {{agreement: FCA-A, expires: 2035-01-01}}, dns: {{zones: [away.example]}}}}
+  - {{id: home, name: Home Trust, kind: nhs-trust, membership: {{agreement: FCA-H, expires: 2035-01-01}}, dns: {{zones: [home.example]}}}}
+  - {{id: third, name: Third Practice, kind: gp-practice, membership: {{agreement: FCA-T, expires: 2035-01-01}}, dns: {{zones: [third.example]}}}}
+networks:
+  - {{org: away, label: roaming-staff, purpose: roaming-staff, cidrs: [127.0.0.0/8]}}
+  - {{org: home, label: corporate, purpose: corporate, cidrs: [10.99.0.0/16]}}
+edges:
+  - {{org: away, name: edge, overlay: {{quic: "{a}:4433", tcp: "{a}:4443"}}, ingress: {{addresses: ["{a}"], vip_prefix: {vip}/25}}}}
+  - {{org: home, name: edge, overlay: {{quic: "{h}:4433", tcp: "{h}:4443"}}}}
+  - {{org: third, name: edge, overlay: {{quic: "{t}:4433", tcp: "{t}:4443"}}}}
+services:
+  - {{org: home, name: web, dns: [web.home.example], address: {web}, ports: [8443], protocol: tls}}
+  - {{org: home, name: echo, dns: [echo.home.example], address: {echo}, ports: [7007], protocol: tcp}}
+  - {{org: home, name: blob, dns: [blob.home.example], address: {blob}, ports: [7009], protocol: tcp}}
+  - {{org: home, name: secret, dns: [secret.home.example], address: {secret}, ports: [7011], protocol: tcp}}
+agreements:
+  - {{id: ISA-T, title: Test sharing, parties: [away, home, third], purpose: tests, legal_basis: test, owner: {{name: T, role: Caldicott Guardian, org: home}}, start: 2025-01-01, expires: 2035-01-01}}
+policies:
+  - {{id: roaming-to-home, description: Away roaming staff reach home systems, from: {{networks: [away/roaming-staff]}}, to: {{services: [home/web, home/echo, home/blob]}}, action: allow, agreement: ISA-T}}
+{extra}{revoked}"#,
+        a = n(1),
+        h = n(2),
+        t = n(3),
+        vip = n(128),
+        web = n(10),
+        echo = n(11),
+        blob = n(12),
+        secret = n(13),
+        extra = opts.extra_policies,
+    )
+}
+
+pub(crate) fn addr(w: &World, host: u8, port: u16) -> SocketAddr {
+    SocketAddr::new(ip(w.net, host), port)
+}
+
+/// Start an edge process and wait until it is ready.
+pub(crate) fn start_edge(
+    w: &World,
+    name: &str,
+    edge: &str,
+    snapshot: &Path,
+    cert: &Path,
+    key: &Path,
+    extra: &[String],
+) -> Proc {
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--edge".into(),
+        edge.into(),
+        "--snapshot".into(),
+        snapshot.display().to_string(),
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+        "--ca".into(),
+        w.ca_pem().display().to_string(),
+        "--audit".into(),
+        w.path(&format!("{name}.audit.jsonl")).display().to_string(),
+    ];
+    args.extend(extra.iter().cloned());
+    let mut p = Proc::start(name, Path::new(EDGE), &args, w.path(&format!("{name}.log")));
+    p.wait_for("ready", Duration::from_secs(20));
+    p
+}
+
+/// The standard pair: `away/edge` with every ingress listener, `home/edge`.
+pub(crate) struct Pair {
+    pub(crate) away: Proc,
+    pub(crate) home: Proc,
+}
+
+pub(crate) fn away_ingress(w: &World) -> Vec<String> {
+    vec![
+        "--connect".into(),
+        addr(w, 1, 3128).to_string(),
+        "--sni".into(),
+        addr(w, 1, 8443).to_string(),
+        "--socks".into(),
+        addr(w, 1, 1080).to_string(),
+        "--vips".into(),
+        "--admin".into(),
+        addr(w, 1, 9100).to_string(),
+        "--idle-secs".into(),
+        "10".into(),
+    ]
+}
+
+pub(crate) fn start_pair(w: &World, away_doc: &str, home_doc: &str, home_extra: &[String]) -> Pair {
+    let away_snap = w.snapshot(away_doc, "away/edge", "away.snapshot.json");
+    let home_snap = w.snapshot(home_doc, "home/edge", "home.snapshot.json");
+    let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
+    let (ac, ak, _) = w.edge_cert("away", "edge", "away-edge", None, None);
+    let mut home_args = vec!["--admin".to_string(), addr(w, 2, 9100).to_string()];
+    home_args.extend(home_extra.iter().cloned());
+    let home = start_edge(w, "home", "home/edge", &home_snap, &hc, &hk, &home_args);
+    let away = start_edge(
+        w,
+        "away",
+        "away/edge",
+        &away_snap,
+        &ac,
+        &ak,
+        &away_ingress(w),
+    );
+    Pair { away, home }
+}
+
+/// Run curl off the async runtime; returns (success, stdout, stderr).
+pub(crate) async fn curl(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut all = vec![
+            "--silent".to_string(),
+            "--show-error".into(),
+            "--max-time".into(),
+            "20".into(),
+        ];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        tests::run("curl", &refs)
+    })
+    .await
+    .expect("curl task")
+}
+
+/// Every audit record of an edge, as JSON.
+pub(crate) fn audit(w: &World, name: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(w.path(&format!("{name}.audit.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// Wait (bounded) until `name`'s audit log has a record matching `pred`.
+pub(crate) async fn audit_record(
+    w: &World,
+    name: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..200 {
+        if let Some(r) = audit(w, name).into_iter().find(|r| pred(r)) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no matching audit record at {name}: {:#?}", audit(w, name));
+}

@@ -1,0 +1,141 @@
+//! Visiting staff reach a home service through each ingress: HTTP CONNECT,
+//! TLS SNI, a service VIP and SOCKS5, with real curl; the PAC file; metrics;
+//! audit records at both edges whose hash chains verify.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tests::World;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ingress_reaches_the_home_service() {
+    let w = World::new();
+    let origin_cert = w.path("origin.pem");
+    tests::https_origin(
+        addr(&w, 10, 8443),
+        "web.home.example",
+        &origin_cert,
+        "hello from home/web\n",
+    )
+    .await;
+    tests::echo_origin(addr(&w, 11, 7007)).await;
+    let doc = document(&w, &Options::default());
+    let pair = start_pair(&w, &doc, &doc, &[]);
+    let cacert = origin_cert.display().to_string();
+
+    // HTTP CONNECT, as a browser with the PAC file would.
+    let (ok, body, err) = curl(vec![
+        "--proxy".into(),
+        format!("http://{}", addr(&w, 1, 3128)),
+        "--cacert".into(),
+        cacert.clone(),
+        "https://web.home.example:8443/".into(),
+    ])
+    .await;
+    assert!(
+        ok && body == "hello from home/web\n",
+        "CONNECT: {body} {err}\naway:\n{}\nhome:\n{}",
+        pair.away.log_text(),
+        pair.home.log_text()
+    );
+
+    // TLS SNI: the name resolves to the edge (as split-horizon DNS will answer).
+    let (ok, body, err) = curl(vec![
+        "--resolve".into(),
+        format!("web.home.example:8443:{}", tests::ip(w.net, 1)),
+        "--cacert".into(),
+        cacert.clone(),
+        "https://web.home.example:8443/".into(),
+    ])
+    .await;
+    assert!(
+        ok && body == "hello from home/web\n",
+        "SNI: {body} {err}\n{}",
+        pair.away.log_text()
+    );
+
+    // SOCKS5 with the name resolved by the proxy.
+    let (ok, body, err) = curl(vec![
+        "--socks5-hostname".into(),
+        addr(&w, 1, 1080).to_string(),
+        "--cacert".into(),
+        cacert.clone(),
+        "https://web.home.example:8443/".into(),
+    ])
+    .await;
+    assert!(
+        ok && body == "hello from home/web\n",
+        "SOCKS5: {body} {err}"
+    );
+
+    // A service VIP: home/echo is the second remote TCP service by id
+    // (blob, echo, secret), so it has the prefix's second address.
+    let vip = addr(&w, 130, 7007);
+    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(vip))
+        .await
+        .expect("connect in time")
+        .expect("connect to VIP");
+    s.write_all(b"ping through the overlay").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut back))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(
+        back, b"ping through the overlay",
+        "VIP echo (half-close carried through)"
+    );
+
+    // The PAC file sends the federation's other zones through this edge.
+    let (ok, pac, _) = curl(vec![format!("http://{}/proxy.pac", addr(&w, 1, 3128))]).await;
+    assert!(ok, "PAC not served");
+    assert!(
+        pac.contains("FindProxyForURL") && pac.contains("dnsDomainIs(host, \".home.example\")"),
+        "{pac}"
+    );
+    assert!(
+        pac.contains(&format!("PROXY {}", addr(&w, 1, 3128))) && !pac.contains("away.example"),
+        "{pac}"
+    );
+
+    // Audit at both ends, over QUIC, with matching flow ids and bytes.
+    let visited = audit_record(&w, "away", |r| {
+        r["ingress"] == "connect" && r["result"] == "allowed"
+    })
+    .await;
+    let home = audit_record(&w, "home", |r| r["flow_id"] == visited["flow_id"]).await;
+    assert_eq!(visited["transport"], "quic");
+    assert_eq!(home["src_org"], "away");
+    assert_eq!(home["src_network"], "roaming-staff");
+    assert_eq!(home["rules"][0], "roaming-to-home");
+    assert_eq!(home["agreement"], "ISA-T");
+    assert_eq!(home["bytes_down"], visited["bytes_down"]);
+    for ingress in ["connect", "sni", "socks", "vip"] {
+        audit_record(&w, "away", |r| {
+            r["ingress"] == ingress && r["result"] == "allowed"
+        })
+        .await;
+    }
+    let (ok, metrics, _) = curl(vec![format!("http://{}/metrics", addr(&w, 1, 9100))]).await;
+    assert!(
+        ok && metrics.contains("fedgate_flows_total{role=\"visited\",result=\"allowed\"} 4\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} 1"),
+        "{metrics}"
+    );
+    let (ok, _, _) = curl(vec![format!("http://{}/readyz", addr(&w, 2, 9100))]).await;
+    assert!(ok, "home not ready");
+
+    drop(pair);
+    for name in ["away", "home"] {
+        let log = w.path(&format!("{name}.audit.jsonl")).display().to_string();
+        let (ok, out, err) = tests::run(EDGE, &["audit", "verify", &log]);
+        assert!(ok && out.starts_with("ok: "), "{name}: {out} {err}");
+    }
+}
