@@ -1,0 +1,53 @@
+//! When UDP to the home edge is blocked (here: the home edge does not listen
+//! on QUIC), flows go over TLS on TCP at once, and keep working.
+
+mod common;
+
+use common::*;
+use tests::World;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_fall_back_to_tls_over_tcp() {
+    let w = World::new();
+    let origin_cert = w.path("origin.pem");
+    tests::https_origin(
+        addr(&w, 10, 8443),
+        "web.home.example",
+        &origin_cert,
+        "over tcp\n",
+    )
+    .await;
+    let doc = document(&w, &Options::default());
+    let pair = start_pair(&w, &doc, &doc, &["--no-quic".to_string()]);
+    for round in 0..3 {
+        let (ok, body, err) = curl(vec![
+            "--proxy".into(),
+            format!("http://{}", addr(&w, 1, 3128)),
+            "--cacert".into(),
+            origin_cert.display().to_string(),
+            "https://web.home.example:8443/".into(),
+        ])
+        .await;
+        assert!(
+            ok && body == "over tcp\n",
+            "round {round}: {body} {err}\n{}",
+            pair.away.log_text()
+        );
+    }
+    let records: Vec<_> = audit(&w, "away")
+        .into_iter()
+        .filter(|r| r["result"] == "allowed")
+        .collect();
+    assert_eq!(records.len(), 3, "{records:#?}");
+    assert!(
+        records.iter().all(|r| r["transport"] == "tcp"),
+        "{records:#?}"
+    );
+    assert!(
+        pair.away.log_text().contains("using TLS over TCP"),
+        "{}",
+        pair.away.log_text()
+    );
+    let home = audit_record(&w, "home", |r| r["result"] == "allowed").await;
+    assert_eq!(home["transport"], "tcp");
+}
