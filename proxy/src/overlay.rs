@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::tls::{self, Material};
+use crate::tls::{self, Material, Peer};
 use crate::{Ctx, Listen, home, now};
 
 /// A flow's byte stream to or from a peer edge, whatever the transport.
@@ -255,29 +255,49 @@ impl Overlay {
                     }
                 };
                 tracing::info!(peer = %peer, %remote, transport = "quic", fingerprint = %peer.cert.fingerprint, "peer connected");
-                let peer = Arc::new(peer);
-                loop {
-                    match conn.accept_bi().await {
-                        Ok((send, recv)) => {
-                            let ctx = this.ctx.clone();
-                            let peer = peer.clone();
-                            tokio::spawn(async move {
-                                home::serve(
-                                    ctx,
-                                    &peer,
-                                    Box::new(QuicStream { send, recv }),
-                                    Transport::Quic,
-                                )
-                                .await;
-                            });
-                        }
-                        Err(e) => {
-                            tracing::info!(peer = %peer, cause = %e, "peer connection closed");
-                            break;
-                        }
+                // One connection per pair: flows to this peer use it too, unless
+                // a connection we dialed is already up.
+                {
+                    let link = this.link(&peer.edge);
+                    let mut l = link.lock().await;
+                    if l.quic.as_ref().is_none_or(|c| c.close_reason().is_some()) {
+                        l.quic = Some(conn.clone());
+                        this.ctx.metrics.set(
+                            "fedgate_peer_link",
+                            &[("peer", peer.edge.as_str()), ("transport", "quic")],
+                            1.0,
+                        );
                     }
                 }
+                this.serve_streams(conn, peer).await;
             });
+        }
+    }
+
+    /// Serve the flows a peer opens on a QUIC connection, whichever side
+    /// dialed it.
+    async fn serve_streams(self: &Arc<Self>, conn: quinn::Connection, peer: Peer) {
+        let peer = Arc::new(peer);
+        loop {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    let ctx = self.ctx.clone();
+                    let peer = peer.clone();
+                    tokio::spawn(async move {
+                        home::serve(
+                            ctx,
+                            &peer,
+                            Box::new(QuicStream { send, recv }),
+                            Transport::Quic,
+                        )
+                        .await;
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(peer = %peer, cause = %e, "peer connection closed");
+                    return;
+                }
+            }
         }
     }
 
@@ -344,7 +364,7 @@ impl Overlay {
         links.entry(edge.to_owned()).or_default().clone()
     }
 
-    async fn quic_connect(&self, peer: &Edge) -> anyhow::Result<quinn::Connection> {
+    async fn quic_connect(self: &Arc<Self>, peer: &Edge) -> anyhow::Result<quinn::Connection> {
         let endpoint = self.endpoint.as_ref().context("QUIC is off on this edge")?;
         let addr = peer.quic.context("the peer has no QUIC endpoint")?;
         let connecting = endpoint.connect(addr, "edge.fedgate.invalid")?;
