@@ -281,6 +281,7 @@ impl Overlay {
         loop {
             match conn.accept_bi().await {
                 Ok((send, recv)) => {
+                    tracing::debug!(peer = %peer, "flow stream accepted");
                     let ctx = self.ctx.clone();
                     let peer = peer.clone();
                     tokio::spawn(async move {
@@ -381,16 +382,23 @@ impl Overlay {
         let certs = conn
             .peer_identity()
             .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
-        if let Err(e) = tls::check_peer(
+        let verified = match tls::check_peer(
             &node,
             certs.as_deref().map(Vec::as_slice),
             Some(peer.id.as_str()),
             now(),
         ) {
-            self.refused(&e, Transport::Quic, addr);
-            conn.close(quinn::VarInt::from_u32(1), e.label().as_bytes());
-            bail!("peer refused: {e}");
-        }
+            Ok(p) => p,
+            Err(e) => {
+                self.refused(&e, Transport::Quic, addr);
+                conn.close(quinn::VarInt::from_u32(1), e.label().as_bytes());
+                bail!("peer refused: {e}");
+            }
+        };
+        // The peer may open flows to us on this connection too.
+        let this = self.clone();
+        let served = conn.clone();
+        tokio::spawn(async move { this.serve_streams(served, verified).await });
         self.ctx.metrics.set(
             "fedgate_peer_link",
             &[("peer", peer.id.as_str()), ("transport", "quic")],
@@ -464,6 +472,7 @@ impl Overlay {
                         conn.rtt().as_secs_f64(),
                     );
                     if let Ok((send, recv)) = conn.open_bi().await {
+                        tracing::debug!(peer = %peer.id, "flow stream opened");
                         return Ok((Box::new(QuicStream { send, recv }), Transport::Quic));
                     }
                 }
