@@ -245,6 +245,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     overlay.close().await;
+    ctx.audit.close();
     tracing::info!("stopped");
     Ok(())
 }
