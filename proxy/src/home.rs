@@ -73,20 +73,7 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Peer, mut stream: BoxStream, transport:
     let _enter = span.enter();
 
     let deny = |record: &mut FlowRecord, reason: &str, rules: Vec<String>| {
-        record.reason = reason.to_owned();
-        record.rules = rules;
-        record.end = now().to_string();
-        ctx.metrics.add(
-            "fedgate_flows_total",
-            &[("role", "home"), ("result", "denied")],
-            1,
-        );
-        ctx.metrics.add(
-            "fedgate_denials_total",
-            &[("role", "home"), ("reason", reason)],
-            1,
-        );
-        ctx.audit.record(record);
+        ctx.record_denied(record, reason, rules);
     };
 
     let owned = node
@@ -197,7 +184,7 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Peer, mut stream: BoxStream, transport:
     if answer(&mut stream, &FlowAnswer::Accepted).await.is_err() {
         return;
     }
-    let mut up = initial.len() as u64;
+    let up = initial.len() as u64;
     if !initial.is_empty() && upstream.write_all(&initial).await.is_err() {
         return;
     }
@@ -209,26 +196,5 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Peer, mut stream: BoxStream, transport:
     )
     .await
     .unwrap_or((0, 0));
-    up += a;
-    record.bytes_up = up;
-    record.bytes_down = b;
-    record.result = "allowed".into();
-    record.reason = "allowed".into();
-    record.end = now().to_string();
-    ctx.metrics.add(
-        "fedgate_flows_total",
-        &[("role", "home"), ("result", "allowed")],
-        1,
-    );
-    ctx.metrics.add(
-        "fedgate_bytes_total",
-        &[("role", "home"), ("direction", "up")],
-        up,
-    );
-    ctx.metrics.add(
-        "fedgate_bytes_total",
-        &[("role", "home"), ("direction", "down")],
-        b,
-    );
-    ctx.audit.record(&record);
+    ctx.record_allowed(&mut record, up + a, b);
 }

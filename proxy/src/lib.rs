@@ -173,6 +173,54 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Close a flow's record as denied: counters, then the audit log.
+    pub fn record_denied(&self, record: &mut audit::FlowRecord, reason: &str, rules: Vec<String>) {
+        record.result = "denied".into();
+        record.reason = reason.to_owned();
+        record.rules = rules;
+        record.end = now().to_string();
+        let role = record.role.as_str();
+        self.metrics.add(
+            "fedgate_flows_total",
+            &[("role", role), ("result", "denied")],
+            1,
+        );
+        self.metrics.add(
+            "fedgate_denials_total",
+            &[("role", role), ("reason", reason)],
+            1,
+        );
+        self.audit.record(record);
+    }
+
+    /// Close a flow's record as allowed and relayed: counters, then the audit log.
+    pub fn record_allowed(&self, record: &mut audit::FlowRecord, up: u64, down: u64) {
+        record.result = "allowed".into();
+        record.reason = "allowed".into();
+        record.bytes_up = up;
+        record.bytes_down = down;
+        record.end = now().to_string();
+        let role = record.role.as_str();
+        self.metrics.add(
+            "fedgate_flows_total",
+            &[("role", role), ("result", "allowed")],
+            1,
+        );
+        self.metrics.add(
+            "fedgate_bytes_total",
+            &[("role", role), ("direction", "up")],
+            up,
+        );
+        self.metrics.add(
+            "fedgate_bytes_total",
+            &[("role", role), ("direction", "down")],
+            down,
+        );
+        self.audit.record(record);
+    }
+}
+
 /// Held for the life of a flow.
 pub struct FlowPermit {
     ctx: Arc<Ctx>,

@@ -83,20 +83,7 @@ pub async fn open(
         ingress: Some(ingress.to_owned()),
     };
     let refuse = |record: &mut FlowRecord, denied: bool, reason: &str, rule: Option<String>| {
-        record.reason = reason.to_owned();
-        record.rules = rule.iter().cloned().collect();
-        record.end = now().to_string();
-        ctx.metrics.add(
-            "fedgate_flows_total",
-            &[("role", "visited"), ("result", "denied")],
-            1,
-        );
-        ctx.metrics.add(
-            "fedgate_denials_total",
-            &[("role", "visited"), ("reason", reason)],
-            1,
-        );
-        ctx.audit.record(record);
+        ctx.record_denied(record, reason, rule.iter().cloned().collect());
         tracing::info!(flow_id = %record.flow_id, %client, %service, port, reason, rule = rule.as_deref().unwrap_or("-"), "flow refused");
         Refused {
             denied,
@@ -213,26 +200,5 @@ pub async fn relay(ctx: &Ctx, mut opened: Opened, mut client: TcpStream, initial
     )
     .await
     .unwrap_or((0, 0));
-    let record = &mut opened.record;
-    record.bytes_up = up + a;
-    record.bytes_down = down + b;
-    record.result = "allowed".into();
-    record.reason = "allowed".into();
-    record.end = now().to_string();
-    ctx.metrics.add(
-        "fedgate_flows_total",
-        &[("role", "visited"), ("result", "allowed")],
-        1,
-    );
-    ctx.metrics.add(
-        "fedgate_bytes_total",
-        &[("role", "visited"), ("direction", "up")],
-        record.bytes_up,
-    );
-    ctx.metrics.add(
-        "fedgate_bytes_total",
-        &[("role", "visited"), ("direction", "down")],
-        record.bytes_down,
-    );
-    ctx.audit.record(record);
+    ctx.record_allowed(&mut opened.record, up + a, down + b);
 }
