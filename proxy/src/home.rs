@@ -12,10 +12,7 @@ use tokio::net::TcpStream;
 use crate::audit::FlowRecord;
 use crate::overlay::{BoxStream, Transport, read_frame};
 use crate::tls::Peer;
-use crate::{Ctx, now};
-
-/// Bytes buffered each way while relaying.
-pub const RELAY_BUFFER: usize = 64 * 1024;
+use crate::{Ctx, now, relay};
 
 async fn answer(stream: &mut BoxStream, answer: &FlowAnswer) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(32);
@@ -188,13 +185,12 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Peer, mut stream: BoxStream, transport:
     if !initial.is_empty() && upstream.write_all(&initial).await.is_err() {
         return;
     }
-    let (a, b) = tokio::io::copy_bidirectional_with_sizes(
-        &mut stream,
-        &mut upstream,
-        RELAY_BUFFER,
-        RELAY_BUFFER,
-    )
-    .await
-    .unwrap_or((0, 0));
+    let (a, b, ended) = relay::relay(&mut stream, &mut upstream, ctx.limits.flow_idle).await;
+    if ended == relay::Ended::Idle {
+        tracing::info!(
+            idle_secs = ctx.limits.flow_idle.as_secs(),
+            "flow closed: idle"
+        );
+    }
     ctx.record_allowed(&mut record, up + a, b);
 }

@@ -31,6 +31,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod node;
 pub mod overlay;
+pub mod relay;
 pub mod tls;
 pub mod visit;
 
@@ -60,6 +61,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connecting to an internal address.
     pub connect_timeout: Duration,
+    /// A flow on which no byte moves either way for this long is closed.
+    pub flow_idle: Duration,
     pub max_flows: usize,
     pub max_flows_per_peer: usize,
     /// New client connections per second from one source address.
@@ -75,6 +78,7 @@ impl Default for Limits {
             client_hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            flow_idle: Duration::from_secs(300),
             max_flows: 100_000,
             max_flows_per_peer: 50_000,
             conn_rate_per_source: 200,

@@ -96,6 +96,9 @@ struct RunArgs {
     /// QUIC idle timeout in seconds.
     #[arg(long, default_value_t = 30)]
     idle_secs: u64,
+    /// Close a flow on which nothing has moved for this many seconds.
+    #[arg(long, default_value_t = 300)]
+    flow_idle_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -167,6 +170,7 @@ fn run(args: RunArgs) -> ExitCode {
             conn_rate_per_source: args.conn_rate,
             drain: Duration::from_secs(args.drain_secs),
             idle_timeout: Duration::from_secs(args.idle_secs.max(1)),
+            flow_idle: Duration::from_secs(args.flow_idle_secs.max(1)),
             ..Limits::default()
         },
     };

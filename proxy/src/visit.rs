@@ -12,9 +12,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::audit::FlowRecord;
-use crate::home::RELAY_BUFFER;
 use crate::overlay::{BoxStream, Overlay};
-use crate::{Ctx, FlowPermit, now};
+use crate::{Ctx, FlowPermit, now, relay};
 
 /// Why a client's flow was refused, for the ingress to answer in its own
 /// protocol (403, SOCKS code, close).
@@ -192,13 +191,9 @@ pub async fn relay(ctx: &Ctx, mut opened: Opened, mut client: TcpStream, initial
         }
         down += opened.early.len() as u64;
     }
-    let (a, b) = tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut opened.stream,
-        RELAY_BUFFER,
-        RELAY_BUFFER,
-    )
-    .await
-    .unwrap_or((0, 0));
+    let (a, b, ended) = relay::relay(&mut client, &mut opened.stream, ctx.limits.flow_idle).await;
+    if ended == relay::Ended::Idle {
+        tracing::info!(flow_id = %opened.record.flow_id, idle_secs = ctx.limits.flow_idle.as_secs(), "flow closed: idle");
+    }
     ctx.record_allowed(&mut opened.record, up + a, down + b);
 }
