@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use x509_parser::extensions::GeneralName;
 
-use crate::{files, render};
+use crate::files;
 
 /// Why a certificate could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -609,21 +609,8 @@ pub fn run(command: CertsCommand, now: Timestamp) -> anyhow::Result<ExitCode> {
             );
         }
         CertsCommand::Dev { config, out } => {
-            let sources = files::read_sources(&config)?;
-            let loaded = federation::load(&sources, now);
-            let Some(fed) = loaded.federation.as_ref().filter(|_| !loaded.has_errors()) else {
-                let errors: Vec<_> = loaded
-                    .diagnostics
-                    .iter()
-                    .filter(|d| d.is_error())
-                    .cloned()
-                    .collect();
-                render::human(&sources, &errors)?;
-                bail!(
-                    "the federation has {} error(s); fix them first (`fedctl check` lists them)",
-                    errors.len()
-                );
-            };
+            let (_, loaded) = files::load_valid(&config, now)?;
+            let fed = loaded.federation.as_ref().context("no federation")?;
             let paths = write_dev_identities(fed, &out, now)?;
             for path in &paths {
                 eprintln!("wrote {}", path.display());

@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use federation::model::Federation;
 use federation::routing::RoutingTable;
-use federation::{Decision, EdgeSnapshot, Flow, Loaded, PolicySet, Sources, Verdict};
+use federation::{Decision, EdgeSnapshot, Flow, PolicySet, Verdict};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -162,7 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         } => {
             let now = now_or(at.as_deref())?;
-            let (_, loaded) = load_valid(&config, now)?;
+            let (_, loaded) = files::load_valid(&config, now)?;
             let fed = loaded.federation.as_ref().context("no federation")?;
             let explained = explain(fed, &from, &to, now)?;
             match output {
@@ -178,7 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             snapshot_version,
         } => {
             #[allow(clippy::disallowed_methods)] // the binary is where the clock is read
-            let (_, loaded) = load_valid(&paths, Timestamp::now())?;
+            let (_, loaded) = files::load_valid(&paths, Timestamp::now())?;
             let fed = loaded.federation.as_ref().context("no federation")?;
             let snap =
                 EdgeSnapshot::build(&loaded.spec, fed, &edge, snapshot_version).map_err(|e| {
@@ -211,32 +211,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::certs::run(command, Timestamp::now())
         }
     }
-}
-
-/// Load files that must hold a valid federation; errors are printed and
-/// turned into a failure that says how to see them all.
-fn load_valid(paths: &[PathBuf], now: Timestamp) -> anyhow::Result<(Sources, Loaded)> {
-    let sources = files::read_sources(paths)?;
-    let loaded = federation::load(&sources, now);
-    if loaded.has_errors() {
-        let errors: Vec<_> = loaded
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .cloned()
-            .collect();
-        render::human(&sources, &errors)?;
-        bail!(
-            "the federation has {} error(s); fix them first (`fedctl check {}` lists them)",
-            errors.len(),
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-    }
-    Ok((sources, loaded))
 }
 
 #[derive(Debug, Serialize)]

@@ -4,7 +4,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use federation::Sources;
+use federation::{Loaded, Sources};
+use jiff::Timestamp;
+
+use crate::render;
 
 /// Every `*.yaml` / `*.yml` file named, or found (recursively, sorted) under a
 /// directory named, added to one [`Sources`].
@@ -56,4 +59,30 @@ fn is_yaml(path: &Path) -> bool {
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")
     )
+}
+
+/// Load files that must hold a valid federation; errors are printed and
+/// turned into a failure that says how to see them all.
+pub fn load_valid(paths: &[PathBuf], now: Timestamp) -> anyhow::Result<(Sources, Loaded)> {
+    let sources = read_sources(paths)?;
+    let loaded = federation::load(&sources, now);
+    if loaded.has_errors() {
+        let errors: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        render::human(&sources, &errors)?;
+        bail!(
+            "the federation has {} error(s); fix them first (`fedctl check {}` lists them)",
+            errors.len(),
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    Ok((sources, loaded))
 }
