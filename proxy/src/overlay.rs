@@ -134,7 +134,6 @@ impl Overlay {
     ) -> anyhow::Result<Arc<Self>> {
         let server = Arc::new(tls::server_config(material)?);
         let client = Arc::new(tls::client_config(material)?);
-        let node = ctx.node();
         let mut tasks = Vec::new();
         // QUIC: one endpoint listens and dials, so replies come from the
         // address peers know.
@@ -179,7 +178,6 @@ impl Overlay {
                 o.serve_tcp(listener, acceptor).await
             }));
         }
-        drop(node);
         if let Ok(mut t) = overlay.accept_tasks.lock() {
             t.extend(tasks);
         }

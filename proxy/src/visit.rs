@@ -61,8 +61,9 @@ pub async fn open(
 ) -> Result<Opened, Refused> {
     let node = ctx.node();
     let network = node.source_network(client.ip());
+    let id = flow_id();
     let mut record = FlowRecord {
-        flow_id: format!("{:032x}", flow_id()),
+        flow_id: format!("{id:032x}"),
         role: "visited".into(),
         start: now().to_string(),
         end: String::new(),
@@ -140,7 +141,7 @@ pub async fn open(
         };
     }
     let req = FlowRequest {
-        flow_id: u128::from_str_radix(&record.flow_id, 16).unwrap_or_default(),
+        flow_id: id,
         service: service.to_string(),
         port,
         src_network: Some(network),
