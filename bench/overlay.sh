@@ -132,7 +132,9 @@ a() { echo "$NET.$1"; }
 ORIG_HTTP="$(a 10):8080"
 ORIG_IPERF="$(a 11):5201"
 ORIG_ECHO="$(a 12):7000"
-PATHS=(direct fedgate fedgate-tcp stunnel haproxy plain)
+read -r -a PATHS <<<"${PATHS:-direct fedgate fedgate-tcp stunnel haproxy plain}"
+PARTS=" ${PARTS:-integrity idle bulk http connects} "  # a subset, for quick experiments
+part() { [[ $PARTS == *" $1 "* ]]; }
 declare -A HTTP IPERF ECHO SIDES
 HTTP[direct]=$ORIG_HTTP IPERF[direct]=$ORIG_IPERF ECHO[direct]=$ORIG_ECHO
 # VIPs are given in service-id order from the prefix's first host:
@@ -384,9 +386,9 @@ put_cpu() { # PATH KEY TICKS_BEFORE
 }
 
 # --- correctness: the same bytes through every path ---------------------------
-echo "== integrity: 32 MiB download through each path, SHA-256 against the file"
-want=$(sha256sum <"$tmp/www/big.bin" | cut -d' ' -f1)
-for p in "${PATHS[@]}"; do
+part integrity && echo "== integrity: 32 MiB download through each path, SHA-256 against the file"
+part integrity && want=$(sha256sum <"$tmp/www/big.bin" | cut -d' ' -f1)
+part integrity && for p in "${PATHS[@]}"; do
   got=$(timeout 60 curl -s --max-time 50 "http://${HTTP[$p]}/big.bin" | sha256sum | cut -d' ' -f1) || got=error
   if [ "$got" = "$want" ]; then ok=true; else ok=false; fi
   echo "   $p: $([ "$ok" = true ] && echo ok || echo "MISMATCH ($got)")"
@@ -394,9 +396,9 @@ for p in "${PATHS[@]}"; do
 done
 
 # --- idle flows and RSS (first, while the relays are fresh) ---------------------
-settle
-echo "== idle flows: open, prove with a 1-byte echo, hold ${SETTLE:-3} s, read VmRSS of both sides"
-for p in fedgate fedgate-tcp stunnel haproxy plain; do
+part idle && settle && echo "== idle flows: open, prove with a 1-byte echo, hold ${SETTLE:-3} s, read VmRSS of both sides"
+part idle && for p in "${PATHS[@]}"; do
+  [ "$p" = direct ] && continue
   n=$PEER_FLOWS
   [ "$p" = fedgate ] && n=$FLOWS
   # one flow first, so the QUIC link and TLS session caches exist in the baseline
@@ -409,9 +411,8 @@ for p in fedgate fedgate-tcp stunnel haproxy plain; do
 done
 
 # --- bulk throughput --------------------------------------------------------------
-settle
-echo "== bulk: iperf3 -t $DURATION, -P 1 and -P 8 (client -> origin)"
-for p in "${PATHS[@]}"; do
+part bulk && settle && echo "== bulk: iperf3 -t $DURATION, -P 1 and -P 8 (client -> origin)"
+part bulk && for p in "${PATHS[@]}"; do
   for par in 1 8; do
     host=${IPERF[$p]%:*} port=${IPERF[$p]#*:}
     t0=$(ticks "$p")
@@ -425,8 +426,8 @@ for p in "${PATHS[@]}"; do
 done
 
 # --- HTTP: keep-alive and a new connection per request --------------------------
-echo "== HTTP: wrk -t2 -c32 -d${DURATION}s --latency (keep-alive; then Connection: close)"
-for mode in ka nc; do
+part http && echo "== HTTP: wrk -t2 -c32 -d${DURATION}s --latency (keep-alive; then Connection: close)"
+part http && for mode in ka nc; do
   settle
   for p in "${PATHS[@]}"; do
     hdr=()
@@ -442,9 +443,8 @@ for mode in ka nc; do
 done
 
 # --- connection setup -------------------------------------------------------------
-settle
-echo "== connection setup: $CONNECTS x (connect, 1-byte echo, close), one at a time"
-for p in "${PATHS[@]}"; do
+part connects && settle && echo "== connection setup: $CONNECTS x (connect, 1-byte echo, close), one at a time"
+part connects && for p in "${PATHS[@]}"; do
   out=$(DEADLINE=60 timeout 90 python3 "$tool" connects "${ECHO[$p]}" "$CONNECTS") || out='{"n": 0}'
   echo "   $p: $out"
   put "$p" connects "$out"
