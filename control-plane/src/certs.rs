@@ -273,6 +273,7 @@ impl Ca {
             Identity::Edge { org, name } | Identity::Admin { org, name } => {
                 format!("{name}.{org}.{td}")
             }
+            Identity::FederationAdmin { name } => format!("{name}.federation.{td}"),
             Identity::Control { name } => format!("{name}.control.{td}"),
         };
         let mut params = CertificateParams::default();
@@ -382,7 +383,8 @@ const DEV_LEAF_DAYS: u32 = 365;
 /// Write development identities for `fed` under `out_dir`: a CA (`ca.pem`,
 /// `ca.key`; an existing one is reused), `edges/ORG-NAME.pem/.key` for every
 /// edge, `admins/ORG-admin.pem/.key` (admin `ORG/admin`) for every
-/// organisation, and `control/control-1.pem/.key`. Key files are mode 0600.
+/// organisation, `admins/federation-admin.pem/.key` (federation admin
+/// `admin`), and `control/control-1.pem/.key`. Key files are mode 0600.
 /// Leaves are issued afresh on each run, valid from an hour before `now` for
 /// a year. Returns every file written or reused, the CA first.
 pub fn write_dev_identities(
@@ -425,6 +427,11 @@ pub fn write_dev_identities(
         holders.push(("admins", format!("{}-admin", org.id), identity));
     }
     holders.push((
+        "admins",
+        "federation-admin".to_owned(),
+        Identity::federation_admin("admin")?,
+    ));
+    holders.push((
         "control",
         "control-1".to_owned(),
         Identity::control("control-1")?,
@@ -460,8 +467,8 @@ pub enum CertsCommand {
     /// OUT/STEM.key (mode 0600), STEM being ORG-NAME, or NAME for a
     /// control-plane replica.
     #[command(
-        group(ArgGroup::new("holder").required(true).args(["edge", "admin", "control"])),
-        after_help = "Examples:\n  fedctl certs issue --ca certs-dev/out --edge dpft/core --trust-domain south-east.fedgate.example --out certs-dev/out/edges\n  fedctl certs issue --ca certs-dev/out --admin wmcc/alice --out /tmp/alice --days 30\n  fedctl certs issue --ca certs-dev/out --control control-2 --out certs-dev/out/control --serial 0a:1b"
+        group(ArgGroup::new("holder").required(true).args(["edge", "admin", "federation_admin", "control"])),
+        after_help = "Examples:\n  fedctl certs issue --ca certs-dev/out --edge dpft/core --trust-domain south-east.fedgate.example --out certs-dev/out/edges\n  fedctl certs issue --ca certs-dev/out --admin wmcc/alice --out /tmp/alice --days 30\n  fedctl certs issue --ca certs-dev/out --federation-admin fiona --out /tmp/fiona\n  fedctl certs issue --ca certs-dev/out --control control-2 --out certs-dev/out/control --serial 0a:1b"
     )]
     Issue {
         /// Directory holding ca.pem and ca.key.
@@ -473,6 +480,9 @@ pub enum CertsCommand {
         /// An admin, ORG/NAME.
         #[arg(long, value_name = "ORG/NAME")]
         admin: Option<String>,
+        /// A federation admin (membership, groups, agreements), NAME.
+        #[arg(long, value_name = "NAME")]
+        federation_admin: Option<String>,
         /// A control-plane replica, NAME.
         #[arg(long, value_name = "NAME")]
         control: Option<String>,
@@ -510,24 +520,31 @@ fn org_name<'a>(s: &'a str, flag: &str) -> anyhow::Result<(&'a str, &'a str)> {
         .ok_or_else(|| anyhow::anyhow!("`--{flag} {s}`: write ORG/NAME, e.g. `dpft/core`"))
 }
 
-fn holder(
-    edge: Option<&str>,
-    admin: Option<&str>,
-    control: Option<&str>,
-) -> anyhow::Result<(Identity, String)> {
-    Ok(match (edge, admin, control) {
-        (Some(e), _, _) => {
-            let (org, name) = org_name(e, "edge")?;
-            (Identity::edge(org, name)?, format!("{org}-{name}"))
-        }
-        (_, Some(a), _) => {
-            let (org, name) = org_name(a, "admin")?;
-            (Identity::admin(org, name)?, format!("{org}-{name}"))
-        }
-        (_, _, Some(c)) => (Identity::control(c)?, c.to_owned()),
-        // clap's `holder` group requires one of the three.
-        (None, None, None) => bail!("give --edge, --admin or --control"),
-    })
+/// The holder named by `fedctl certs issue`'s flags (clap's `holder` group
+/// lets exactly one through).
+struct Holder<'a> {
+    edge: Option<&'a str>,
+    admin: Option<&'a str>,
+    federation_admin: Option<&'a str>,
+    control: Option<&'a str>,
+}
+
+fn holder(h: &Holder<'_>) -> anyhow::Result<(Identity, String)> {
+    if let Some(e) = h.edge {
+        let (org, name) = org_name(e, "edge")?;
+        return Ok((Identity::edge(org, name)?, format!("{org}-{name}")));
+    }
+    if let Some(a) = h.admin {
+        let (org, name) = org_name(a, "admin")?;
+        return Ok((Identity::admin(org, name)?, format!("{org}-{name}")));
+    }
+    if let Some(f) = h.federation_admin {
+        return Ok((Identity::federation_admin(f)?, format!("federation-{f}")));
+    }
+    if let Some(c) = h.control {
+        return Ok((Identity::control(c)?, c.to_owned()));
+    }
+    bail!("give --edge, --admin, --federation-admin or --control")
 }
 
 fn serial_bytes(serial: &str) -> anyhow::Result<Vec<u8>> {
@@ -572,6 +589,7 @@ pub fn run(command: CertsCommand, now: Timestamp) -> anyhow::Result<ExitCode> {
             ca,
             edge,
             admin,
+            federation_admin,
             control,
             trust_domain,
             out,
@@ -594,7 +612,12 @@ pub fn run(command: CertsCommand, now: Timestamp) -> anyhow::Result<ExitCode> {
                     authority.trust_domain()
                 );
             }
-            let (identity, stem) = holder(edge.as_deref(), admin.as_deref(), control.as_deref())?;
+            let (identity, stem) = holder(&Holder {
+                edge: edge.as_deref(),
+                admin: admin.as_deref(),
+                federation_admin: federation_admin.as_deref(),
+                control: control.as_deref(),
+            })?;
             let serial = serial.as_deref().map(serial_bytes).transpose()?;
             let validity = days_from(now, days)?;
             let issued = authority.issue(&identity, validity, serial.as_deref())?;

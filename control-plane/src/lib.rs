@@ -8,7 +8,9 @@
 //! diagnostics like a compiler; [`fedctl`] is the command line.
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod certs;
 pub mod fedctl;
 pub mod files;
 pub mod render;
+pub mod store;

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! spiffe://<trust_domain>/org/<org>/edge/<name>     an edge
-//! spiffe://<trust_domain>/org/<org>/admin/<name>    an admin
+//! spiffe://<trust_domain>/org/<org>/admin/<name>    an admin of one organisation
+//! spiffe://<trust_domain>/federation/admin/<name>   a federation admin (membership, groups, agreements)
 //! spiffe://<trust_domain>/control/<name>            a control-plane replica
 //! ```
 //!
@@ -25,9 +26,21 @@ use crate::validate::normalise_serial;
 /// The holder named by a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
-    Edge { org: String, name: String },
-    Admin { org: String, name: String },
-    Control { name: String },
+    Edge {
+        org: String,
+        name: String,
+    },
+    Admin {
+        org: String,
+        name: String,
+    },
+    /// Administers the federation itself: membership, groups, agreements.
+    FederationAdmin {
+        name: String,
+    },
+    Control {
+        name: String,
+    },
 }
 
 /// A string that is not a Fedgate identity.
@@ -43,7 +56,7 @@ pub enum InvalidIdentity {
         expected: String,
     },
     #[error(
-        "`{uri}` names no Fedgate identity: the path must be /org/ORG/edge/NAME, /org/ORG/admin/NAME or /control/NAME"
+        "`{uri}` names no Fedgate identity: the path must be /org/ORG/edge/NAME, /org/ORG/admin/NAME, /federation/admin/NAME or /control/NAME"
     )]
     Path { uri: String },
     #[error(
@@ -173,6 +186,14 @@ impl Identity {
         })
     }
 
+    /// A federation admin, with its label checked.
+    pub fn federation_admin(name: &str) -> Result<Self, InvalidIdentity> {
+        check_label(name, "name")?;
+        Ok(Self::FederationAdmin {
+            name: name.to_owned(),
+        })
+    }
+
     /// A control-plane replica, with its label checked.
     pub fn control(name: &str) -> Result<Self, InvalidIdentity> {
         check_label(name, "name")?;
@@ -194,6 +215,9 @@ impl Identity {
         match self {
             Self::Edge { org, name } => format!("spiffe://{trust_domain}/org/{org}/edge/{name}"),
             Self::Admin { org, name } => format!("spiffe://{trust_domain}/org/{org}/admin/{name}"),
+            Self::FederationAdmin { name } => {
+                format!("spiffe://{trust_domain}/federation/admin/{name}")
+            }
             Self::Control { name } => format!("spiffe://{trust_domain}/control/{name}"),
         }
     }
@@ -215,6 +239,7 @@ impl Identity {
         match segments.as_slice() {
             ["org", org, "edge", name] => Self::edge(org, name),
             ["org", org, "admin", name] => Self::admin(org, name),
+            ["federation", "admin", name] => Self::federation_admin(name),
             ["control", name] => Self::control(name),
             _ => Err(InvalidIdentity::Path { uri: shown(uri) }),
         }
@@ -224,7 +249,7 @@ impl Identity {
     pub fn edge_id(&self) -> Option<String> {
         match self {
             Self::Edge { org, name } => Some(format!("{org}/{name}")),
-            Self::Admin { .. } | Self::Control { .. } => None,
+            Self::Admin { .. } | Self::FederationAdmin { .. } | Self::Control { .. } => None,
         }
     }
 }
@@ -234,6 +259,7 @@ impl fmt::Display for Identity {
         match self {
             Self::Edge { org, name } => write!(f, "edge {org}/{name}"),
             Self::Admin { org, name } => write!(f, "admin {org}/{name}"),
+            Self::FederationAdmin { name } => write!(f, "federation admin {name}"),
             Self::Control { name } => write!(f, "control {name}"),
         }
     }
@@ -441,6 +467,19 @@ mod tests {
         );
         assert_eq!(peer.identity.edge_id(), None);
         assert_eq!(peer.identity.to_string(), "admin wmcc/alice");
+    }
+
+    #[test]
+    fn federation_admin_round_trips() {
+        let id = Identity::federation_admin("fiona").unwrap();
+        let uri = id.uri(TD);
+        assert_eq!(
+            uri,
+            "spiffe://south-east.fedgate.example/federation/admin/fiona"
+        );
+        assert_eq!(Identity::from_uri(&uri, TD).unwrap(), id);
+        assert_eq!(id.to_string(), "federation admin fiona");
+        assert_eq!(id.edge_id(), None);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! What it does: the federation document's schema ([`spec`]), parsing with
 //! file:line:column diagnostics ([`source`], [`diag`]), semantic validation
 //! into a typed model ([`validate`], [`model`]), policy compilation and
-//! decisions ([`policy`]), routing by name ([`routing`]) and per-edge snapshots
-//! ([`snapshot`]).
+//! decisions ([`policy`]), routing by name ([`routing`]), per-edge snapshots
+//! ([`snapshot`]) and their signatures ([`signed`]).
 //!
 //! What it does not do: no I/O, no async, no clock. Callers read files and
 //! pass their text in, and pass `now` to everything that depends on time.
@@ -20,8 +20,10 @@
 pub mod diag;
 pub mod identity;
 pub mod model;
+pub mod mtls;
 pub mod policy;
 pub mod routing;
+pub mod signed;
 pub mod snapshot;
 pub mod source;
 pub mod spec;

@@ -258,7 +258,7 @@ pub fn load_node(path: &std::path::Path, edge: &str) -> anyhow::Result<Node> {
 /// Build the edge and run it until `shutdown` turns true, then drain.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let node = load_node(&config.snapshot, &config.edge)?;
-    let material = tls::Material::load(&config.cert, &config.key, &config.ca)?;
+    let material = tls::load_material(&config.cert, &config.key, &config.ca)?;
     let audit = AuditLog::open(config.audit.as_deref())?;
     let metrics = Metrics::default();
     metrics.set("fedgate_snapshot_version", &[], node.version as f64);
