@@ -336,6 +336,42 @@ pub fn write_issued(dir: &Path, stem: &str, issued: &Issued) -> anyhow::Result<[
     Ok([cert, key])
 }
 
+/// Write a new ed25519 snapshot-signing key for the control plane:
+/// `dir/signing.key` (PKCS#8 PEM, mode 0600) and `dir/signing.pub` (the
+/// line edges are given with `--control-key`). An existing key is kept, so
+/// that edges keep trusting it. Returns both paths.
+pub fn write_signing_key(dir: &Path) -> anyhow::Result<[PathBuf; 2]> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (key_path, pub_path) = (dir.join("signing.key"), dir.join("signing.pub"));
+    let pem = if key_path.exists() {
+        fs::read_to_string(&key_path)
+            .with_context(|| format!("cannot read {}", key_path.display()))?
+    } else {
+        let pair = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+        let pem = pair.serialize_pem();
+        write_file(&key_path, &pem, true)
+            .with_context(|| format!("cannot write {}", key_path.display()))?;
+        pem
+    };
+    let der = KeyPair::from_pem(&pem)
+        .with_context(|| format!("{} is not a PKCS#8 PEM key", key_path.display()))?
+        .serialize_der();
+    let key = federation::signed::SigningKey::from_pkcs8(&der)
+        .with_context(|| format!("{} is not an ed25519 key", key_path.display()))?;
+    let public = key.public();
+    write_file(
+        &pub_path,
+        &format!(
+            "# Fedgate control-plane snapshot key {}; give it to edges with --control-key\n{}\n",
+            public.id(),
+            public.to_text()
+        ),
+        false,
+    )
+    .with_context(|| format!("cannot write {}", pub_path.display()))?;
+    Ok([key_path, pub_path])
+}
+
 /// Load the CA in `dir` (`ca.pem`, `ca.key`), if there is one.
 pub fn read_ca(dir: &Path) -> anyhow::Result<Option<Ca>> {
     let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
@@ -384,7 +420,8 @@ const DEV_LEAF_DAYS: u32 = 365;
 /// `ca.key`; an existing one is reused), `edges/ORG-NAME.pem/.key` for every
 /// edge, `admins/ORG-admin.pem/.key` (admin `ORG/admin`) for every
 /// organisation, `admins/federation-admin.pem/.key` (federation admin
-/// `admin`), and `control/control-1.pem/.key`. Key files are mode 0600.
+/// `admin`), `control/control-1.pem/.key`, and the snapshot-signing key
+/// `control/signing.key` with `control/signing.pub` (kept if present). Key files are mode 0600.
 /// Leaves are issued afresh on each run, valid from an hour before `now` for
 /// a year. Returns every file written or reused, the CA first.
 pub fn write_dev_identities(
@@ -442,6 +479,7 @@ pub fn write_dev_identities(
             .with_context(|| format!("cannot issue {identity}"))?;
         paths.extend(write_issued(&out_dir.join(dir), &stem, &issued)?);
     }
+    paths.extend(write_signing_key(&out_dir.join("control"))?);
     Ok(paths)
 }
 
@@ -499,11 +537,20 @@ pub enum CertsCommand {
         #[arg(long, value_name = "HEX")]
         serial: Option<String>,
     },
+    /// A snapshot-signing key for the control plane: OUT/signing.key (mode
+    /// 0600) and OUT/signing.pub (for the edges' --control-key). Kept if
+    /// present.
+    #[command(after_help = "Example:\n  fedctl certs signing-key --out certs-dev/out/control")]
+    SigningKey {
+        /// Directory to write signing.key and signing.pub to.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The one command: a CA (reused if OUT has one), a certificate for every
     /// edge of the federation, an admin per organisation and a control-plane
     /// replica. For development and tests, never production.
     #[command(
-        after_help = "Example:\n  fedctl certs dev --config configs/south-east --out certs-dev/out\n\nWrites OUT/ca.pem, OUT/ca.key, OUT/edges/ORG-NAME.pem/.key, OUT/admins/ORG-admin.pem/.key\nand OUT/control/control-1.pem/.key. Inspect one with\n  openssl x509 -noout -text -in OUT/edges/dpft-core.pem"
+        after_help = "Example:\n  fedctl certs dev --config configs/south-east --out certs-dev/out\n\nWrites OUT/ca.pem, OUT/ca.key, OUT/edges/ORG-NAME.pem/.key, OUT/admins/ORG-admin.pem/.key,\nOUT/admins/federation-admin.pem/.key, OUT/control/control-1.pem/.key and the snapshot-signing\nkey OUT/control/signing.key with OUT/control/signing.pub. Inspect one with\n  openssl x509 -noout -text -in OUT/edges/dpft-core.pem"
     )]
     Dev {
         /// The federation files (or directories).
@@ -630,6 +677,11 @@ pub fn run(command: CertsCommand, now: Timestamp) -> anyhow::Result<ExitCode> {
                 issued.serial_hex,
                 validity.1
             );
+        }
+        CertsCommand::SigningKey { out } => {
+            for path in write_signing_key(&out)? {
+                eprintln!("wrote {}", path.display());
+            }
         }
         CertsCommand::Dev { config, out } => {
             let (_, loaded) = files::load_valid(&config, now)?;

@@ -8,9 +8,11 @@
 //! diagnostics like a compiler; [`fedctl`] is the command line.
 #![forbid(unsafe_code)]
 
+pub mod admin_audit;
 pub mod authz;
 pub mod certs;
 pub mod fedctl;
 pub mod files;
 pub mod render;
+pub mod server;
 pub mod store;

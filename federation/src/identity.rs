@@ -269,6 +269,20 @@ fn timestamp(seconds: i64) -> Result<Timestamp, InvalidCertificate> {
     Timestamp::from_second(seconds).map_err(|_| InvalidCertificate::Time { seconds })
 }
 
+/// The trust domain a certificate's SPIFFE ID names: how a party learns its
+/// own federation from its own certificate.
+pub fn trust_domain_of(der: &[u8]) -> Result<String, InvalidCertificate> {
+    // No trust domain is empty, so reading against "" always reports the
+    // one found (or an earlier problem with the certificate).
+    match peer_cert(der, "") {
+        Err(InvalidCertificate::Identity(InvalidIdentity::TrustDomain { found, .. })) => Ok(found),
+        Err(e) => Err(e),
+        Ok(_) => Err(InvalidCertificate::Identity(InvalidIdentity::Path {
+            uri: String::new(),
+        })),
+    }
+}
+
 /// Read the identity and particulars of a DER certificate from a peer.
 ///
 /// The certificate must carry exactly one URI SAN, a SPIFFE ID of

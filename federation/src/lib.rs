@@ -17,6 +17,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod diag;
 pub mod identity;
 pub mod model;

@@ -8,11 +8,10 @@ use std::path::Path;
 use std::sync::{Mutex, mpsc};
 
 use anyhow::Context;
+use federation::chain::{Verifier, link};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-/// The chain's starting point: the `prev` of a log's first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use federation::chain::GENESIS;
 
 /// One flow, as one edge saw it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,13 +58,6 @@ struct Chain {
 pub struct AuditLog {
     chain: Mutex<Chain>,
     writer: Mutex<Option<(mpsc::Sender<String>, std::thread::JoinHandle<()>)>>,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl AuditLog {
@@ -147,7 +139,7 @@ impl AuditLog {
         let Ok(mut text) = serde_json::to_string(&line) else {
             return;
         };
-        let hash = sha256_hex(text.as_bytes());
+        let hash = link(&text);
         text.push('\n');
         if let Ok(w) = self.writer.lock()
             && let Some((tx, _)) = w.as_ref()
@@ -188,35 +180,14 @@ pub struct Verified {
 /// Check every line's `seq` and `prev` against the chain.
 pub fn verify(path: &Path) -> anyhow::Result<Verified> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut prev = GENESIS.to_owned();
-    let mut records = 0u64;
+    let mut chain = Verifier::default();
     for (i, line) in BufReader::new(file).lines().enumerate() {
-        let n = i + 1;
-        let line = line.with_context(|| format!("cannot read line {n}"))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&line).with_context(|| format!("line {n} is not JSON"))?;
-        let seq = value["seq"]
-            .as_u64()
-            .with_context(|| format!("line {n} has no `seq`"))?;
-        let claimed = value["prev"]
-            .as_str()
-            .with_context(|| format!("line {n} has no `prev`"))?;
-        anyhow::ensure!(
-            seq == records + 1,
-            "line {n}: sequence number {seq}, expected {}: a record is missing or repeated",
-            records + 1
-        );
-        anyhow::ensure!(
-            claimed == prev,
-            "line {n}: `prev` does not match the hash of line {}: the log was altered or a record removed",
-            n - 1
-        );
-        prev = sha256_hex(line.as_bytes());
-        records += 1;
+        let line = line.with_context(|| format!("cannot read line {}", i + 1))?;
+        chain.handle_line(&line)?;
     }
     Ok(Verified {
-        records,
-        last_hash: prev,
+        records: chain.records,
+        last_hash: chain.prev,
     })
 }
 

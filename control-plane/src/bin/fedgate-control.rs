@@ -1,14 +1,127 @@
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
-/// The Fedgate control plane: distributes signed, versioned configuration to
-/// the edges. Not yet implemented beyond `--help`.
+use clap::{Parser, Subcommand};
+use control_plane::server::{self, Options};
+use control_plane::store::Store;
+use control_plane::store::embedded::EmbeddedStore;
+
+/// The Fedgate control plane: keeps the federation document's versions and
+/// hands every edge its signed snapshot.
 #[derive(Parser)]
 #[command(name = "fedgate-control", version, about)]
-struct Args {}
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!("fedgate-control is not implemented yet; see the open issues")
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (HTTPS, mutual TLS) until SIGTERM.
+    #[command(
+        after_help = "Example (development identities from `fedctl certs dev`):\n  fedgate-control run --data /var/lib/fedgate-control --listen 127.0.0.1:7443 \\\n    --cert certs-dev/out/control/control-1.pem --key certs-dev/out/control/control-1.key \\\n    --ca certs-dev/out/ca.pem --signing-key certs-dev/out/control/signing.key --init configs/south-east\n\nExit status: 0 stopped cleanly, 1 failed, 64 bad configuration."
+    )]
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Data directory: the embedded store and the admin audit log.
+    #[arg(long, env = "FEDGATE_CONTROL_DATA")]
+    data: PathBuf,
+    /// Address of the API.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    listen: SocketAddr,
+    /// This replica's certificate (URI SAN spiffe://TD/control/NAME).
+    #[arg(long, env = "FEDGATE_CERT")]
+    cert: PathBuf,
+    #[arg(long, env = "FEDGATE_KEY")]
+    key: PathBuf,
+    /// The federation CA.
+    #[arg(long, env = "FEDGATE_CA")]
+    ca: PathBuf,
+    /// The ed25519 key that signs snapshots (`fedctl certs signing-key`).
+    #[arg(long, env = "FEDGATE_SIGNING_KEY")]
+    signing_key: PathBuf,
+    /// Seed an empty store with these files or directories as version 1.
+    #[arg(long, num_args = 1..)]
+    init: Vec<PathBuf>,
+    /// The longest an edge's snapshot request is held open, in seconds.
+    #[arg(long, default_value_t = 30)]
+    long_poll_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FEDGATE_LOG")
+                .unwrap_or_else(|_| "warn,control_plane=info,fedgate_control=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Run(run) = args.command;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fedgate-control: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let init = if run.init.is_empty() {
+            None
+        } else {
+            match control_plane::files::read_sources(&run.init) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("fedgate-control: {e:#}");
+                    return ExitCode::from(64);
+                }
+            }
+        };
+        let store = match EmbeddedStore::open(&run.data) {
+            Ok(s) => Store::Embedded(s),
+            Err(e) => {
+                eprintln!("fedgate-control: {e}");
+                return ExitCode::from(64);
+            }
+        };
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                let _ = tx.send(true);
+            }
+        });
+        let opts = Options {
+            data: run.data,
+            listen: run.listen,
+            cert: run.cert,
+            key: run.key,
+            ca: run.ca,
+            signing_key: run.signing_key,
+            init,
+            long_poll_max: Duration::from_secs(run.long_poll_secs),
+        };
+        match server::run(opts, store, rx).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fedgate-control: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
 }

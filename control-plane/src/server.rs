@@ -1,0 +1,842 @@
+//! `fedgate-control`: the API over HTTPS with mutual TLS.
+//!
+//! Every caller is identified by its certificate's URI SAN, chained to the
+//! federation CA and not revoked in the running version:
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /v1/document[?version=N]` | admins | the files of the head (or version N) |
+//! | `POST /v1/apply` | admins | validate, authorise, commit on top of `expected_version` |
+//! | `POST /v1/rollback` | admins | a new version with the files of an earlier one |
+//! | `GET /v1/history` | admins | every version: author, time, message, changes |
+//! | `GET /v1/status` | admins | this replica, its store, every edge's report |
+//! | `GET /v1/snapshot?have=N&wait=S` | edges | its own signed snapshot once newer than N (long poll) |
+//! | `POST /v1/report` | edges | the version it runs and its peer links |
+//! | `GET /v1/healthz` | anyone with a certificate | `ok` |
+//!
+//! A version is acknowledged (200 from apply) only once the store has it
+//! durably; snapshots are cut and signed only from stored versions
+//! ([`Publisher`]), so no edge can run a version that was not acknowledged.
+//! Every apply and rollback, accepted or refused, is written to the admin
+//! audit log ([`crate::admin_audit`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Extension, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use federation::identity::{Identity, peer_cert};
+use federation::signed::SigningKey;
+use federation::spec::DocumentSpec;
+use federation::{EdgeSnapshot, Sources};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin_audit::AdminAudit;
+use crate::store::{Store, StoreError, Version, VersionMeta};
+use crate::{authz, render};
+
+/// The wall clock, for version times, validation and certificate checks.
+pub fn now() -> Timestamp {
+    #[allow(clippy::disallowed_methods)] // the server is where the clock is read
+    Timestamp::now()
+}
+
+/// The version the edges are served: its document, and every edge's signed
+/// snapshot, cut once per version.
+pub struct Published {
+    pub version: u64,
+    pub files: BTreeMap<String, String>,
+    pub document: DocumentSpec,
+    /// Edge id (`ORG/NAME`) to its signed snapshot's JSON.
+    pub snapshots: HashMap<String, Arc<[u8]>>,
+    /// Normalised serials revoked in this version.
+    pub revoked: HashSet<String>,
+}
+
+impl Published {
+    fn empty() -> Self {
+        Self {
+            version: 0,
+            files: BTreeMap::new(),
+            document: DocumentSpec::default(),
+            snapshots: HashMap::new(),
+            revoked: HashSet::new(),
+        }
+    }
+}
+
+/// An edge's last report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EdgeReport {
+    pub version: u64,
+    #[serde(default)]
+    pub links: Vec<Value>,
+    /// Set by the control plane when the report arrives.
+    #[serde(default)]
+    pub reported_at: String,
+}
+
+pub struct App {
+    pub name: String,
+    pub trust_domain: String,
+    pub store: Store,
+    key: SigningKey,
+    published: watch::Sender<Arc<Published>>,
+    reports: Mutex<BTreeMap<String, EdgeReport>>,
+    audit: AdminAudit,
+    /// Applies through this replica, one at a time (the store's
+    /// compare-and-swap orders replicas).
+    apply: tokio::sync::Mutex<()>,
+    long_poll_max: Duration,
+}
+
+/// Who is calling, from the certificate.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    pub serial: String,
+}
+
+/// Cut and sign every edge's snapshot of `version`.
+fn publish(version: &Version, key: &SigningKey, now: Timestamp) -> Result<Published, String> {
+    let mut sources = Sources::new();
+    for (name, text) in &version.files {
+        sources.add(name.clone(), text.clone());
+    }
+    let loaded = federation::load(&sources, now);
+    let Some(fed) = loaded.federation.as_ref() else {
+        let first = loaded
+            .diagnostics
+            .iter()
+            .find(|d| d.is_error())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return Err(format!(
+            "version {} does not validate now: {first}",
+            version.meta.version
+        ));
+    };
+    let mut snapshots = HashMap::new();
+    for edge in &fed.edges {
+        let snap = EdgeSnapshot::build(&loaded.spec, fed, edge.id.as_str(), version.meta.version)
+            .map_err(|e| e.to_string())?;
+        snapshots.insert(
+            edge.id.to_string(),
+            Arc::<[u8]>::from(key.sign(&snap).to_json()),
+        );
+    }
+    Ok(Published {
+        version: version.meta.version,
+        files: version.files.clone(),
+        document: loaded.spec.to_document(),
+        snapshots,
+        revoked: fed.revoked.iter().map(|r| r.serial.clone()).collect(),
+    })
+}
+
+impl App {
+    pub fn new(
+        name: String,
+        trust_domain: String,
+        store: Store,
+        key: SigningKey,
+        audit: AdminAudit,
+        long_poll_max: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            trust_domain,
+            store,
+            key,
+            published: watch::channel(Arc::new(Published::empty())).0,
+            reports: Mutex::new(BTreeMap::new()),
+            audit,
+            apply: tokio::sync::Mutex::new(()),
+            long_poll_max,
+        })
+    }
+
+    pub fn published(&self) -> Arc<Published> {
+        self.published.borrow().clone()
+    }
+
+    /// Publish the store's head, then every new head, whichever replica
+    /// committed it. Runs until the store's watch ends.
+    pub async fn follow_store(self: Arc<Self>) {
+        let mut head = self.store.subscribe();
+        loop {
+            let target = *head.borrow_and_update();
+            self.publish_up_to(target).await;
+            if head.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn publish_up_to(&self, target: u64) {
+        if target <= self.published().version {
+            return;
+        }
+        let version = match self.store.get(target).await {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                tracing::error!(version = target, "head version missing from the store");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(version = target, cause = %e, "cannot read version");
+                return;
+            }
+        };
+        let key = &self.key;
+        let started = tokio::time::Instant::now();
+        match publish(&version, key, now()) {
+            Ok(p) => {
+                tracing::info!(
+                    version = p.version,
+                    edges = p.snapshots.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "version published"
+                );
+                self.published.send_replace(Arc::new(p));
+            }
+            Err(e) => tracing::error!(version = target, cause = %e, "version not published"),
+        }
+    }
+
+    /// Commit `files` as the next version; the heart of apply and rollback.
+    async fn change(
+        &self,
+        caller: &Caller,
+        req: ChangeRequest,
+    ) -> Result<(StatusCode, Value), (StatusCode, Value)> {
+        let _one = self.apply.lock().await;
+        let action = if req.rollback_of.is_some() {
+            "rollback"
+        } else {
+            "apply"
+        };
+        let head = self.store.head().await.map_err(store_error)?;
+        if head != req.expected_version {
+            let err = StoreError::Conflict {
+                expected: req.expected_version,
+                head,
+            };
+            self.audit_refusal(caller, action, &req, "conflict", json!({"head": head}));
+            return Err((
+                StatusCode::CONFLICT,
+                json!({"error": "conflict", "head": head, "message": err.to_string()}),
+            ));
+        }
+        // Validate the whole new document.
+        let mut sources = Sources::new();
+        for (name, text) in &req.files {
+            sources.add(name.clone(), text.clone());
+        }
+        let loaded = federation::load(&sources, now());
+        if loaded.has_errors() {
+            let report = render::json(&sources, &loaded.diagnostics);
+            self.audit_refusal(caller, action, &req, "invalid", report.clone());
+            return Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": "invalid", "message": "the document has errors; nothing was applied", "diagnostics": report}),
+            ));
+        }
+        // The document it replaces.
+        let old = match self.store.get(head).await.map_err(store_error)? {
+            Some(v) => {
+                let mut s = Sources::new();
+                for (name, text) in &v.files {
+                    s.add(name.clone(), text.clone());
+                }
+                federation::load(&s, now()).spec.to_document()
+            }
+            None => DocumentSpec::default(),
+        };
+        let new = loaded.spec.to_document();
+        let refusals = authz::check(&caller.identity, &old, &new);
+        if !refusals.is_empty() {
+            let list: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+            self.audit_refusal(caller, action, &req, "forbidden", json!(refusals));
+            return Err((
+                StatusCode::FORBIDDEN,
+                json!({
+                    "error": "forbidden",
+                    "message": format!("{} may not make this change: {}", caller.identity, list.join("; ")),
+                    "refusals": refusals,
+                }),
+            ));
+        }
+        let changes = authz::changes(&old, &new);
+        let warnings = render::json(&sources, &loaded.diagnostics);
+        if req.dry_run || changes.is_empty() {
+            return Ok((
+                StatusCode::OK,
+                json!({"version": head, "changes": changes, "applied": false, "dry_run": req.dry_run, "diagnostics": warnings}),
+            ));
+        }
+        let version = Version {
+            meta: VersionMeta {
+                version: head + 1,
+                author: caller.identity.to_string(),
+                time: now().to_string(),
+                message: req.message.clone(),
+                changes: changes.clone(),
+                rollback_of: req.rollback_of,
+            },
+            files: req.files.clone(),
+        };
+        match self.store.commit(head, &version).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { head, .. }) => {
+                self.audit_refusal(caller, action, &req, "conflict", json!({"head": head}));
+                return Err((
+                    StatusCode::CONFLICT,
+                    json!({"error": "conflict", "head": head, "message": StoreError::Conflict { expected: req.expected_version, head }.to_string()}),
+                ));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+        tracing::info!(
+            version = version.meta.version,
+            author = %caller.identity,
+            action,
+            changes = changes.len(),
+            message = %req.message,
+            "config change committed"
+        );
+        self.audit.record(&json!({
+            "time": version.meta.time,
+            "caller": caller.identity.to_string(),
+            "serial": caller.serial,
+            "action": action,
+            "result": "accepted",
+            "expected_version": req.expected_version,
+            "version": version.meta.version,
+            "rollback_of": req.rollback_of,
+            "message": req.message,
+            "changes": changes,
+        }));
+        // Publish at once on this replica (others learn through the store).
+        self.publish_up_to(version.meta.version).await;
+        Ok((
+            StatusCode::OK,
+            json!({"version": version.meta.version, "changes": changes, "applied": true, "diagnostics": warnings}),
+        ))
+    }
+
+    fn audit_refusal(
+        &self,
+        caller: &Caller,
+        action: &str,
+        req: &ChangeRequest,
+        result: &str,
+        detail: Value,
+    ) {
+        tracing::warn!(caller = %caller.identity, action, result, "config change refused");
+        self.audit.record(&json!({
+            "time": now().to_string(),
+            "caller": caller.identity.to_string(),
+            "serial": caller.serial,
+            "action": action,
+            "result": result,
+            "expected_version": req.expected_version,
+            "rollback_of": req.rollback_of,
+            "message": req.message,
+            "detail": detail,
+        }));
+    }
+}
+
+fn store_error(e: StoreError) -> (StatusCode, Value) {
+    tracing::error!(cause = %e, "store failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "store", "message": format!("{e}; nothing was applied, try again")}),
+    )
+}
+
+fn error(status: StatusCode, kind: &str, message: String) -> Response {
+    (status, Json(json!({"error": kind, "message": message}))).into_response()
+}
+
+/// Admins only; the refusal's reason otherwise.
+fn require_admin(caller: &Caller) -> Result<(), String> {
+    match caller.identity {
+        Identity::Admin { .. } | Identity::FederationAdmin { .. } => Ok(()),
+        _ => Err(format!(
+            "{} is not an admin: this route is for admins",
+            caller.identity
+        )),
+    }
+}
+
+/// Edges only: the edge's id, or the refusal's reason.
+fn require_edge(caller: &Caller) -> Result<String, String> {
+    caller.identity.edge_id().ok_or_else(|| {
+        format!(
+            "{} is not an edge: this route is for edges",
+            caller.identity
+        )
+    })
+}
+
+fn forbidden(message: String) -> Response {
+    error(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRequest {
+    expected_version: u64,
+    #[serde(default)]
+    message: String,
+    files: BTreeMap<String, String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(skip)]
+    rollback_of: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    to: u64,
+    expected_version: u64,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn reply(r: Result<(StatusCode, Value), (StatusCode, Value)>) -> Response {
+    match r {
+        Ok((s, v)) | Err((s, v)) => (s, Json(v)).into_response(),
+    }
+}
+
+async fn apply(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<ChangeRequest>,
+) -> Response {
+    if let Err(m) = require_admin(&caller) {
+        return forbidden(m);
+    }
+    reply(app.change(&caller, req).await)
+}
+
+async fn rollback(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<RollbackRequest>,
+) -> Response {
+    if let Err(m) = require_admin(&caller) {
+        return forbidden(m);
+    }
+    let target = match app.store.get(req.to).await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("there is no version {}; see the history", req.to),
+            );
+        }
+        Err(e) => return reply(Err(store_error(e))),
+    };
+    let message = if req.message.is_empty() {
+        format!("roll back to version {}", req.to)
+    } else {
+        req.message
+    };
+    reply(
+        app.change(
+            &caller,
+            ChangeRequest {
+                expected_version: req.expected_version,
+                message,
+                files: target.files,
+                dry_run: req.dry_run,
+                rollback_of: Some(req.to),
+            },
+        )
+        .await,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct DocumentQuery {
+    version: Option<u64>,
+}
+
+async fn document(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<DocumentQuery>,
+) -> Response {
+    if let Err(m) = require_admin(&caller) {
+        return forbidden(m);
+    }
+    let version = match q.version {
+        Some(v) => v,
+        None => match app.store.head().await {
+            Ok(h) => h,
+            Err(e) => return reply(Err(store_error(e))),
+        },
+    };
+    if version == 0 {
+        return Json(json!({"version": 0, "files": {}})).into_response();
+    }
+    match app.store.get(version).await {
+        Ok(Some(v)) => Json(json!(v)).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("there is no version {version}"),
+        ),
+        Err(e) => reply(Err(store_error(e))),
+    }
+}
+
+async fn history(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Response {
+    if let Err(m) = require_admin(&caller) {
+        return forbidden(m);
+    }
+    match app.store.history().await {
+        Ok(h) => Json(json!({"versions": h})).into_response(),
+        Err(e) => reply(Err(store_error(e))),
+    }
+}
+
+async fn status(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Response {
+    if let Err(m) = require_admin(&caller) {
+        return forbidden(m);
+    }
+    let head = match app.store.head().await {
+        Ok(h) => h,
+        Err(e) => return reply(Err(store_error(e))),
+    };
+    let published = app.published();
+    let reports = app.reports.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut edges: Vec<Value> = published
+        .snapshots
+        .keys()
+        .map(|edge| {
+            let r = reports.get(edge);
+            json!({
+                "edge": edge,
+                "version": r.map(|r| r.version),
+                "reported_at": r.map(|r| r.reported_at.clone()),
+                "links": r.map(|r| r.links.clone()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    edges.sort_by(|a, b| a["edge"].as_str().cmp(&b["edge"].as_str()));
+    Json(json!({
+        "replica": app.name,
+        "store": app.store.describe(),
+        "head": head,
+        "published": published.version,
+        "edges": edges,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SnapshotQuery {
+    #[serde(default)]
+    have: u64,
+    /// Seconds to wait for a newer version; 0 answers at once.
+    #[serde(default)]
+    wait: u64,
+}
+
+async fn snapshot(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<SnapshotQuery>,
+) -> Response {
+    let edge = match require_edge(&caller) {
+        Ok(e) => e,
+        Err(m) => return forbidden(m),
+    };
+    let wait = Duration::from_secs(q.wait).min(app.long_poll_max);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut rx = app.published.subscribe();
+    loop {
+        let p = rx.borrow_and_update().clone();
+        if p.version > q.have {
+            return match p.snapshots.get(&edge) {
+                Some(bytes) => (
+                    StatusCode::OK,
+                    [
+                        ("content-type", "application/json".to_owned()),
+                        ("fedgate-version", p.version.to_string()),
+                    ],
+                    bytes.to_vec(),
+                )
+                    .into_response(),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!(
+                        "edge {edge} is not in version {} of the federation",
+                        p.version
+                    ),
+                ),
+            };
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return StatusCode::NO_CONTENT.into_response(),
+        }
+    }
+}
+
+async fn report(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Json(mut r): Json<EdgeReport>,
+) -> Response {
+    let edge = match require_edge(&caller) {
+        Ok(e) => e,
+        Err(m) => return forbidden(m),
+    };
+    r.reported_at = now().to_string();
+    tracing::debug!(edge = %edge, version = r.version, "edge report");
+    if let Ok(mut reports) = app.reports.lock() {
+        reports.insert(edge, r);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/healthz", get(|| async { "ok\n" }))
+        .route("/v1/document", get(document))
+        .route("/v1/apply", post(apply))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/history", get(history))
+        .route("/v1/status", get(status))
+        .route("/v1/snapshot", get(snapshot))
+        .route("/v1/report", post(report))
+        .with_state(app)
+}
+
+/// Who a handshaken client is; `Err` with the reason to log when refused.
+fn identify(
+    app: &App,
+    certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+) -> Result<Caller, String> {
+    let leaf = certs
+        .and_then(|c| c.first())
+        .ok_or("no client certificate")?;
+    let cert = peer_cert(leaf.as_ref(), &app.trust_domain).map_err(|e| e.to_string())?;
+    cert.check_validity(now()).map_err(|e| e.to_string())?;
+    if app.published().revoked.contains(&cert.serial) {
+        return Err(format!(
+            "{} presented revoked certificate serial {}",
+            cert.identity, cert.serial
+        ));
+    }
+    Ok(Caller {
+        identity: cert.identity,
+        serial: cert.serial,
+    })
+}
+
+/// Serve the API on `listener` until `shutdown` turns true.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let router = router(app.clone());
+    tracing::info!(kind = "api", addr = %listener.local_addr()?, "listening");
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(cause = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            serve_connection(app, acceptor, router, tcp, remote).await;
+        });
+    }
+}
+
+async fn serve_connection(
+    app: Arc<App>,
+    acceptor: TlsAcceptor,
+    router: Router,
+    tcp: tokio::net::TcpStream,
+    remote: SocketAddr,
+) {
+    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::info!(%remote, cause = %e, "client refused: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "client refused: TLS handshake timed out");
+            return;
+        }
+    };
+    let caller = match identify(&app, tls.get_ref().1.peer_certificates()) {
+        Ok(c) => c,
+        Err(reason) => {
+            tracing::warn!(%remote, %reason, "client refused");
+            return;
+        }
+    };
+    tracing::debug!(%remote, caller = %caller.identity, "client connected");
+    let service = TowerToHyperService::new(router.layer(Extension(caller)));
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+    {
+        tracing::debug!(%remote, cause = %e, "connection ended with an error");
+    }
+}
+
+/// How to run a replica.
+pub struct Options {
+    /// This replica's data directory: the embedded store (unless etcd is
+    /// used) and the admin audit log.
+    pub data: std::path::PathBuf,
+    pub listen: SocketAddr,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+    /// The ed25519 signing key (PKCS#8, PEM or DER).
+    pub signing_key: std::path::PathBuf,
+    /// Files to commit as version 1 when the store is empty.
+    pub init: Option<Sources>,
+    pub long_poll_max: Duration,
+}
+
+fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// Read a signing key file: PEM (`-----BEGIN PRIVATE KEY-----`) or raw DER.
+pub fn read_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    use anyhow::Context as _;
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let bytes = read(path, "signing key")?;
+    let der = match PrivatePkcs8KeyDer::from_pem_slice(&bytes) {
+        Ok(k) => k.secret_pkcs8_der().to_vec(),
+        Err(_) => bytes,
+    };
+    SigningKey::from_pkcs8(&der).with_context(|| {
+        format!(
+            "{} is not an ed25519 signing key; make one with `fedctl certs signing-key --out DIR`",
+            path.display()
+        )
+    })
+}
+
+/// Open the store, seed it if asked, and serve until `shutdown`.
+pub async fn run(
+    opts: Options,
+    store: Store,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let cert_pem = read(&opts.cert, "certificate")?;
+    let material = federation::mtls::Material::from_pem(
+        &cert_pem,
+        &read(&opts.key, "private key")?,
+        &read(&opts.ca, "CA")?,
+    )
+    .context("malformed TLS material")?;
+    let leaf = {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        CertificateDer::pem_slice_iter(&cert_pem)
+            .next()
+            .context("no certificate in --cert")??
+    };
+    let trust_domain = federation::identity::trust_domain_of(leaf.as_ref())
+        .with_context(|| format!("{} carries no Fedgate identity", opts.cert.display()))?;
+    let me = peer_cert(leaf.as_ref(), &trust_domain)?;
+    let Identity::Control { name } = me.identity else {
+        anyhow::bail!(
+            "{} is the certificate of {}, not of a control-plane replica (spiffe://{trust_domain}/control/NAME); issue one with `fedctl certs issue --control NAME`",
+            opts.cert.display(),
+            me.identity
+        );
+    };
+    let key = read_signing_key(&opts.signing_key)?;
+    std::fs::create_dir_all(&opts.data)
+        .with_context(|| format!("cannot create {}", opts.data.display()))?;
+    let audit = AdminAudit::open(&opts.data.join("admin-audit.jsonl"))?;
+    if let Some(sources) = &opts.init
+        && store.head().await? == 0
+    {
+        let loaded = federation::load(sources, now());
+        if loaded.has_errors() {
+            render::human(sources, &loaded.diagnostics)?;
+            anyhow::bail!("--init: the document has errors; nothing was stored");
+        }
+        let doc = loaded.spec.to_document();
+        let version = Version {
+            meta: VersionMeta {
+                version: 1,
+                author: format!("control {name}"),
+                time: now().to_string(),
+                message: "initial version (--init)".into(),
+                changes: authz::changes(&DocumentSpec::default(), &doc),
+                rollback_of: None,
+            },
+            files: sources
+                .iter()
+                .map(|(_, f)| (f.name.clone(), f.text.clone()))
+                .collect(),
+        };
+        match store.commit(0, &version).await {
+            Ok(()) => tracing::info!(version = 1, "store seeded from --init"),
+            // Another replica seeded it first: fine.
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(replica = %name, store = %store.describe(), key = %key.public().id(), "control plane starting");
+    let app = App::new(name, trust_domain, store, key, audit, opts.long_poll_max);
+    tokio::spawn(app.clone().follow_store());
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let tls = federation::mtls::server_config(&material, b"http/1.1")?;
+    serve(app, listener, tls, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
