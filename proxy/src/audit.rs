@@ -36,6 +36,10 @@ pub struct FlowRecord {
     pub peer_edge: Option<String>,
     pub transport: Option<String>,
     pub ingress: Option<String>,
+    /// Set when the edge closed an allowed flow: `revoked`,
+    /// `policy:<reason>` (a new snapshot no longer allows it), `idle`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -215,6 +219,7 @@ mod tests {
             peer_edge: None,
             transport: Some("quic".into()),
             ingress: None,
+            closed: None,
         }
     }
 

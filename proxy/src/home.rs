@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use crate::audit::FlowRecord;
 use crate::overlay::{BoxStream, Transport, read_frame};
 use crate::tls::Peer;
-use crate::{Ctx, now, relay};
+use crate::{Ctx, enforce, now, relay};
 
 async fn answer(stream: &mut BoxStream, answer: &FlowAnswer) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(32);
@@ -22,7 +22,7 @@ async fn answer(stream: &mut BoxStream, answer: &FlowAnswer) -> std::io::Result<
 }
 
 /// Serve one flow opened by `peer`.
-pub async fn serve(ctx: Arc<Ctx>, peer: &Peer, mut stream: BoxStream, transport: Transport) {
+pub async fn serve(ctx: Arc<Ctx>, peer: &Arc<Peer>, mut stream: BoxStream, transport: Transport) {
     let start = now();
     let (req, initial) = match tokio::time::timeout(
         ctx.limits.client_hello_timeout,
@@ -65,6 +65,7 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Peer, mut stream: BoxStream, transport:
         peer_edge: Some(peer.edge.clone()),
         transport: Some(transport.as_str().into()),
         ingress: None,
+        closed: None,
     };
     let span = tracing::info_span!("flow", role = "home", flow_id = %record.flow_id, peer = %peer, service = %req.service, port = req.port);
     let _enter = span.enter();
@@ -185,12 +186,27 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Peer, mut stream: BoxStream, transport:
     if !initial.is_empty() && upstream.write_all(&initial).await.is_err() {
         return;
     }
-    let (a, b, ended) = relay::relay(&mut stream, &mut upstream, ctx.limits.flow_idle).await;
-    if ended == relay::Ended::Idle {
-        tracing::info!(
+    let guard = enforce::until_flow_refused(
+        ctx.clone(),
+        peer.clone(),
+        enforce::FlowKey {
+            src_network: req.src_network.clone(),
+            src_addr: req.src_addr,
+            service: req.service.clone(),
+            port: req.port,
+        },
+    );
+    let (a, b, ended) = relay::relay(&mut stream, &mut upstream, ctx.limits.flow_idle, guard).await;
+    match &ended {
+        relay::Ended::Idle => tracing::info!(
             idle_secs = ctx.limits.flow_idle.as_secs(),
             "flow closed: idle"
-        );
+        ),
+        relay::Ended::Stopped(reason) => {
+            tracing::info!(%reason, "flow closed by a new snapshot");
+            record.closed = Some(reason.clone());
+        }
+        _ => {}
     }
     ctx.record_allowed(&mut record, up + a, b);
 }

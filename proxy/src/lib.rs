@@ -26,6 +26,8 @@
 
 pub mod admin;
 pub mod audit;
+pub mod control;
+pub mod enforce;
 pub mod home;
 pub mod ingress;
 pub mod metrics;
@@ -38,12 +40,13 @@ pub mod visit;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use federation::EdgeSnapshot;
 use jiff::Timestamp;
+use rustls::pki_types::pem::PemObject as _;
 use tokio::sync::{Semaphore, watch};
 
 use crate::audit::AuditLog;
@@ -69,6 +72,8 @@ pub struct Limits {
     pub conn_rate_per_source: u32,
     /// How long flows may finish after SIGTERM.
     pub drain: Duration,
+    /// How long a flow a new snapshot no longer allows may go on.
+    pub deny_grace: Duration,
 }
 
 impl Default for Limits {
@@ -83,6 +88,7 @@ impl Default for Limits {
             max_flows_per_peer: 50_000,
             conn_rate_per_source: 200,
             drain: Duration::from_secs(10),
+            deny_grace: Duration::from_secs(30),
         }
     }
 }
@@ -91,8 +97,11 @@ impl Default for Limits {
 /// port; the chosen address is logged as `listening`.
 #[derive(Debug, Clone, Default)]
 pub struct Listen {
+    /// Overlay listeners; `None` takes the snapshot's endpoint for this edge.
     pub overlay_quic: Option<SocketAddr>,
     pub overlay_tcp: Option<SocketAddr>,
+    /// Neither listen on nor dial QUIC (as where UDP is blocked).
+    pub no_quic: bool,
     pub sni: Option<SocketAddr>,
     pub connect: Option<SocketAddr>,
     pub socks: Option<SocketAddr>,
@@ -105,7 +114,10 @@ pub struct Listen {
 pub struct Config {
     /// `ORG/NAME` of this edge.
     pub edge: String,
-    pub snapshot: PathBuf,
+    /// A snapshot file (`fedctl snapshot`): air-gapped sites and tests.
+    pub snapshot: Option<PathBuf>,
+    /// The control plane, instead of (or after) a snapshot file.
+    pub control: Option<control::ControlConfig>,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
@@ -116,7 +128,8 @@ pub struct Config {
 
 /// State shared by every task of the edge.
 pub struct Ctx {
-    node: RwLock<Arc<Node>>,
+    /// What the edge knows now; replaced whole by [`Ctx::swap_node`].
+    node: watch::Sender<Arc<Node>>,
     pub audit: AuditLog,
     pub metrics: Metrics,
     pub limits: Limits,
@@ -128,10 +141,27 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn node(&self) -> Arc<Node> {
-        self.node
-            .read()
-            .map(|n| n.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.node.borrow().clone()
+    }
+
+    /// Told of every new node: flows and peer links re-check themselves.
+    pub fn nodes(&self) -> watch::Receiver<Arc<Node>> {
+        self.node.subscribe()
+    }
+
+    /// Run `node` from now on (a new snapshot, already checked).
+    pub fn swap_node(&self, node: Node) {
+        let old = self.node().version;
+        self.metrics
+            .set("fedgate_snapshot_version", &[], node.version as f64);
+        tracing::info!(
+            from = old,
+            to = node.version,
+            services = node.fed.services.len(),
+            policies = node.fed.policies.len(),
+            "snapshot applied"
+        );
+        self.node.send_replace(Arc::new(node));
     }
 
     /// Take a slot for one flow, overall and for `peer`; `None` when full.
@@ -257,15 +287,28 @@ pub fn load_node(path: &std::path::Path, edge: &str) -> anyhow::Result<Node> {
 
 /// Build the edge and run it until `shutdown` turns true, then drain.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let node = load_node(&config.snapshot, &config.edge)?;
     let material = tls::load_material(&config.cert, &config.key, &config.ca)?;
+    let (node, client) = match (&config.control, &config.snapshot) {
+        (Some(cc), _) => {
+            let own = std::fs::read(&config.cert)
+                .with_context(|| format!("cannot read {}", config.cert.display()))?;
+            let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&own)
+                .next()
+                .context("no certificate in --cert")?
+                .context("malformed certificate")?;
+            let client = control::Client::new(cc.clone(), &config.edge, &material, leaf.as_ref())?;
+            (client.initial().await?, Some(Arc::new(client)))
+        }
+        (None, Some(path)) => (load_node(path, &config.edge)?, None),
+        (None, None) => anyhow::bail!("give --snapshot FILE or --control ADDR"),
+    };
     let audit = AuditLog::open(config.audit.as_deref())?;
     let metrics = Metrics::default();
     metrics.set("fedgate_snapshot_version", &[], node.version as f64);
     metrics.set("fedgate_active_flows", &[], 0.0);
     tracing::info!(edge = %config.edge, version = node.version, services = node.fed.services.len(), policies = node.fed.policies.len(), "snapshot loaded");
     let ctx = Arc::new(Ctx {
-        node: RwLock::new(Arc::new(node)),
+        node: watch::channel(Arc::new(node)).0,
         audit,
         metrics,
         flows: Arc::new(Semaphore::new(config.limits.max_flows)),
@@ -274,10 +317,24 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         limits: config.limits.clone(),
         shutdown: shutdown.clone(),
     });
-    let overlay = overlay::Overlay::start(ctx.clone(), &material, &config.listen).await?;
+    let mut listen = config.listen.clone();
+    {
+        let node = ctx.node();
+        listen.overlay_quic = if listen.no_quic {
+            None
+        } else {
+            listen.overlay_quic.or(node.edge.quic)
+        };
+        listen.overlay_tcp = listen.overlay_tcp.or(node.edge.tcp);
+    }
+    let overlay = overlay::Overlay::start(ctx.clone(), &material, &listen).await?;
+    if let Some(client) = client {
+        let (ctx, overlay) = (ctx.clone(), overlay.clone());
+        tokio::spawn(client.follow(ctx, overlay));
+    }
     let mut tasks = tokio::task::JoinSet::new();
-    ingress::start(&ctx, &overlay, &config.listen, &mut tasks).await?;
-    if let Some(addr) = config.listen.admin {
+    ingress::start(&ctx, &overlay, &listen, &mut tasks).await?;
+    if let Some(addr) = listen.admin {
         admin::start(ctx.clone(), addr, &mut tasks).await?;
     }
     tracing::info!(edge = %config.edge, "ready");

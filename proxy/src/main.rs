@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use proxy::control::ControlConfig;
 use proxy::{Config, Limits, Listen};
 
 /// The Fedgate edge proxy: joins this member's network to the federation's
@@ -48,8 +49,29 @@ struct RunArgs {
     /// This edge, ORG/NAME.
     #[arg(long, env = "FEDGATE_EDGE")]
     edge: String,
-    #[arg(long, env = "FEDGATE_SNAPSHOT")]
-    snapshot: PathBuf,
+    /// A snapshot file (`fedctl snapshot`), for air-gapped sites and tests.
+    #[arg(long, env = "FEDGATE_SNAPSHOT", required_unless_present = "control")]
+    snapshot: Option<PathBuf>,
+    /// A control-plane replica, HOST:PORT; repeat for failover. The edge
+    /// then follows its signed snapshot (and --snapshot is not needed).
+    #[arg(long, env = "FEDGATE_CONTROL", value_delimiter = ',', requires_all = ["control_key", "cache"])]
+    control: Vec<String>,
+    /// The control plane's snapshot-signing public key (`signing.pub`).
+    #[arg(long, env = "FEDGATE_CONTROL_KEY")]
+    control_key: Option<PathBuf>,
+    /// The last-known-good snapshot, kept for restarts while the control
+    /// plane is away.
+    #[arg(long, env = "FEDGATE_CACHE")]
+    cache: Option<PathBuf>,
+    /// Seconds a long poll to the control plane is held open.
+    #[arg(long, default_value_t = 25)]
+    poll_secs: u64,
+    /// Seconds to keep trying the control plane at start without a cache.
+    #[arg(long, default_value_t = 60)]
+    start_wait_secs: u64,
+    /// Seconds a flow that a new snapshot no longer allows may go on.
+    #[arg(long, default_value_t = 30)]
+    deny_grace_secs: u64,
     #[arg(long, env = "FEDGATE_CERT")]
     cert: PathBuf,
     #[arg(long, env = "FEDGATE_KEY")]
@@ -134,29 +156,35 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    // Fail on a bad configuration before any port is bound.
-    let node = match proxy::load_node(&args.snapshot, &args.edge) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("fedgate-edge: {e:#}");
-            return ExitCode::from(64);
-        }
+    // Fail on a bad snapshot file before any port is bound.
+    if let (Some(path), true) = (&args.snapshot, args.control.is_empty())
+        && let Err(e) = proxy::load_node(path, &args.edge)
+    {
+        eprintln!("fedgate-edge: {e:#}");
+        return ExitCode::from(64);
+    }
+    let control = match (&args.control_key, &args.cache) {
+        (Some(key), Some(cache)) if !args.control.is_empty() => Some(ControlConfig {
+            addrs: args.control.clone(),
+            key: key.clone(),
+            cache: cache.clone(),
+            poll_wait: Duration::from_secs(args.poll_secs),
+            start_wait: Duration::from_secs(args.start_wait_secs),
+        }),
+        _ => None,
     };
     let listen = Listen {
-        overlay_quic: if args.no_quic {
-            None
-        } else {
-            args.overlay_quic.or(node.edge.quic)
-        },
-        overlay_tcp: args.overlay_tcp.or(node.edge.tcp),
+        overlay_quic: args.overlay_quic,
+        overlay_tcp: args.overlay_tcp,
+        no_quic: args.no_quic,
         sni: args.sni,
         connect: args.connect,
         socks: args.socks,
         vips: args.vips,
         admin: args.admin,
     };
-    drop(node);
     let config = Config {
+        control,
         edge: args.edge,
         snapshot: args.snapshot,
         cert: args.cert,
@@ -171,6 +199,7 @@ fn run(args: RunArgs) -> ExitCode {
             drain: Duration::from_secs(args.drain_secs),
             idle_timeout: Duration::from_secs(args.idle_secs.max(1)),
             flow_idle: Duration::from_secs(args.flow_idle_secs.max(1)),
+            deny_grace: Duration::from_secs(args.deny_grace_secs),
             ..Limits::default()
         },
     };

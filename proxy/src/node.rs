@@ -13,6 +13,8 @@ use jiff::Timestamp;
 #[derive(Debug)]
 pub struct Node {
     pub version: u64,
+    /// The snapshot's digest: with the version, what the edge holds.
+    pub digest: String,
     pub edge: Edge,
     pub fed: Federation,
     pub policies: PolicySet,
@@ -37,6 +39,7 @@ impl Node {
         let vips = vips(&fed, &edge);
         Ok(Self {
             version: snap.version,
+            digest: snap.digest.clone(),
             edge,
             fed,
             policies,

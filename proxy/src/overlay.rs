@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::tls::{self, Material, Peer};
-use crate::{Ctx, Listen, home, now};
+use crate::{Ctx, Listen, enforce, home, now};
 
 /// A flow's byte stream to or from a peer edge, whatever the transport.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -76,6 +76,17 @@ impl AsyncWrite for QuicStream {
     ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.send).poll_shutdown(cx)
     }
+}
+
+/// A flow opened to a home edge.
+pub struct Opened {
+    pub stream: BoxStream,
+    pub answer: FlowAnswer,
+    /// Bytes read past the answer.
+    pub early: Vec<u8>,
+    pub transport: Transport,
+    /// The verified home edge, for a TLS-over-TCP flow.
+    pub tcp_peer: Option<Arc<Peer>>,
 }
 
 #[derive(Default)]
@@ -276,6 +287,23 @@ impl Overlay {
     /// dialed it.
     async fn serve_streams(self: &Arc<Self>, conn: quinn::Connection, peer: Peer) {
         let peer = Arc::new(peer);
+        // A new snapshot that revokes the peer's certificate (or drops the
+        // peer) closes the connection, and with it every flow on it, at once.
+        {
+            let ctx = self.ctx.clone();
+            let peer = peer.clone();
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    reason = enforce::until_peer_refused(&ctx, &peer) => {
+                        tracing::warn!(peer = %peer, %reason, serial = %peer.cert.serial, "peer connection closed by a new snapshot");
+                        ctx.metrics.add("fedgate_peer_closed_total", &[("reason", reason.as_str())], 1);
+                        conn.close(quinn::VarInt::from_u32(2), reason.as_bytes());
+                    }
+                    _ = conn.closed() => {}
+                }
+            });
+        }
         loop {
             match conn.accept_bi().await {
                 Ok((send, recv)) => {
@@ -353,9 +381,38 @@ impl Overlay {
                     }
                 };
                 drop(node);
-                home::serve(this.ctx.clone(), &peer, Box::new(tls), Transport::Tcp).await;
+                home::serve(
+                    this.ctx.clone(),
+                    &Arc::new(peer),
+                    Box::new(tls),
+                    Transport::Tcp,
+                )
+                .await;
             });
         }
+    }
+
+    /// Each peer link's state for the control plane: `quic` (with its RTT),
+    /// `tcp` (QUIC failed, flows on TLS over TCP) or `down`.
+    pub async fn link_report(&self) -> Vec<serde_json::Value> {
+        let links: Vec<(String, Arc<tokio::sync::Mutex<Link>>)> = self
+            .links
+            .lock()
+            .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(links.len());
+        for (peer, link) in links {
+            let l = link.lock().await;
+            let entry = match l.quic.as_ref().filter(|c| c.close_reason().is_none()) {
+                Some(c) => {
+                    serde_json::json!({"peer": peer, "transport": "quic", "rtt_ms": c.rtt().as_secs_f64() * 1e3})
+                }
+                None if l.retrying => serde_json::json!({"peer": peer, "transport": "tcp"}),
+                None => serde_json::json!({"peer": peer, "transport": "down"}),
+            };
+            out.push(entry);
+        }
+        out
     }
 
     fn link(&self, edge: &str) -> Arc<tokio::sync::Mutex<Link>> {
@@ -439,12 +496,8 @@ impl Overlay {
     /// Open a flow to `peer`: over its QUIC connection if up, else over a
     /// new TLS-over-TCP connection. Returns the stream, the home edge's
     /// answer, bytes read past the answer, and the transport.
-    pub async fn open(
-        self: &Arc<Self>,
-        peer: &Edge,
-        req: &FlowRequest,
-    ) -> anyhow::Result<(BoxStream, FlowAnswer, Vec<u8>, Transport)> {
-        let (mut stream, transport) = self.stream_to(peer).await?;
+    pub async fn open(self: &Arc<Self>, peer: &Edge, req: &FlowRequest) -> anyhow::Result<Opened> {
+        let (mut stream, transport, tcp_peer) = self.stream_to(peer).await?;
         let mut header = Vec::with_capacity(64);
         req.encode(&mut header)?;
         stream.write_all(&header).await?;
@@ -455,10 +508,21 @@ impl Overlay {
         )
         .await
         .map_err(|_| anyhow!("no answer from {} in time", peer.id))??;
-        Ok((stream, answer, rest, transport))
+        Ok(Opened {
+            stream,
+            answer,
+            early: rest,
+            transport,
+            tcp_peer,
+        })
     }
 
-    async fn stream_to(self: &Arc<Self>, peer: &Edge) -> anyhow::Result<(BoxStream, Transport)> {
+    /// A stream to `peer`, its transport, and for TLS over TCP the verified
+    /// peer (a QUIC connection is watched as a whole by `serve_streams`).
+    async fn stream_to(
+        self: &Arc<Self>,
+        peer: &Edge,
+    ) -> anyhow::Result<(BoxStream, Transport, Option<Arc<Peer>>)> {
         let link = self.link(peer.id.as_str());
         {
             let mut l = link.lock().await;
@@ -471,7 +535,7 @@ impl Overlay {
                     );
                     if let Ok((send, recv)) = conn.open_bi().await {
                         tracing::debug!(peer = %peer.id, "flow stream opened");
-                        return Ok((Box::new(QuicStream { send, recv }), Transport::Quic));
+                        return Ok((Box::new(QuicStream { send, recv }), Transport::Quic, None));
                     }
                 }
                 l.quic = None;
@@ -486,7 +550,7 @@ impl Overlay {
                     Ok(conn) => {
                         let (send, recv) = conn.open_bi().await?;
                         l.quic = Some(conn);
-                        return Ok((Box::new(QuicStream { send, recv }), Transport::Quic));
+                        return Ok((Box::new(QuicStream { send, recv }), Transport::Quic, None));
                     }
                     Err(e) => {
                         tracing::warn!(peer = %peer.id, cause = %e, "QUIC to peer failed; using TLS over TCP, retrying QUIC in the background");
@@ -512,20 +576,23 @@ impl Overlay {
         .map_err(|_| anyhow!("TLS handshake with {} timed out", peer.id))?
         .with_context(|| format!("TLS handshake with {}", peer.id))?;
         let node = self.ctx.node();
-        if let Err(e) = tls::check_peer(
+        let verified = match tls::check_peer(
             &node,
             tls.get_ref().1.peer_certificates(),
             Some(peer.id.as_str()),
             now(),
         ) {
-            self.refused(&e, Transport::Tcp, addr);
-            bail!("peer refused: {e}");
-        }
+            Ok(p) => p,
+            Err(e) => {
+                self.refused(&e, Transport::Tcp, addr);
+                bail!("peer refused: {e}");
+            }
+        };
         self.ctx.metrics.set(
             "fedgate_peer_link",
             &[("peer", peer.id.as_str()), ("transport", "tcp")],
             1.0,
         );
-        Ok((Box::new(tls), Transport::Tcp))
+        Ok((Box::new(tls), Transport::Tcp, Some(Arc::new(verified))))
     }
 }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 pub const BUFFER: usize = 64 * 1024;
 
 /// How a relay ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     /// Both sides closed.
     Closed,
@@ -24,6 +24,9 @@ pub enum Ended {
     Failed,
     /// Nothing moved for the flow idle timeout.
     Idle,
+    /// Closed by the edge, for the reason given (the peer's certificate was
+    /// revoked, or a new snapshot no longer allows the flow).
+    Stopped(String),
 }
 
 struct Counted<S> {
@@ -79,13 +82,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// Relay between `client` and `service` until both close, one fails, or
-/// nothing moves for `idle`. Returns bytes client-to-service ("up"),
-/// service-to-client ("down"), and how it ended.
-pub async fn relay<A, B>(client: A, service: B, idle: Duration) -> (u64, u64, Ended)
+/// Relay between `client` and `service` until both close, one fails,
+/// nothing moves for `idle`, or `stop` yields a reason. Returns bytes
+/// client-to-service ("up"), service-to-client ("down"), and how it ended.
+pub async fn relay<A, B, F>(client: A, service: B, idle: Duration, stop: F) -> (u64, u64, Ended)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = String>,
 {
     let epoch = Instant::now();
     let activity = Arc::new(AtomicU64::new(0));
@@ -105,9 +109,11 @@ where
     let ended = {
         let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, BUFFER, BUFFER);
         tokio::pin!(copy);
+        tokio::pin!(stop);
         loop {
             tokio::select! {
                 result = &mut copy => break if result.is_ok() { Ended::Closed } else { Ended::Failed },
+                reason = &mut stop => break Ended::Stopped(reason),
                 () = tokio::time::sleep(check) => {
                     let last = Duration::from_millis(activity.load(Ordering::Relaxed));
                     if epoch.elapsed().saturating_sub(last) >= idle {
@@ -130,7 +136,12 @@ mod tests {
     async fn counts_bytes_both_ways_and_carries_half_close() {
         let (client, mut client_far) = tokio::io::duplex(1024);
         let (service, mut service_far) = tokio::io::duplex(1024);
-        let task = tokio::spawn(relay(client, service, Duration::from_secs(10)));
+        let task = tokio::spawn(relay(
+            client,
+            service,
+            Duration::from_secs(10),
+            std::future::pending(),
+        ));
         client_far.write_all(b"hello").await.unwrap();
         client_far.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -148,12 +159,32 @@ mod tests {
     async fn an_idle_flow_is_closed_with_its_counts() {
         let (client, mut client_far) = tokio::io::duplex(1024);
         let (service, mut service_far) = tokio::io::duplex(1024);
-        let task = tokio::spawn(relay(client, service, Duration::from_secs(60)));
+        let task = tokio::spawn(relay(
+            client,
+            service,
+            Duration::from_secs(60),
+            std::future::pending(),
+        ));
         client_far.write_all(b"abc").await.unwrap();
         let mut got = [0u8; 3];
         service_far.read_exact(&mut got).await.unwrap();
         // Nothing more moves: after the idle timeout the relay ends.
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert_eq!(task.await.unwrap(), (3, 0, Ended::Idle));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_flow_ends_with_the_reason() {
+        let (client, mut client_far) = tokio::io::duplex(1024);
+        let (service, _service_far) = tokio::io::duplex(1024);
+        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+        let task = tokio::spawn(relay(client, service, Duration::from_secs(60), async {
+            rx.await.unwrap_or_default()
+        }));
+        client_far.write_all(b"abcd").await.unwrap();
+        tx.send("revoked".into()).unwrap();
+        let (up, _, ended) = task.await.unwrap();
+        assert_eq!(ended, Ended::Stopped("revoked".into()));
+        assert!(up <= 4);
     }
 }

@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 
 use crate::audit::FlowRecord;
 use crate::overlay::{BoxStream, Overlay};
-use crate::{Ctx, FlowPermit, now, relay};
+use crate::tls::Peer;
+use crate::{Ctx, FlowPermit, enforce, now, relay};
 
 /// Why a client's flow was refused, for the ingress to answer in its own
 /// protocol (403, SOCKS code, close).
@@ -39,6 +40,9 @@ pub struct Opened {
     stream: BoxStream,
     /// Bytes the home side sent after its answer.
     early: Vec<u8>,
+    /// The home edge, verified, for a TLS-over-TCP flow (watched for
+    /// revocation; a QUIC link is watched as a whole).
+    tcp_peer: Option<Arc<Peer>>,
     record: FlowRecord,
     _permit: FlowPermit,
 }
@@ -81,6 +85,7 @@ pub async fn open(
         peer_edge: None,
         transport: None,
         ingress: Some(ingress.to_owned()),
+        closed: None,
     };
     let refuse = |record: &mut FlowRecord, denied: bool, reason: &str, rule: Option<String>| {
         ctx.record_denied(record, reason, rule.iter().cloned().collect());
@@ -133,6 +138,7 @@ pub async fn open(
                 Ok(Opened {
                     stream: Box::new(s),
                     early: Vec::new(),
+                    tcp_peer: None,
                     record,
                     _permit: permit,
                 })
@@ -150,19 +156,18 @@ pub async fn open(
     let mut last_error = String::from("no edge of the owner");
     for edge in node.fed.edges_of(&svc.org) {
         match overlay.open(edge, &req).await {
-            Ok((stream, FlowAnswer::Accepted, early, transport)) => {
+            Ok(opened) => {
                 record.peer_edge = Some(edge.id.to_string());
-                record.transport = Some(transport.as_str().into());
-                return Ok(Opened {
-                    stream,
-                    early,
-                    record,
-                    _permit: permit,
-                });
-            }
-            Ok((_, FlowAnswer::Denied { rule, reason }, _, transport)) => {
-                record.peer_edge = Some(edge.id.to_string());
-                record.transport = Some(transport.as_str().into());
+                record.transport = Some(opened.transport.as_str().into());
+                let FlowAnswer::Denied { rule, reason } = opened.answer else {
+                    return Ok(Opened {
+                        stream: opened.stream,
+                        early: opened.early,
+                        tcp_peer: opened.tcp_peer,
+                        record,
+                        _permit: permit,
+                    });
+                };
                 let denied = !reason.starts_with("upstream") && reason != "overloaded";
                 return Err(refuse(&mut record, denied, &format!("home:{reason}"), rule));
             }
@@ -192,9 +197,23 @@ pub async fn relay(ctx: &Ctx, mut opened: Opened, mut client: TcpStream, initial
         }
         down += opened.early.len() as u64;
     }
-    let (a, b, ended) = relay::relay(&mut client, &mut opened.stream, ctx.limits.flow_idle).await;
-    if ended == relay::Ended::Idle {
-        tracing::info!(flow_id = %opened.record.flow_id, idle_secs = ctx.limits.flow_idle.as_secs(), "flow closed: idle");
+    let guard = async {
+        match &opened.tcp_peer {
+            Some(peer) => enforce::until_peer_refused(ctx, peer).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (a, b, ended) =
+        relay::relay(&mut client, &mut opened.stream, ctx.limits.flow_idle, guard).await;
+    match &ended {
+        relay::Ended::Idle => {
+            tracing::info!(flow_id = %opened.record.flow_id, idle_secs = ctx.limits.flow_idle.as_secs(), "flow closed: idle");
+        }
+        relay::Ended::Stopped(reason) => {
+            tracing::info!(flow_id = %opened.record.flow_id, %reason, "flow closed by a new snapshot");
+            opened.record.closed = Some(reason.clone());
+        }
+        _ => {}
     }
     ctx.record_allowed(&mut opened.record, up + a, down + b);
 }

@@ -77,6 +77,25 @@ impl World {
         self.path("ca.pem")
     }
 
+    /// Issue `identity` a certificate (valid from an hour ago for a day),
+    /// written as `STEM.pem`/`STEM.key`; returns the paths and the serial.
+    pub fn issue(&self, identity: &Identity, stem: &str) -> (PathBuf, PathBuf, String) {
+        let now = now();
+        let issued = self
+            .ca
+            .issue(
+                identity,
+                (
+                    now - SignedDuration::from_hours(1),
+                    now + SignedDuration::from_hours(24),
+                ),
+                None,
+            )
+            .expect("issue");
+        let [cert, key] = write_issued(self.dir.path(), stem, &issued).expect("write cert");
+        (cert, key, issued.serial_hex)
+    }
+
     /// Issue an edge certificate; returns (cert, key) paths and the serial.
     pub fn edge_cert(
         &self,

@@ -193,3 +193,176 @@ pub(crate) async fn audit_record(
     }
     panic!("no matching audit record at {name}: {:#?}", audit(w, name));
 }
+
+// --- the control plane -------------------------------------------------------
+
+/// `fedgate-control`, built beside `fedgate-edge` by `cargo test --workspace`.
+pub(crate) fn control_bin() -> std::path::PathBuf {
+    let p = Path::new(EDGE).with_file_name("fedgate-control");
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (`cargo build -p control-plane`, or run `cargo test --workspace`)",
+        p.display()
+    );
+    p
+}
+
+pub(crate) const CONTROL_NAME: &str = "c1";
+
+/// A control plane on 127.A.B.5:7443 holding `doc` as version 1.
+pub(crate) fn start_control(w: &World, doc: &str) -> Proc {
+    let fed = w.path("fed");
+    std::fs::create_dir_all(&fed).expect("fed dir");
+    std::fs::write(fed.join("test.yaml"), doc).expect("write doc");
+    let (cert, key, _) = w.issue(
+        &federation::identity::Identity::control(CONTROL_NAME).expect("id"),
+        "control",
+    );
+    control_plane::certs::write_signing_key(&w.path("signing")).expect("signing key");
+    let args: Vec<String> = vec![
+        "run".into(),
+        "--data".into(),
+        w.path("control-data").display().to_string(),
+        "--listen".into(),
+        addr(w, 5, 7443).to_string(),
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+        "--ca".into(),
+        w.ca_pem().display().to_string(),
+        "--signing-key".into(),
+        w.path("signing/signing.key").display().to_string(),
+        "--long-poll-secs".into(),
+        "5".into(),
+        "--init".into(),
+        fed.display().to_string(),
+    ];
+    let mut p = Proc::start("control", &control_bin(), &args, w.path("control.log"));
+    p.wait_for("version published", Duration::from_secs(20));
+    p
+}
+
+/// An edge following the control plane (cache `NAME.cache.json`).
+pub(crate) fn start_edge_followed(
+    w: &World,
+    name: &str,
+    edge: &str,
+    cert: &Path,
+    key: &Path,
+    extra: &[String],
+) -> Proc {
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--edge".into(),
+        edge.into(),
+        "--control".into(),
+        addr(w, 5, 7443).to_string(),
+        "--control-key".into(),
+        w.path("signing/signing.pub").display().to_string(),
+        "--cache".into(),
+        w.path(&format!("{name}.cache.json")).display().to_string(),
+        "--poll-secs".into(),
+        "5".into(),
+        "--start-wait-secs".into(),
+        "5".into(),
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+        "--ca".into(),
+        w.ca_pem().display().to_string(),
+        "--audit".into(),
+        w.path(&format!("{name}.audit.jsonl")).display().to_string(),
+    ];
+    args.extend(extra.iter().cloned());
+    let mut p = Proc::start(name, Path::new(EDGE), &args, w.path(&format!("{name}.log")));
+    p.wait_for("ready", Duration::from_secs(20));
+    p
+}
+
+/// Certificate and key of an admin: `Some(org)` for an organisation's,
+/// `None` for a federation admin.
+pub(crate) fn admin(w: &World, org: Option<&str>) -> (std::path::PathBuf, std::path::PathBuf) {
+    use federation::identity::Identity;
+    let (id, stem) = match org {
+        Some(o) => (
+            Identity::admin(o, "admin").expect("id"),
+            format!("{o}-admin"),
+        ),
+        None => (
+            Identity::federation_admin("fiona").expect("id"),
+            "fed-admin".into(),
+        ),
+    };
+    let (c, k, _) = w.issue(&id, &stem);
+    (c, k)
+}
+
+/// Call the control plane's API with curl as `who`; returns the status and
+/// the JSON body (`null` when empty).
+pub(crate) async fn api(
+    w: &World,
+    who: &(std::path::PathBuf, std::path::PathBuf),
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let host = format!("{CONTROL_NAME}.control.test.fedgate.example");
+    let mut args = vec![
+        "--cacert".into(),
+        w.ca_pem().display().to_string(),
+        "--cert".into(),
+        who.0.display().to_string(),
+        "--key".into(),
+        who.1.display().to_string(),
+        "--resolve".into(),
+        format!("{host}:7443:{}", ip(w.net, 5)),
+        "-X".into(),
+        method.into(),
+        "--write-out".into(),
+        "\n%{http_code}".into(),
+    ];
+    if let Some(b) = body {
+        args.push("-H".into());
+        args.push("content-type: application/json".into());
+        args.push("--data-binary".into());
+        args.push(b.to_string());
+    }
+    args.push(format!("https://{host}:7443{path}"));
+    let (_, out, err) = curl(args).await;
+    let (text, code) = out.rsplit_once('\n').unwrap_or(("", out.as_str()));
+    let status: u16 = code
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no status from curl: {out} {err}"));
+    let json = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.into()))
+    };
+    (status, json)
+}
+
+/// The document's files as the API takes them, with `doc` as test.yaml.
+pub(crate) fn files(w: &World, doc: &str) -> serde_json::Value {
+    serde_json::json!({ w.path("fed").join("test.yaml").display().to_string(): doc })
+}
+
+/// Wait (bounded) until the edge with admin listener `admin_addr` runs
+/// snapshot `version`; returns how long it took.
+pub(crate) async fn wait_version(admin_addr: SocketAddr, version: u64) -> Duration {
+    let started = tokio::time::Instant::now();
+    for _ in 0..400 {
+        let (_, out, _) = curl(vec![format!("http://{admin_addr}/metrics")]).await;
+        let running = out
+            .lines()
+            .find_map(|l| l.strip_prefix("fedgate_snapshot_version "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if running == Some(version as f64) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("edge at {admin_addr} did not reach version {version}");
+}

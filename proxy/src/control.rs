@@ -1,0 +1,346 @@
+//! The control-plane client: the edge's signed snapshot, kept current.
+//!
+//! - At start, the last-known-good snapshot in the cache file is used if it
+//!   verifies (signature by the trusted key, digest, addressed to this edge);
+//!   a cache that does not verify is refused with the reason and the edge
+//!   fetches afresh. With neither, the edge does not start.
+//! - Then a long poll (`GET /v1/snapshot?have=V&wait=S`) to the control
+//!   plane, over mutual TLS, the server being a control-plane replica of the
+//!   federation; on failure the next replica address, with backoff and
+//!   jitter so that a restart does not stampede.
+//! - An offered snapshot is verified, checked against the one held
+//!   ([`federation::signed::check_succession`]: never older, never the same
+//!   version with other content, never another edge's), validated, and then
+//!   applied whole ([`Ctx::swap_node`]) and written to the cache (temporary
+//!   file, fsync, rename) — or refused whole, the running one untouched.
+//! - After each poll the edge reports the version it runs and its peer links.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use federation::identity::{Identity, peer_cert, trust_domain_of};
+use federation::signed::{Held, SignedSnapshot, Succession, TrustedKey, check_succession};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::node::Node;
+use crate::overlay::Overlay;
+use crate::tls::Material;
+use crate::{Ctx, now};
+
+/// Where the control plane is and whom to trust.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Replica addresses (`host:port`), tried in turn.
+    pub addrs: Vec<String>,
+    /// The control plane's snapshot-signing public key file.
+    pub key: PathBuf,
+    /// The last-known-good snapshot, as received (signed).
+    pub cache: PathBuf,
+    /// How long one long poll may be held open.
+    pub poll_wait: Duration,
+    /// How long to keep trying at start when there is no usable cache.
+    pub start_wait: Duration,
+}
+
+pub struct Client {
+    config: ControlConfig,
+    key: TrustedKey,
+    edge: String,
+    trust_domain: String,
+    connector: TlsConnector,
+}
+
+/// A snapshot from the control plane (or the cache), verified and loaded.
+pub struct Received {
+    pub node: Node,
+    pub bytes: Vec<u8>,
+}
+
+impl Client {
+    pub fn new(
+        config: ControlConfig,
+        edge: &str,
+        material: &Material,
+        own_cert: &[u8],
+    ) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(&config.key)
+            .with_context(|| format!("cannot read the control key {}", config.key.display()))?;
+        let key = TrustedKey::from_text(&text)
+            .with_context(|| format!("malformed control key {}", config.key.display()))?;
+        let trust_domain = trust_domain_of(own_cert).context("this edge's certificate")?;
+        let tls = federation::mtls::client_config(material, b"http/1.1")?;
+        Ok(Self {
+            config,
+            key,
+            edge: edge.to_owned(),
+            trust_domain,
+            connector: TlsConnector::from(Arc::new(tls)),
+        })
+    }
+
+    /// Verify `bytes` as a snapshot for this edge, succeeding `held`.
+    pub fn check(&self, bytes: &[u8], held: Option<&Held>) -> anyhow::Result<Option<Received>> {
+        let (_, snap) = SignedSnapshot::verify(bytes, &self.key)?;
+        match check_succession(&self.edge, held, &snap)? {
+            Succession::Same => Ok(None),
+            Succession::Newer => {
+                let node = Node::from_snapshot(&snap, &self.edge, now())?;
+                Ok(Some(Received {
+                    node,
+                    bytes: bytes.to_vec(),
+                }))
+            }
+        }
+    }
+
+    /// The cached snapshot, if there is one and it verifies.
+    pub fn from_cache(&self) -> anyhow::Result<Option<Received>> {
+        let path = &self.config.cache;
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        self.check(&bytes, None)
+            .with_context(|| format!("snapshot cache {} refused", path.display()))
+    }
+
+    /// Write the cache so that after a crash it is whole or absent.
+    pub fn save(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let path = &self.config.cache;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// The first snapshot: the cache, else the control plane (retrying for
+    /// `start_wait`).
+    pub async fn initial(&self) -> anyhow::Result<Node> {
+        let cache_problem = match self.from_cache() {
+            Ok(Some(r)) => {
+                tracing::info!(version = r.node.version, cache = %self.config.cache.display(), "starting from the cached snapshot");
+                return Ok(r.node);
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(cause = %format!("{e:#}"), "snapshot cache refused; fetching from the control plane");
+                Some(format!("{e:#}"))
+            }
+        };
+        let deadline = tokio::time::Instant::now() + self.config.start_wait;
+        let mut delay = Duration::from_millis(200);
+        let mut last = String::new();
+        for attempt in 0..10_000usize {
+            let addr = &self.config.addrs[attempt % self.config.addrs.len()];
+            match self.fetch(addr, 0, Duration::ZERO).await {
+                Ok(Some(bytes)) => {
+                    let r = self
+                        .check(&bytes, None)?
+                        .context("the control plane sent no snapshot")?;
+                    if let Err(e) = self.save(&r.bytes) {
+                        tracing::warn!(cause = %e, "cannot write the snapshot cache");
+                    }
+                    return Ok(r.node);
+                }
+                Ok(None) => last = format!("{addr}: no version published yet"),
+                Err(e) => last = format!("{addr}: {e:#}"),
+            }
+            if tokio::time::Instant::now() + delay > deadline {
+                break;
+            }
+            tokio::time::sleep(delay + jitter(delay)).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        match cache_problem {
+            Some(c) => bail!("no usable snapshot: {c}; and no control plane answered ({last})"),
+            None => bail!(
+                "no snapshot: no cache at {} and no control plane answered within {} s ({last})",
+                self.config.cache.display(),
+                self.config.start_wait.as_secs()
+            ),
+        }
+    }
+
+    /// One request over a new mutual-TLS connection to replica `addr`.
+    async fn request(
+        &self,
+        addr: &str,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
+        let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow!("connect timed out"))??;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.connector.connect(federation::mtls::server_name(), tcp),
+        )
+        .await
+        .map_err(|_| anyhow!("TLS handshake timed out"))??;
+        let leaf = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .context("the server presented no certificate")?;
+        let server = peer_cert(leaf.as_ref(), &self.trust_domain)?;
+        server.check_validity(now())?;
+        if !matches!(server.identity, Identity::Control { .. }) {
+            bail!("{addr} is {}, not a control-plane replica", server.identity);
+        }
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "control.fedgate.invalid");
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let req = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let result = tokio::time::timeout(timeout, async {
+            let resp = sender.send_request(req).await?;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, bytes))
+        })
+        .await;
+        driver.abort();
+        result.map_err(|_| anyhow!("no answer within {} s", timeout.as_secs()))?
+    }
+
+    /// Ask `addr` for a snapshot newer than `have`, waiting up to `wait`.
+    pub async fn fetch(
+        &self,
+        addr: &str,
+        have: u64,
+        wait: Duration,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let path = format!("/v1/snapshot?have={have}&wait={}", wait.as_secs());
+        let (status, body) = self
+            .request(
+                addr,
+                hyper::Method::GET,
+                &path,
+                None,
+                wait + Duration::from_secs(10),
+            )
+            .await?;
+        match status {
+            hyper::StatusCode::OK => Ok(Some(body.to_vec())),
+            hyper::StatusCode::NO_CONTENT => Ok(None),
+            s => bail!(
+                "the control plane answered {s}: {}",
+                String::from_utf8_lossy(&body).trim()
+            ),
+        }
+    }
+
+    async fn report(&self, addr: &str, version: u64, links: Vec<Value>) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(&json!({"version": version, "links": links}))?;
+        let (status, text) = self
+            .request(
+                addr,
+                hyper::Method::POST,
+                "/v1/report",
+                Some(body),
+                Duration::from_secs(10),
+            )
+            .await?;
+        if !status.is_success() {
+            bail!(
+                "report refused ({status}): {}",
+                String::from_utf8_lossy(&text).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Keep the edge's snapshot current until shutdown.
+    pub async fn follow(self: Arc<Self>, ctx: Arc<Ctx>, overlay: Arc<Overlay>) {
+        let mut shutdown = ctx.shutdown.clone();
+        let mut replica = 0usize;
+        let mut delay = Duration::from_millis(500);
+        let n = self.config.addrs.len().max(1);
+        while !*shutdown.borrow() {
+            let addr = self.config.addrs[replica % n].clone();
+            let node = ctx.node();
+            let held = Held {
+                version: node.version,
+                digest: node.digest.clone(),
+            };
+            drop(node);
+            let fetched = tokio::select! {
+                r = self.fetch(&addr, held.version, self.config.poll_wait) => r,
+                _ = shutdown.changed() => return,
+            };
+            match fetched {
+                Ok(Some(bytes)) => {
+                    delay = Duration::from_millis(500);
+                    match self.check(&bytes, Some(&held)) {
+                        Ok(Some(r)) => {
+                            if let Err(e) = self.save(&r.bytes) {
+                                tracing::warn!(cause = %e, "cannot write the snapshot cache");
+                            }
+                            ctx.swap_node(r.node);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            ctx.metrics.add("fedgate_snapshot_refused_total", &[], 1);
+                            tracing::error!(replica = %addr, cause = %format!("{e:#}"), version = held.version, "snapshot refused; keeping the running one");
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                    }
+                }
+                Ok(None) => delay = Duration::from_millis(500),
+                Err(e) => {
+                    tracing::warn!(replica = %addr, cause = %format!("{e:#}"), "control plane unreachable; trying the next replica");
+                    replica += 1;
+                    let wait = delay + jitter(delay);
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    continue;
+                }
+            }
+            let version = ctx.node().version;
+            let links = overlay.link_report().await;
+            if let Err(e) = self.report(&addr, version, links).await {
+                tracing::debug!(replica = %addr, cause = %format!("{e:#}"), "report not delivered");
+            }
+        }
+    }
+}
+
+/// Up to half of `d`, from the clock's nanoseconds: enough to spread a
+/// fleet's retries.
+fn jitter(d: Duration) -> Duration {
+    let nanos = u64::from(now().subsec_nanosecond().unsigned_abs());
+    let half = (d.as_millis() as u64 / 2).max(1);
+    Duration::from_millis(nanos % half)
+}
