@@ -1,14 +1,16 @@
 //! The control plane (`fedgate-control`) and the admin CLI (`fedctl`).
 //!
 //! Today this crate holds `fedctl`'s offline commands, which run the pure core
-//! on files: `check`, `explain` and `snapshot`. The server, its stores and
+//! on files: `check`, `explain`, `snapshot` and `dns-forwarders`. The server, its stores and
 //! the online commands arrive with the issues that describe them.
 //!
 //! Layout: [`files`] reads a federation from paths; [`render`] prints
-//! diagnostics like a compiler; [`fedctl`] is the command line.
+//! diagnostics like a compiler; [`forwarders`] writes resolvers'
+//! conditional-forwarder configuration; [`fedctl`] is the command line.
 #![forbid(unsafe_code)]
 
 pub mod certs;
 pub mod fedctl;
 pub mod files;
+pub mod forwarders;
 pub mod render;

@@ -7,14 +7,19 @@
 //! the home organisation's edge, which decides with authority and connects
 //! to the internal address. Every flow is audited at both ends.
 //!
-//! What it does not do (yet): split-horizon DNS and the control-plane client
-//! arrive with their own issues; today an edge runs from a snapshot file
-//! written by `fedctl snapshot`.
+//! It also serves split-horizon DNS ([`dns`]): the federation's names
+//! answered with this edge, the rest forwarded to the member's resolvers.
 //!
-//! Layout: [`node`] what the edge knows; [`tls`] mutual TLS and peer checks;
+//! What it does not do (yet): the control-plane client arrives with its own
+//! issue; today an edge runs from a snapshot file written by `fedctl
+//! snapshot`, and [`reload`] applies a changed file without a restart.
+//!
+//! Layout: [`node`] what the edge knows, [`reload`] how a new snapshot
+//! replaces it; [`tls`] mutual TLS and peer checks;
 //! [`overlay`] links to peer edges; [`visit`] the visited edge's side of a
 //! flow, [`home`] the home edge's; [`ingress`] the client-facing listeners;
-//! [`audit`] the hash-chained flow log; [`metrics`] and [`admin`] operations.
+//! [`dns`] split-horizon DNS; [`audit`] the hash-chained flow log;
+//! [`metrics`] and [`admin`] operations.
 //!
 //! A connection's life:
 //! ```text
@@ -26,12 +31,14 @@
 
 pub mod admin;
 pub mod audit;
+pub mod dns;
 pub mod home;
 pub mod ingress;
 pub mod metrics;
 pub mod node;
 pub mod overlay;
 pub mod relay;
+pub mod reload;
 pub mod tls;
 pub mod visit;
 
@@ -112,11 +119,17 @@ pub struct Config {
     pub audit: Option<PathBuf>,
     pub listen: Listen,
     pub limits: Limits,
+    /// Split-horizon DNS; `None` turns it off.
+    pub dns: Option<dns::DnsConfig>,
+    /// How often the snapshot file is checked for a change; `None`: never.
+    pub reload_every: Option<Duration>,
 }
 
 /// State shared by every task of the edge.
 pub struct Ctx {
     node: RwLock<Arc<Node>>,
+    /// Bumped each time the node is replaced.
+    node_changed: watch::Sender<u64>,
     pub audit: AuditLog,
     pub metrics: Metrics,
     pub limits: Limits,
@@ -132,6 +145,23 @@ impl Ctx {
             .read()
             .map(|n| n.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replace the node whole; flows in progress keep the one they hold.
+    pub fn set_node(&self, node: Arc<Node>) {
+        let version = node.version;
+        match self.node.write() {
+            Ok(mut n) => *n = node,
+            Err(p) => *p.into_inner() = node,
+        }
+        self.metrics
+            .set("fedgate_snapshot_version", &[], version as f64);
+        self.node_changed.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes each time the node is replaced.
+    pub fn watch_node(&self) -> watch::Receiver<u64> {
+        self.node_changed.subscribe()
     }
 
     /// Take a slot for one flow, overall and for `peer`; `None` when full.
@@ -266,6 +296,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     tracing::info!(edge = %config.edge, version = node.version, services = node.fed.services.len(), policies = node.fed.policies.len(), "snapshot loaded");
     let ctx = Arc::new(Ctx {
         node: RwLock::new(Arc::new(node)),
+        node_changed: watch::channel(0).0,
         audit,
         metrics,
         flows: Arc::new(Semaphore::new(config.limits.max_flows)),
@@ -279,6 +310,17 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     ingress::start(&ctx, &overlay, &config.listen, &mut tasks).await?;
     if let Some(addr) = config.listen.admin {
         admin::start(ctx.clone(), addr, &mut tasks).await?;
+    }
+    if let Some(dns) = config.dns.clone() {
+        dns::start(&ctx, dns, config.listen.sni, &mut tasks).await?;
+    }
+    if let Some(every) = config.reload_every {
+        tasks.spawn(reload::watch(
+            ctx.clone(),
+            config.snapshot.clone(),
+            config.edge.clone(),
+            every,
+        ));
     }
     tracing::info!(edge = %config.edge, "ready");
     let mut shutdown = shutdown;
