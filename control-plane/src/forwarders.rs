@@ -124,6 +124,10 @@ pub fn render(
             if !zones.is_empty() {
                 // The edges' answers are unsigned and may be private addresses.
                 let _ = writeln!(out, "server:");
+                if targets.iter().any(|t| t.ip().is_loopback()) {
+                    // Unbound refuses to forward to loopback by default.
+                    let _ = writeln!(out, "    do-not-query-localhost: no");
+                }
                 for z in zones {
                     let _ = writeln!(out, "    domain-insecure: \"{z}\"");
                     let _ = writeln!(out, "    private-domain: \"{z}\"");
