@@ -212,8 +212,9 @@ measure() {
   local half=$((QPS[$label] / 2))
   # At half the peak, every answer's latency: p50 and p99.
   timeout $((DURATION + 30)) dnsperf -s "$host" -p "$port" -d "$q" -l "$DURATION" \
-    -c "$CLIENTS" -T 2 -q "$OUTSTANDING" -Q "$half" -v 2>/dev/null |
-    awk '$1 == ">" {print $NF}' | sort -g >"$tmp/$label.lat"
+    -c "$CLIENTS" -T 2 -q "$OUTSTANDING" -Q "$half" -v >"$tmp/$label.v" 2>/dev/null || true
+  awk '$1 == ">" {print $NF}' "$tmp/$label.v" | sort -g >"$tmp/$label.lat"
+  rm -f "$tmp/$label.v"
   local n
   n=$(wc -l <"$tmp/$label.lat")
   P50[$label]=$(awk -v n="$n" 'NR == int(n * 0.50) + 1 {printf "%.3f", $1 * 1000; exit}' "$tmp/$label.lat")

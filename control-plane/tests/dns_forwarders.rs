@@ -74,11 +74,17 @@ fn unbound_forward_zones_pass_unbound_checkconf() {
             )),
             "{z}:\n{text}"
         );
-        assert!(text.contains(&format!("    domain-insecure: \"{z}\"\n")), "{text}");
+        assert!(
+            text.contains(&format!("    domain-insecure: \"{z}\"\n")),
+            "{text}"
+        );
     }
     assert!(text.contains("    do-not-query-localhost: no\n"), "{text}");
     if std::env::var("CI").as_deref() != Ok("true")
-        && Command::new("unbound-checkconf").arg("-h").output().is_err()
+        && Command::new("unbound-checkconf")
+            .arg("-h")
+            .output()
+            .is_err()
     {
         eprintln!("SKIPPED: unbound-checkconf is not installed (CI=true would fail here)");
         return;

@@ -28,27 +28,30 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use hickory_net::runtime::{Time, TokioRuntimeProvider};
+use hickory_net::NetError;
+use hickory_net::runtime::{Time, TokioRuntimeProvider, TokioTime};
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
-use hickory_net::xfer::{DnsExchange, DnsHandle};
+use hickory_net::xfer::{DnsExchange, DnsHandle, Protocol};
 use hickory_proto::op::{
     DnsRequest, DnsRequestOptions, Edns, Header, HeaderCounts, LowerQuery, Message, MessageType,
     Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use federation::model::Protocol;
+use federation::model::Protocol as ServiceProtocol;
 
 use crate::Ctx;
 use crate::metrics::{Counter, Metrics};
@@ -100,22 +103,31 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen for dns (tcp) on {local}"))?;
     let sni_ip = sni.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
-    let handler = Handler {
-        shared: Arc::new(Shared {
-            view: RwLock::new(Arc::new(DnsView::build(
-                &ctx.node(),
-                &config,
-                sni_ip,
-                &ctx.metrics,
-            ))),
-            limiter: RateLimiter::new(config.rate),
-            stats: Stats::new(ctx.clone()),
-            config: config.clone(),
-        }),
-    };
-    let shared = handler.shared.clone();
-    let mut server = Server::new(handler);
-    server.register_socket(udp);
+    let shared = Arc::new(Shared {
+        view: RwLock::new(Arc::new(DnsView::build(
+            &ctx.node(),
+            &config,
+            sni_ip,
+            &ctx.metrics,
+        ))),
+        limiter: RateLimiter::new(config.rate),
+        stats: Stats::new(ctx.clone()),
+        config: config.clone(),
+    });
+    // UDP: one receive loop per core on the shared socket, each answering
+    // inline (only a forwarded query becomes a task of its own).
+    let udp = Arc::new(udp);
+    let handler = Arc::new(Handler {
+        shared: shared.clone(),
+    });
+    let loops = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for _ in 0..loops {
+        tasks.spawn(udp_loop(udp.clone(), handler.clone()));
+    }
+    // TCP: hickory's server (framing, idle timeout, pipelining).
+    let mut server = Server::new(Handler {
+        shared: shared.clone(),
+    });
     server.register_listener(tcp, TCP_IDLE, MAX_UDP_PAYLOAD as usize * 8);
     tracing::info!(kind = "dns", addr = %local, "listening");
     // Rebuild the view whenever the node is swapped.
@@ -142,6 +154,72 @@ pub async fn start(
         }
     });
     Ok(())
+}
+
+/// Receive queries on `socket` and answer them; runs until aborted.
+async fn udp_loop(socket: Arc<UdpSocket>, handler: Arc<Handler>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, src) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(cause = %e, "dns receive failed");
+                continue;
+            }
+        };
+        let Ok(request) = Request::from_bytes(buf[..n].to_vec(), src, Protocol::Udp) else {
+            tracing::debug!(client = %src, "malformed dns query dropped");
+            continue;
+        };
+        if request.metadata.message_type != MessageType::Query || src.port() == 0 {
+            continue;
+        }
+        let responder = UdpResponder {
+            socket: socket.clone(),
+            dst: src,
+        };
+        let h = handler.clone();
+        let mut answer = Box::pin(async move {
+            h.handle_request::<_, TokioTime>(&request, responder).await;
+        });
+        // Authoritative answers complete on the first poll; a forwarded
+        // query waits for its upstream in a task of its own.
+        let done =
+            std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx).is_ready())).await;
+        if !done {
+            tokio::spawn(answer);
+        }
+    }
+}
+
+/// Sends one answer on the UDP socket, truncated to the client's buffer.
+#[derive(Clone)]
+struct UdpResponder {
+    socket: Arc<UdpSocket>,
+    dst: SocketAddr,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for UdpResponder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let max = response.edns().map_or(512, Edns::max_payload);
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max);
+        let info = response.destructive_emit(&mut encoder)?;
+        self.socket.send_to(&bytes, self.dst).await?;
+        Ok(info)
+    }
 }
 
 /// What the edge answers for a snapshot: an index of names and zones.
@@ -250,8 +328,10 @@ impl DnsView {
                 s.address.into_iter().collect()
             } else {
                 match s.protocol {
-                    Protocol::Tls => tls_ingress.clone(),
-                    Protocol::Tcp => vip_of.get(s.id.as_str()).copied().into_iter().collect(),
+                    ServiceProtocol::Tls => tls_ingress.clone(),
+                    ServiceProtocol::Tcp => {
+                        vip_of.get(s.id.as_str()).copied().into_iter().collect()
+                    }
                 }
             };
             for n in &s.dns {
@@ -685,7 +765,7 @@ async fn error<R: ResponseHandler>(
 
 async fn send<'a, R: ResponseHandler>(
     response: &mut R,
-    msg: hickory_server::zone_handler::MessageResponse<
+    msg: MessageResponse<
         '_,
         'a,
         impl Iterator<Item = &'a Record> + Send + 'a,
@@ -794,7 +874,7 @@ async fn ask(upstream: &Upstream, query: &LowerQuery, timeout: Duration) -> Opti
         .await?;
         match exchange.send(request()).next().await {
             Some(resp) => resp.map(|r| r.into_message()),
-            None => Err(hickory_net::NetError::from("no answer")),
+            None => Err(NetError::from("no answer")),
         }
     };
     match tokio::time::timeout(timeout, tcp).await {
