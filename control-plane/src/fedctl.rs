@@ -91,6 +91,22 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         snapshot_version: u64,
     },
+    /// The conditional forwarders a member's resolvers need: the federation's
+    /// zones its staff reach, sent to its edges' DNS listeners.
+    #[command(
+        name = "dns-forwarders",
+        after_help = "Examples:\n  fedctl dns-forwarders --config configs/south-east --org wmcc --format unbound\n  fedctl dns-forwarders --config configs/south-east --org dpft --format windows"
+    )]
+    DnsForwarders {
+        /// The federation files (or directories).
+        #[arg(long, short, required = true, num_args = 1..)]
+        config: Vec<PathBuf>,
+        /// The member whose resolvers are configured.
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum)]
+        format: crate::forwarders::Format,
+    },
     /// Development certificates: a CA, and identities it signs. Never for production.
     #[command(
         after_help = "Example:\n  fedctl certs dev --config configs/south-east --out certs-dev/out"
@@ -204,6 +220,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json.len()
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DnsForwarders {
+            config,
+            org,
+            format,
+        } => {
+            #[allow(clippy::disallowed_methods)] // the binary is where the clock is read
+            let (_, loaded) = files::load_valid(&config, Timestamp::now())?;
+            let fed = loaded.federation.as_ref().context("no federation")?;
+            let (zones, targets) = crate::forwarders::plan(&loaded.spec, fed, &org)?;
+            print!(
+                "{}",
+                crate::forwarders::render(format, &fed.name, &org, &zones, &targets)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Certs { command } => {

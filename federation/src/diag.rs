@@ -109,6 +109,7 @@ codes! {
     NameOutsideZones = "FG121", Error, "service name outside its owner's zones";
     InvalidDnsName = "FG122", Error, "malformed DNS name";
     DuplicateDnsName = "FG123", Error, "DNS name given to two services";
+    InternalAnswerWithoutName = "FG124", Warning, "internal DNS answer for a service without a DNS name";
     PortOutOfRange = "FG130", Error, "port outside 1-65535";
     ReversedPortRange = "FG131", Error, "port range ends before it starts";
     ServiceNotOpened = "FG140", Warning, "service that no policy opens";

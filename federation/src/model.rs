@@ -129,6 +129,8 @@ pub struct Edge {
     pub tcp: Option<SocketAddr>,
     pub ingress_addresses: Vec<IpAddr>,
     pub vip_prefix: Option<IpNet>,
+    /// Where the edge serves DNS to its member's resolvers.
+    pub dns: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +145,8 @@ pub struct Service {
     pub ports: Vec<u16>,
     pub protocol: Protocol,
     pub tags: Vec<String>,
+    /// Answer its names with `address` to the owner's own staff.
+    pub dns_internal: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

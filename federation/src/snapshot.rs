@@ -150,6 +150,7 @@ impl EdgeSnapshot {
             if !is_local(&x.value.org) {
                 x.value.ingress = IngressSpec::default();
                 x.value.site = None;
+                x.value.dns = None;
             }
         }
         doc.services.retain(|s| {
@@ -159,6 +160,7 @@ impl EdgeSnapshot {
             if !is_local(&s.value.org) {
                 s.value.address = None;
                 s.value.description = None;
+                s.value.dns_internal = None;
             }
         }
         doc.policies

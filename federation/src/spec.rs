@@ -189,6 +189,10 @@ pub struct EdgeSpec {
     pub overlay: OverlaySpec,
     #[serde(default)]
     pub ingress: IngressSpec,
+    /// `IP` or `IP:PORT` where this edge serves split-horizon DNS to its
+    /// member's resolvers (the target of `fedctl dns-forwarders`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<S<String>>,
 }
 
 /// Where peer edges reach this edge. At least one of the two.
@@ -233,6 +237,11 @@ pub struct ServiceSpec {
     pub protocol: S<Protocol>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<S<String>>,
+    /// Whether the owner's edges answer this service's names with its
+    /// internal `address` to the owner's own staff (default: no, such names
+    /// are forwarded to the owner's upstream resolvers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_internal: Option<S<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]

@@ -114,6 +114,13 @@ pub fn normalise_dns_name(s: &str) -> Option<String> {
     ok.then_some(name)
 }
 
+/// A DNS server's address, `IP` (port 53) or `IP:PORT`.
+pub fn dns_server(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
 /// Whether `name` is `zone` or below it.
 pub fn in_zone(name: &str, zone: &str) -> bool {
     name == zone
@@ -465,13 +472,7 @@ impl Cx<'_> {
             }
             let mut upstreams = Vec::new();
             for u in &o.dns.upstreams {
-                let parsed = u.value.parse::<SocketAddr>().ok().or_else(|| {
-                    u.value
-                        .parse::<IpAddr>()
-                        .ok()
-                        .map(|ip| SocketAddr::new(ip, 53))
-                });
-                match parsed {
+                match dns_server(&u.value) {
                     Some(sa) => upstreams.push(sa),
                     None => self.push(
                         Diagnostic::new(
@@ -811,6 +812,20 @@ impl Cx<'_> {
                             None
                         }
                     });
+            let dns = e.dns.as_ref().and_then(|d| {
+                let parsed = dns_server(&d.value);
+                if parsed.is_none() {
+                    self.push(
+                        Diagnostic::new(
+                            Code::InvalidAddress,
+                            e.at(d),
+                            format!("DNS listener `{}` is not an address", d.value),
+                        )
+                        .hint("write `IP` or `IP:PORT`, e.g. `10.20.0.5` or `10.20.0.5:53`"),
+                    );
+                }
+                parsed
+            });
             out.push(Edge {
                 id: EdgeId::new(&id),
                 org: OrgId::new(&e.org.value),
@@ -820,6 +835,7 @@ impl Cx<'_> {
                 tcp,
                 ingress_addresses: ingress,
                 vip_prefix,
+                dns,
             });
         }
         out
@@ -952,6 +968,22 @@ impl Cx<'_> {
             }
             ports.sort_unstable();
             ports.dedup();
+            let dns_internal = s.dns_internal.as_ref().is_some_and(|v| v.value);
+            if let Some(flag) = &s.dns_internal
+                && flag.value
+                && s.dns.is_empty()
+            {
+                self.push(
+                    Diagnostic::new(
+                        Code::InternalAnswerWithoutName,
+                        s.at(flag),
+                        format!(
+                            "service `{id}` asks for an internal DNS answer but has no DNS name"
+                        ),
+                    )
+                    .hint("give it a name in `dns:`, or drop `dns_internal`"),
+                );
+            }
             out.push(Service {
                 id: ServiceId::new(&id),
                 org: OrgId::new(&s.org.value),
@@ -961,6 +993,7 @@ impl Cx<'_> {
                 ports,
                 protocol: s.protocol.value,
                 tags,
+                dns_internal,
             });
         }
         out

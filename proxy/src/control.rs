@@ -11,7 +11,7 @@
 //! - An offered snapshot is verified, checked against the one held
 //!   ([`federation::signed::check_succession`]: never older, never the same
 //!   version with other content, never another edge's), validated, and then
-//!   applied whole ([`Ctx::swap_node`]) and written to the cache (temporary
+//!   applied whole ([`Ctx::set_node`]) and written to the cache (temporary
 //!   file, fsync, rename) — or refused whole, the running one untouched.
 //! - After each poll the edge reports the version it runs and its peer links.
 
@@ -305,7 +305,7 @@ impl Client {
                             if let Err(e) = self.save(&r.bytes) {
                                 tracing::warn!(cause = %e, "cannot write the snapshot cache");
                             }
-                            ctx.swap_node(r.node);
+                            ctx.set_node(Arc::new(r.node));
                         }
                         Ok(None) => {}
                         Err(e) => {

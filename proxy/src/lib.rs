@@ -7,14 +7,19 @@
 //! the home organisation's edge, which decides with authority and connects
 //! to the internal address. Every flow is audited at both ends.
 //!
-//! What it does not do (yet): split-horizon DNS and the control-plane client
-//! arrive with their own issues; today an edge runs from a snapshot file
-//! written by `fedctl snapshot`.
+//! It also serves split-horizon DNS ([`dns`]): the federation's names
+//! answered with this edge, the rest forwarded to the member's resolvers.
 //!
-//! Layout: [`node`] what the edge knows; [`tls`] mutual TLS and peer checks;
+//! What it does not do (yet): the control-plane client arrives with its own
+//! issue; today an edge runs from a snapshot file written by `fedctl
+//! snapshot`, and [`reload`] applies a changed file without a restart.
+//!
+//! Layout: [`node`] what the edge knows, [`reload`] how a new snapshot
+//! replaces it; [`tls`] mutual TLS and peer checks;
 //! [`overlay`] links to peer edges; [`visit`] the visited edge's side of a
 //! flow, [`home`] the home edge's; [`ingress`] the client-facing listeners;
-//! [`audit`] the hash-chained flow log; [`metrics`] and [`admin`] operations.
+//! [`dns`] split-horizon DNS; [`audit`] the hash-chained flow log;
+//! [`metrics`] and [`admin`] operations.
 //!
 //! A connection's life:
 //! ```text
@@ -27,6 +32,7 @@
 pub mod admin;
 pub mod audit;
 pub mod control;
+pub mod dns;
 pub mod enforce;
 pub mod home;
 pub mod ingress;
@@ -34,6 +40,7 @@ pub mod metrics;
 pub mod node;
 pub mod overlay;
 pub mod relay;
+pub mod reload;
 pub mod tls;
 pub mod visit;
 
@@ -124,11 +131,18 @@ pub struct Config {
     pub audit: Option<PathBuf>,
     pub listen: Listen,
     pub limits: Limits,
+    /// Split-horizon DNS settings (TTL, rate); see `dns_listen`.
+    pub dns: dns::DnsConfig,
+    /// The DNS listener; `None` takes the snapshot's `dns` address for this
+    /// edge, and with neither DNS is off.
+    pub dns_listen: Option<SocketAddr>,
+    /// How often the snapshot file is checked for a change; `None`: never.
+    pub reload_every: Option<Duration>,
 }
 
 /// State shared by every task of the edge.
 pub struct Ctx {
-    /// What the edge knows now; replaced whole by [`Ctx::swap_node`].
+    /// What the edge knows now; replaced whole by [`Ctx::set_node`].
     node: watch::Sender<Arc<Node>>,
     pub audit: AuditLog,
     pub metrics: Metrics,
@@ -149,8 +163,9 @@ impl Ctx {
         self.node.subscribe()
     }
 
-    /// Run `node` from now on (a new snapshot, already checked).
-    pub fn swap_node(&self, node: Node) {
+    /// Run `node` from now on (a new snapshot, already checked); flows in
+    /// progress keep the one they hold, and re-check themselves against it.
+    pub fn set_node(&self, node: Arc<Node>) {
         let old = self.node().version;
         self.metrics
             .set("fedgate_snapshot_version", &[], node.version as f64);
@@ -161,7 +176,7 @@ impl Ctx {
             policies = node.fed.policies.len(),
             "snapshot applied"
         );
-        self.node.send_replace(Arc::new(node));
+        self.node.send_replace(node);
     }
 
     /// Take a slot for one flow, overall and for `peer`; `None` when full.
@@ -336,6 +351,26 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     ingress::start(&ctx, &overlay, &listen, &mut tasks).await?;
     if let Some(addr) = listen.admin {
         admin::start(ctx.clone(), addr, &mut tasks).await?;
+    }
+    let dns_listen = config.dns_listen.or(ctx.node().edge.dns);
+    if let Some(listen) = dns_listen {
+        let dns = dns::DnsConfig {
+            listen,
+            ..config.dns.clone()
+        };
+        dns::start(&ctx, dns, config.listen.sni, &mut tasks).await?;
+    }
+    // A snapshot file is watched for changes; the control plane, when
+    // configured, is the source instead.
+    if let (Some(every), Some(path), None) =
+        (config.reload_every, &config.snapshot, &config.control)
+    {
+        tasks.spawn(reload::watch(
+            ctx.clone(),
+            path.clone(),
+            config.edge.clone(),
+            every,
+        ));
     }
     tracing::info!(edge = %config.edge, "ready");
     let mut shutdown = shutdown;

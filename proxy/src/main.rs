@@ -28,7 +28,7 @@ struct Cli {
 enum Command {
     /// Run the edge from a snapshot file (`fedctl snapshot --edge ORG/NAME ...`).
     #[command(
-        after_help = "Example:\n  fedgate-edge run --edge dpft/core --snapshot dpft-core.snapshot.json \\\n    --cert certs-dev/out/edges/dpft-core.pem --key certs-dev/out/edges/dpft-core.key --ca certs-dev/out/ca.pem \\\n    --connect 127.0.1.1:3128 --sni 127.0.1.1:443 --vips --admin 127.0.0.1:9101 --audit dpft-core.audit.jsonl"
+        after_help = "Example:\n  fedgate-edge run --edge dpft/core --snapshot dpft-core.snapshot.json \\\n    --cert certs-dev/out/edges/dpft-core.pem --key certs-dev/out/edges/dpft-core.key --ca certs-dev/out/ca.pem \\\n    --connect 127.0.1.1:3128 --sni 127.0.1.1:443 --vips --dns 127.0.1.1:53 --admin 127.0.0.1:9101 --audit dpft-core.audit.jsonl"
     )]
     Run(Box<RunArgs>),
     /// Audit log tools.
@@ -121,6 +121,19 @@ struct RunArgs {
     /// Close a flow on which nothing has moved for this many seconds.
     #[arg(long, default_value_t = 300)]
     flow_idle_secs: u64,
+    /// Split-horizon DNS on this address (UDP and TCP); default: the
+    /// snapshot's `dns` for this edge, else off.
+    #[arg(long)]
+    dns: Option<SocketAddr>,
+    /// TTL in seconds of the DNS answers (and of negative answers).
+    #[arg(long, default_value_t = 30)]
+    dns_ttl: u32,
+    /// DNS queries per second per client address (also the burst); 0: no limit.
+    #[arg(long, default_value_t = 1000)]
+    dns_rate: u32,
+    /// Check the snapshot file for a change this often (milliseconds); 0: never.
+    #[arg(long, default_value_t = 200)]
+    reload_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -183,6 +196,11 @@ fn run(args: RunArgs) -> ExitCode {
         vips: args.vips,
         admin: args.admin,
     };
+    let dns = proxy::dns::DnsConfig {
+        ttl: args.dns_ttl,
+        rate: args.dns_rate,
+        ..proxy::dns::DnsConfig::default()
+    };
     let config = Config {
         control,
         edge: args.edge,
@@ -192,6 +210,9 @@ fn run(args: RunArgs) -> ExitCode {
         ca: args.ca,
         audit: args.audit,
         listen,
+        dns,
+        dns_listen: args.dns,
+        reload_every: (args.reload_ms > 0).then(|| Duration::from_millis(args.reload_ms)),
         limits: Limits {
             max_flows: args.max_flows,
             max_flows_per_peer: args.max_flows_per_peer,

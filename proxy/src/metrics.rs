@@ -2,12 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
     gauges: Mutex<BTreeMap<(&'static str, String), f64>>,
+    /// Counters on hot paths (a DNS query): a handle is taken once and
+    /// incremented without a lock.
+    handles: Mutex<BTreeMap<(&'static str, String), Arc<AtomicU64>>>,
 }
 
 const HELP: &[(&str, &str, &str)] = &[
@@ -43,6 +47,26 @@ const HELP: &[(&str, &str, &str)] = &[
     ),
     ("fedgate_active_flows", "gauge", "Flows being relayed now."),
     (
+        "fedgate_dns_queries_total",
+        "counter",
+        "DNS queries answered, by kind (federation, internal, forwarded, refused, transfer, other) and response code.",
+    ),
+    (
+        "fedgate_dns_rate_limited_total",
+        "counter",
+        "DNS queries dropped by the per-client rate limit.",
+    ),
+    (
+        "fedgate_dns_upstream_failures_total",
+        "counter",
+        "Forwarded DNS queries an upstream resolver did not answer usably, by upstream.",
+    ),
+    (
+        "fedgate_snapshot_reloads_total",
+        "counter",
+        "Snapshot files read after a change, by result (applied, refused) and reason.",
+    ),
+    (
         "fedgate_snapshot_version",
         "gauge",
         "Version of the snapshot in force.",
@@ -75,6 +99,12 @@ impl Metrics {
         }
     }
 
+    /// A counter to increment without a lock (`Counter::inc`).
+    pub fn counter(&self, name: &'static str, pairs: &[(&str, &str)]) -> Counter {
+        let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        Counter(h.entry((name, labels(pairs))).or_default().clone())
+    }
+
     pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
         if let Ok(mut g) = self.gauges.lock() {
             g.insert((name, labels(pairs)), v);
@@ -89,7 +119,12 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut counters = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
+        if let Ok(handles) = self.handles.lock() {
+            for (k, v) in handles.iter() {
+                *counters.entry(k.clone()).or_default() += v.load(Ordering::Relaxed);
+            }
+        }
         let gauges = self.gauges.lock().map(|g| g.clone()).unwrap_or_default();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -105,5 +140,15 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// A lock-free counter from [`Metrics::counter`].
+#[derive(Clone, Debug, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
     }
 }

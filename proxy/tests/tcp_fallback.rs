@@ -34,10 +34,22 @@ async fn flows_fall_back_to_tls_over_tcp() {
             pair.away.log_text()
         );
     }
-    let records: Vec<_> = audit(&w, "away")
-        .into_iter()
-        .filter(|r| r["result"] == "allowed")
-        .collect();
+    // A flow's record is written when the edge sees it close, which may be
+    // just after curl has exited: wait (bounded) for all three.
+    let allowed = || -> Vec<_> {
+        audit(&w, "away")
+            .into_iter()
+            .filter(|r| r["result"] == "allowed")
+            .collect()
+    };
+    let mut records = allowed();
+    for _ in 0..200 {
+        if records.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        records = allowed();
+    }
     assert_eq!(records.len(), 3, "{records:#?}");
     assert!(
         records.iter().all(|r| r["transport"] == "tcp"),

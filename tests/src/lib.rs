@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use control_plane::certs::{Ca, write_ca, write_issued};
+pub use control_plane::forwarders::Format;
 use federation::identity::Identity;
 use federation::validate::parse_time;
 use federation::{EdgeSnapshot, Sources};
@@ -125,16 +126,40 @@ impl World {
     /// Check a federation document (must be valid) and write the snapshot
     /// of `edge` to a file.
     pub fn snapshot(&self, yaml: &str, edge: &str, file: &str) -> PathBuf {
+        self.snapshot_version(yaml, edge, file, 1)
+    }
+
+    /// As [`World::snapshot`], stamped with `version`. The file is written
+    /// whole under a temporary name and renamed over `file`, as a control
+    /// plane would, so a watching edge never reads half of it.
+    pub fn snapshot_version(&self, yaml: &str, edge: &str, file: &str, version: u64) -> PathBuf {
+        let (loaded, fed) = self.load(yaml);
+        let snap = EdgeSnapshot::build(&loaded.spec, &fed, edge, version).expect("snapshot");
+        let path = self.path(file);
+        let tmp = self.path(&format!("{file}.tmp"));
+        fs::write(&tmp, snap.to_json()).expect("write snapshot");
+        fs::rename(&tmp, &path).expect("rename snapshot");
+        path
+    }
+
+    /// The conditional-forwarder configuration `fedctl dns-forwarders` prints
+    /// for `org` from a valid document.
+    pub fn dns_forwarders(&self, yaml: &str, org: &str, format: Format) -> String {
+        let (loaded, fed) = self.load(yaml);
+        let (zones, targets) =
+            control_plane::forwarders::plan(&loaded.spec, &fed, org).expect("forwarders");
+        control_plane::forwarders::render(format, &fed.name, org, &zones, &targets)
+    }
+
+    fn load(&self, yaml: &str) -> (federation::Loaded, federation::Federation) {
         let mut sources = Sources::new();
         sources.add("test.yaml", yaml);
         let loaded = federation::load(&sources, parse_time("2026-06-01", false).expect("date"));
         let fed = loaded
             .federation
+            .clone()
             .unwrap_or_else(|| panic!("test federation invalid: {:#?}", loaded.diagnostics));
-        let snap = EdgeSnapshot::build(&loaded.spec, &fed, edge, 1).expect("snapshot");
-        let path = self.path(file);
-        fs::write(&path, snap.to_json()).expect("write snapshot");
-        path
+        (loaded, fed)
     }
 }
 
@@ -238,6 +263,87 @@ pub fn run(program: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Whether `tool` is on the PATH. Missing, a test that needs it fails under
+/// `CI=true` (CI installs it in .ci/run) and is skipped, loudly, elsewhere.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "`{tool}` is not installed; .ci/run installs it (apt-get)"
+        );
+        eprintln!("SKIPPED: `{tool}` is not installed (CI=true would fail here)");
+    }
+    found
+}
+
+/// `dig @server -p PORT ARGS...`, one try of two seconds; returns its output
+/// (the answer as text) and whether it exited 0.
+pub fn dig(server: SocketAddr, args: &[&str]) -> (bool, String) {
+    let port = server.port().to_string();
+    let ip = format!("@{}", server.ip());
+    let mut all = vec![ip.as_str(), "-p", &port, "+time=2", "+tries=1"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = run("dig", &all);
+    (ok, format!("{out}{err}"))
+}
+
+/// The addresses (A and AAAA) in a `dig` answer section.
+pub fn dig_addresses(output: &str) -> Vec<String> {
+    let mut in_answer = false;
+    let mut out = Vec::new();
+    for line in output.lines() {
+        if line.starts_with(";; ANSWER SECTION") {
+            in_answer = true;
+            continue;
+        }
+        if in_answer {
+            if line.trim().is_empty() {
+                break;
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 5 && (f[3] == "A" || f[3] == "AAAA") {
+                out.push(f[4].to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// A real unbound on `listen` (UDP and TCP), in the foreground, with its
+/// config in `dir`: no chroot, no user switch, no remote control, queries to
+/// loopback allowed. `extra` is appended to the config (zones, forwards).
+/// Waits until it serves.
+pub fn start_unbound(dir: &Path, name: &str, listen: SocketAddr, extra: &str) -> Proc {
+    let conf = dir.join(format!("{name}.conf"));
+    let text = format!(
+        "server:\n    interface: {ip}@{port}\n    port: {port}\n    do-daemonize: no\n    chroot: \"\"\n    username: \"\"\n    directory: \"{dir}\"\n    pidfile: \"\"\n    use-syslog: no\n    logfile: \"\"\n    verbosity: 1\n    num-threads: 1\n    access-control: 127.0.0.0/8 allow\n    do-not-query-localhost: no\n    do-ip6: no\n    module-config: \"iterator\"\n    qname-minimisation: no\n    harden-referral-path: no\n    use-caps-for-id: no\nremote-control:\n    control-enable: no\n{extra}",
+        ip = listen.ip(),
+        port = listen.port(),
+        dir = dir.display(),
+    );
+    fs::write(&conf, text).expect("write unbound.conf");
+    let (ok, out, err) = run("unbound-checkconf", &[&conf.display().to_string()]);
+    assert!(
+        ok,
+        "unbound-checkconf refused {}: {out}{err}",
+        conf.display()
+    );
+    let args = vec!["-d".to_string(), "-c".into(), conf.display().to_string()];
+    let mut p = Proc::start(
+        name,
+        Path::new("unbound"),
+        &args,
+        dir.join(format!("{name}.log")),
+    );
+    p.wait_for("start of service", Duration::from_secs(20));
+    p
 }
 
 /// The deterministic bytes of the blob origin: xorshift64 from a seed.

@@ -27,6 +27,14 @@ pub(crate) struct Options {
     pub(crate) extra_policies: &'static str,
     /// Revoked serials (hex).
     pub(crate) revoked: Vec<String>,
+    /// More keys of `away`'s `dns:` block, e.g. `, upstreams: ["127.1.2.3:5353"]`.
+    pub(crate) away_dns: String,
+    /// More keys of `away/edge`, e.g. `, dns: "127.1.2.1:5300"`.
+    pub(crate) away_edge: String,
+    /// `away/roaming-staff`'s range instead of 127.0.0.0/8.
+    pub(crate) away_cidr: Option<String>,
+    /// Extra services (YAML list items).
+    pub(crate) extra_services: String,
 }
 
 pub(crate) fn document(w: &World, opts: &Options) -> String {
@@ -44,14 +52,14 @@ pub(crate) fn document(w: &World, opts: &Options) -> String {
     format!(
         r#"federation: {{name: test, trust_domain: test.fedgate.example}}
 organisations:
-  - {{id: away, name: Away Council, kind: local-authority, membership: {{agreement: FCA-A, expires: 2035-01-01}}, dns: {{zones: [away.example]}}}}
+  - {{id: away, name: Away Council, kind: local-authority, membership: {{agreement: FCA-A, expires: 2035-01-01}}, dns: {{zones: [away.example]{away_dns}}}}}
   - {{id: home, name: Home Trust, kind: nhs-trust, membership: {{agreement: FCA-H, expires: 2035-01-01}}, dns: {{zones: [home.example]}}}}
   - {{id: third, name: Third Practice, kind: gp-practice, membership: {{agreement: FCA-T, expires: 2035-01-01}}, dns: {{zones: [third.example]}}}}
 networks:
-  - {{org: away, label: roaming-staff, purpose: roaming-staff, cidrs: [127.0.0.0/8]}}
+  - {{org: away, label: roaming-staff, purpose: roaming-staff, cidrs: [{away_cidr}]}}
   - {{org: home, label: corporate, purpose: corporate, cidrs: [10.99.0.0/16]}}
 edges:
-  - {{org: away, name: edge, overlay: {{quic: "{a}:4433", tcp: "{a}:4443"}}, ingress: {{addresses: ["{a}"], vip_prefix: {vip}/25}}}}
+  - {{org: away, name: edge, overlay: {{quic: "{a}:4433", tcp: "{a}:4443"}}, ingress: {{addresses: ["{a}"], vip_prefix: {vip}/25}}{away_edge}}}
   - {{org: home, name: edge, overlay: {{quic: "{h}:4433", tcp: "{h}:4443"}}}}
   - {{org: third, name: edge, overlay: {{quic: "{t}:4433", tcp: "{t}:4443"}}}}
 services:
@@ -59,7 +67,7 @@ services:
   - {{org: home, name: echo, dns: [echo.home.example], address: {echo}, ports: [7007], protocol: tcp}}
   - {{org: home, name: blob, dns: [blob.home.example], address: {blob}, ports: [7009], protocol: tcp}}
   - {{org: home, name: secret, dns: [secret.home.example], address: {secret}, ports: [7011], protocol: tcp}}
-agreements:
+{extra_services}agreements:
   - {{id: ISA-T, title: Test sharing, parties: [away, home, third], purpose: tests, legal_basis: test, owner: {{name: T, role: Caldicott Guardian, org: home}}, start: 2025-01-01, expires: 2035-01-01}}
 policies:
   - {{id: roaming-to-home, description: Away roaming staff reach home systems, from: {{networks: [away/roaming-staff]}}, to: {{services: [home/web, home/echo, home/blob]}}, action: allow, agreement: ISA-T}}
@@ -73,6 +81,10 @@ policies:
         blob = n(12),
         secret = n(13),
         extra = opts.extra_policies,
+        away_dns = opts.away_dns,
+        away_edge = opts.away_edge,
+        away_cidr = opts.away_cidr.as_deref().unwrap_or("127.0.0.0/8"),
+        extra_services = opts.extra_services,
     )
 }
 
@@ -134,6 +146,17 @@ pub(crate) fn away_ingress(w: &World) -> Vec<String> {
 }
 
 pub(crate) fn start_pair(w: &World, away_doc: &str, home_doc: &str, home_extra: &[String]) -> Pair {
+    start_pair_with(w, away_doc, home_doc, home_extra, &[])
+}
+
+/// As [`start_pair`], with more flags for `away/edge`.
+pub(crate) fn start_pair_with(
+    w: &World,
+    away_doc: &str,
+    home_doc: &str,
+    home_extra: &[String],
+    away_extra: &[String],
+) -> Pair {
     let away_snap = w.snapshot(away_doc, "away/edge", "away.snapshot.json");
     let home_snap = w.snapshot(home_doc, "home/edge", "home.snapshot.json");
     let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
@@ -141,15 +164,9 @@ pub(crate) fn start_pair(w: &World, away_doc: &str, home_doc: &str, home_extra: 
     let mut home_args = vec!["--admin".to_string(), addr(w, 2, 9100).to_string()];
     home_args.extend(home_extra.iter().cloned());
     let home = start_edge(w, "home", "home/edge", &home_snap, &hc, &hk, &home_args);
-    let away = start_edge(
-        w,
-        "away",
-        "away/edge",
-        &away_snap,
-        &ac,
-        &ak,
-        &away_ingress(w),
-    );
+    let mut away_args = away_ingress(w);
+    away_args.extend(away_extra.iter().cloned());
+    let away = start_edge(w, "away", "away/edge", &away_snap, &ac, &ak, &away_args);
     Pair { away, home }
 }
 
@@ -365,4 +382,30 @@ pub(crate) async fn wait_version(admin_addr: SocketAddr, version: u64) -> Durati
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("edge at {admin_addr} did not reach version {version}");
+}
+
+/// Where `away/edge` serves DNS in the DNS tests.
+pub(crate) fn dns_addr(w: &World) -> SocketAddr {
+    addr(w, 1, 5300)
+}
+
+/// `away`'s own resolver, a real unbound on 127.A.B.53:5353: authoritative
+/// for `away.example` (as a member's resolver is for its own zone) and for a
+/// stand-in outside zone `elsewhere.test`, with `big.elsewhere.test` too large
+/// for a UDP answer; everything else refused, so nothing leaves loopback.
+pub(crate) fn start_upstream(w: &World) -> (Proc, SocketAddr) {
+    let listen = addr(w, 53, 5353);
+    let mut zones = String::from(
+        "    local-zone: \".\" refuse\n    local-zone: \"elsewhere.test.\" static\n    local-data: \"www.elsewhere.test. 300 IN A 127.0.0.99\"\n    local-zone: \"away.example.\" static\n    local-data: \"intranet.away.example. 300 IN A 127.0.0.78\"\n    local-data: \"wiki.away.example. 300 IN A 127.0.0.79\"\n",
+    );
+    for i in 1..=100 {
+        zones.push_str(&format!(
+            "    local-data: \"big.elsewhere.test. 300 IN A 127.0.{}.{}\"\n",
+            i / 50,
+            i % 50 + 1
+        ));
+    }
+    let extra = format!("server:\n{zones}");
+    let p = tests::start_unbound(w.dir.path(), "upstream", listen, &extra);
+    (p, listen)
 }
