@@ -67,6 +67,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Snapshot files read after a change, by result (applied, refused) and reason.",
     ),
     (
+        "fedgate_snapshot_refused_total",
+        "counter",
+        "Snapshots from the control plane refused (signature, succession or content); the running one stays.",
+    ),
+    (
+        "fedgate_peer_closed_total",
+        "counter",
+        "Peer connections closed because a new snapshot refuses the peer, by reason (revoked, unknown-edge).",
+    ),
+    (
         "fedgate_snapshot_version",
         "gauge",
         "Version of the snapshot in force.",

@@ -228,11 +228,8 @@ impl Proc {
         self.child.id()
     }
 
-    /// Send SIGTERM and wait (bounded) for the exit status.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+    /// Wait (bounded) for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         for _ in 0..(timeout.as_millis() / 20).max(1) {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return Some(s);
@@ -240,6 +237,14 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Send SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_exit(timeout)
     }
 }
 

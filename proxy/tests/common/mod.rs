@@ -260,8 +260,22 @@ pub(crate) fn start_control(w: &World, doc: &str) -> Proc {
     p
 }
 
-/// An edge following the control plane (cache `NAME.cache.json`).
+/// An edge following the control plane (cache `NAME.cache.json`), ready.
 pub(crate) fn start_edge_followed(
+    w: &World,
+    name: &str,
+    edge: &str,
+    cert: &Path,
+    key: &Path,
+    extra: &[String],
+) -> Proc {
+    let mut p = spawn_edge_followed(w, name, edge, cert, key, extra);
+    p.wait_for("ready", Duration::from_secs(20));
+    p
+}
+
+/// The same, without waiting: for edges expected to refuse to start.
+pub(crate) fn spawn_edge_followed(
     w: &World,
     name: &str,
     edge: &str,
@@ -293,9 +307,7 @@ pub(crate) fn start_edge_followed(
         w.path(&format!("{name}.audit.jsonl")).display().to_string(),
     ];
     args.extend(extra.iter().cloned());
-    let mut p = Proc::start(name, Path::new(EDGE), &args, w.path(&format!("{name}.log")));
-    p.wait_for("ready", Duration::from_secs(20));
-    p
+    Proc::start(name, Path::new(EDGE), &args, w.path(&format!("{name}.log")))
 }
 
 /// Certificate and key of an admin: `Some(org)` for an organisation's,
