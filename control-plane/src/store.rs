@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub mod embedded;
+pub mod etcd;
 
 /// One version of the federation document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,7 @@ pub enum StoreError {
 /// The store in use.
 pub enum Store {
     Embedded(embedded::EmbeddedStore),
+    Etcd(etcd::EtcdStore),
 }
 
 impl Store {
@@ -90,12 +92,14 @@ impl Store {
     pub async fn head(&self) -> Result<u64, StoreError> {
         match self {
             Self::Embedded(s) => s.head().await,
+            Self::Etcd(s) => s.head().await,
         }
     }
 
     pub async fn get(&self, version: u64) -> Result<Option<Version>, StoreError> {
         match self {
             Self::Embedded(s) => s.get(version).await,
+            Self::Etcd(s) => s.get(version).await,
         }
     }
 
@@ -103,6 +107,7 @@ impl Store {
     pub async fn history(&self) -> Result<Vec<VersionMeta>, StoreError> {
         match self {
             Self::Embedded(s) => s.history().await,
+            Self::Etcd(s) => s.history().await,
         }
     }
 
@@ -117,6 +122,7 @@ impl Store {
         }
         match self {
             Self::Embedded(s) => s.commit(expected, version).await,
+            Self::Etcd(s) => s.commit(expected, version).await,
         }
     }
 
@@ -124,6 +130,7 @@ impl Store {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         match self {
             Self::Embedded(s) => s.subscribe(),
+            Self::Etcd(s) => s.subscribe(),
         }
     }
 
@@ -132,6 +139,7 @@ impl Store {
     pub fn describe(&self) -> String {
         match self {
             Self::Embedded(s) => s.describe(),
+            Self::Etcd(s) => s.describe(),
         }
     }
 }
