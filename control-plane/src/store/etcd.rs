@@ -31,7 +31,6 @@
 //! appear; whoever applies again then sees a conflict, and can tell their own
 //! version by its content.
 
-use std::fmt::Display;
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
@@ -212,9 +211,13 @@ impl EtcdStore {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| StoreError::Etcd(format!("connecting to {described}: {e}")))?;
-        let resp = retrying(&described, "reading the head", async |_| {
-            client.kv_client().get(keys.head.as_str(), None).await
-        })
+        let resp = read(
+            &client,
+            &described,
+            "reading the head",
+            keys.head.as_bytes(),
+            None,
+        )
         .await?;
         let (head, revision) = head_of(&keys.head, &resp)?;
         let (sender, _) = watch::channel(head);
@@ -236,14 +239,7 @@ impl EtcdStore {
     }
 
     pub(super) async fn head(&self) -> Result<u64, StoreError> {
-        let resp = self
-            .retry("reading the head", async |_| {
-                self.client
-                    .kv_client()
-                    .get(self.keys.head.as_str(), None)
-                    .await
-            })
-            .await?;
+        let resp = self.read("reading the head", &self.keys.head, None).await?;
         let (head, _) = head_of(&self.keys.head, &resp)?;
         advance(&self.head, head);
         Ok(head)
@@ -251,11 +247,7 @@ impl EtcdStore {
 
     pub(super) async fn get(&self, version: u64) -> Result<Option<Version>, StoreError> {
         let key = self.keys.version(version);
-        let resp = self
-            .retry(format_args!("reading {key}"), async |_| {
-                self.client.kv_client().get(key.as_str(), None).await
-            })
-            .await?;
+        let resp = self.read(&format!("reading {key}"), &key, None).await?;
         resp.kvs()
             .first()
             .map(|kv| parse_version(&key, version, kv.value()))
@@ -271,12 +263,7 @@ impl EtcdStore {
                 .with_range(end.clone())
                 .with_limit(HISTORY_PAGE);
             let resp = self
-                .retry("reading the history", async |_| {
-                    self.client
-                        .kv_client()
-                        .get(from.clone(), Some(options.clone()))
-                        .await
-                })
+                .read("reading the history", &from, Some(options))
                 .await?;
             for kv in resp.kvs() {
                 let key = String::from_utf8_lossy(kv.key());
@@ -332,15 +319,16 @@ impl EtcdStore {
                 TxnOp::get(key.as_str(), None),
             ]);
         // An error leaves a try's outcome unknown; the next try settles it.
-        let (attempt, resp) = self
-            .retry(
-                format!("committing version {number} (outcome unknown: it may yet be stored)"),
-                async |attempt| {
-                    let resp = self.client.kv_client().txn(txn.clone()).await?;
-                    Ok((attempt, resp))
-                },
-            )
-            .await?;
+        let (attempt, resp) = retrying(
+            &self.endpoints,
+            &format!("committing version {number} (outcome unknown: it may yet be stored)"),
+            |attempt| {
+                let mut kv = self.client.kv_client();
+                let txn = txn.clone();
+                async move { kv.txn(txn).await.map(|resp| (attempt, resp)) }
+            },
+        )
+        .await?;
         if resp.succeeded() {
             advance(&self.head, number);
             return Ok(());
@@ -377,12 +365,13 @@ impl EtcdStore {
         format!("etcd {} {}", self.endpoints, self.keys.prefix)
     }
 
-    async fn retry<T>(
+    async fn read(
         &self,
-        what: impl Display,
-        op: impl AsyncFnMut(u32) -> Result<T, etcd_client::Error>,
-    ) -> Result<T, StoreError> {
-        retrying(&self.endpoints, what, op).await
+        what: &str,
+        key: impl AsRef<[u8]>,
+        options: Option<GetOptions>,
+    ) -> Result<GetResponse, StoreError> {
+        read(&self.client, &self.endpoints, what, key.as_ref(), options).await
     }
 }
 
@@ -394,11 +383,14 @@ impl Drop for EtcdStore {
 
 /// Run `op` up to [`ATTEMPTS`] times, pausing between tries; its argument is
 /// the try's number from 0.
-async fn retrying<T>(
+async fn retrying<T, F>(
     endpoints: &str,
-    what: impl Display,
-    mut op: impl AsyncFnMut(u32) -> Result<T, etcd_client::Error>,
-) -> Result<T, StoreError> {
+    what: &str,
+    mut op: impl FnMut(u32) -> F,
+) -> Result<T, StoreError>
+where
+    F: Future<Output = Result<T, etcd_client::Error>>,
+{
     let mut backoff = Backoff::new();
     let mut attempt = 0;
     loop {
@@ -416,6 +408,22 @@ async fn retrying<T>(
             }
         }
     }
+}
+
+/// A read of `key` (a range with `options`), tried like every operation.
+async fn read(
+    client: &Client,
+    endpoints: &str,
+    what: &str,
+    key: &[u8],
+    options: Option<GetOptions>,
+) -> Result<GetResponse, StoreError> {
+    retrying(endpoints, what, |_| {
+        let mut kv = client.kv_client();
+        let (key, options) = (key.to_vec(), options.clone());
+        async move { kv.get(key, options).await }
+    })
+    .await
 }
 
 /// Follow the head key from `revision` on, for as long as the store lives.
@@ -511,6 +519,19 @@ mod tests {
         assert_eq!(keys.versions_end(), b"/fedgate/south-east/versions0");
         assert!(keys.version(u64::MAX).as_bytes() < keys.versions_end().as_slice());
         assert!(Keys::new("//").is_err());
+    }
+
+    /// The control plane runs store calls in spawned tasks.
+    #[test]
+    fn store_futures_are_send() {
+        fn send<T: Send>(_: &T) {}
+        let check = |store: &crate::store::Store, v: &Version| {
+            send(&store.head());
+            send(&store.get(1));
+            send(&store.history());
+            send(&store.commit(0, v));
+        };
+        let _ = check;
     }
 
     #[test]
