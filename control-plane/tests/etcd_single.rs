@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use control_plane::store::etcd::EtcdStore;
 use control_plane::store::{Store, StoreError};
-use support::etcd::{Cluster, etcd_installed, version};
+use support::etcd::{Cluster, LossyRelay, etcd_installed, version};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
@@ -193,4 +193,44 @@ async fn etcd_away_fails_clearly_and_the_watch_recovers() {
     assert_eq!(a.head().await.unwrap(), 2, "requests work again");
     a.commit(2, &version(3, "alice")).await.unwrap();
     assert_eq!(b.get(3).await.unwrap(), Some(version(3, "alice")));
+}
+
+/// The answer to a commit is lost after etcd applied it: the store's retry
+/// finds exactly its version stored and acknowledges it, rather than
+/// reporting a conflict with itself or writing it twice.
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_found_applied() {
+    if !etcd_installed() {
+        return;
+    }
+    let etcd = Cluster::start(1).await;
+    let relay = LossyRelay::start(&etcd.endpoints()[0]).await;
+    let a = store(&[relay.url.clone()], PREFIX).await;
+    let direct = store(&etcd.endpoints(), PREFIX).await;
+    let mut direct_head = direct.subscribe();
+    a.commit(0, &version(1, "alice")).await.unwrap();
+    wait_head(&mut direct_head, 1, Duration::from_secs(5)).await;
+
+    relay.hold();
+    let v2 = version(2, "alice");
+    let commit = a.commit(1, &v2);
+    let cut_once_applied = async {
+        // Applied by etcd, answer held back: now lose it.
+        wait_head(&mut direct_head, 2, Duration::from_secs(4)).await;
+        relay.cut();
+    };
+    let (result, ()) = tokio::join!(commit, cut_once_applied);
+    result.expect("the retry finds the version applied");
+    assert_eq!(direct.get(2).await.unwrap(), Some(v2));
+    assert_eq!(direct.head().await.unwrap(), 2);
+    assert_eq!(*a.subscribe().borrow(), 2);
+
+    // Someone else's identical-looking head is still a conflict.
+    assert!(matches!(
+        a.commit(1, &version(2, "alice")).await,
+        Err(StoreError::Conflict {
+            expected: 1,
+            head: 2
+        })
+    ));
 }

@@ -9,10 +9,14 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use control_plane::store::{Change, Version, VersionMeta};
 use etcd_client::Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Whether etcd is installed; panics under CI if it is not.
@@ -292,5 +296,96 @@ pub(crate) fn version(n: u64, who: &str) -> Version {
             "wmcc.yaml".to_owned(),
             format!("# {who} {n}\n{}\n", "x".repeat(200)),
         )]),
+    }
+}
+
+/// A TCP relay on loopback in front of one etcd member that can lose
+/// answers: while it holds, what etcd sends back is dropped; a cut closes
+/// every connection it carries (the client sees an error) and lets new ones
+/// through again. So a request is served while its answer is lost.
+pub(crate) struct LossyRelay {
+    pub(crate) url: String,
+    holding: Arc<AtomicBool>,
+    cuts: watch::Sender<u64>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl LossyRelay {
+    /// Relay to `upstream` (`http://127.0.0.1:port`).
+    pub(crate) async fn start(upstream: &str) -> Self {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("an http:// URL")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the relay");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let holding = Arc::new(AtomicBool::new(false));
+        let (cuts, _) = watch::channel(0);
+        let accept = tokio::spawn(relay(listener, upstream, holding.clone(), cuts.subscribe()));
+        Self {
+            url,
+            holding,
+            cuts,
+            accept,
+        }
+    }
+
+    /// Drop etcd's answers from now on, until [`Self::cut`].
+    pub(crate) fn hold(&self) {
+        self.holding.store(true, Ordering::SeqCst);
+    }
+
+    /// Close every connection carried so far, and relay normally again.
+    pub(crate) fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+        self.holding.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for LossyRelay {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn relay(
+    listener: tokio::net::TcpListener,
+    upstream: String,
+    holding: Arc<AtomicBool>,
+    cuts: watch::Receiver<u64>,
+) {
+    // Dropped with this task, so no connection outlives the relay.
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((client, _)) = listener.accept().await {
+        let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+            continue;
+        };
+        let (holding, mut cuts) = (holding.clone(), cuts.clone());
+        cuts.mark_unchanged();
+        connections.spawn(async move {
+            let (mut client_rx, mut client_tx) = client.into_split();
+            let (mut server_rx, mut server_tx) = server.into_split();
+            let up = tokio::io::copy(&mut client_rx, &mut server_tx);
+            let down = async {
+                let mut buf = vec![0; 64 * 1024];
+                loop {
+                    let n = server_rx.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok::<_, std::io::Error>(());
+                    }
+                    if !holding.load(Ordering::SeqCst) {
+                        client_tx.write_all(&buf[..n]).await?;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = up => {}
+                _ = down => {}
+                _ = cuts.changed() => {}
+            }
+        });
+        while connections.try_join_next().is_some() {}
     }
 }
