@@ -234,7 +234,7 @@ async fn a_member_killed_during_applies_loses_no_acknowledged_version() {
 
     // The killed member comes back and serves the same history.
     etcd.restart(leader).await;
-    let back = store(&[etcd.members[leader].client_url.clone()]).await;
+    let back = store(std::slice::from_ref(&etcd.members[leader].client_url)).await;
     let mut caught_up = false;
     for _ in 0..100 {
         if back.head().await.is_ok_and(|h| h == head) {

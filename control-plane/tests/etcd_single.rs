@@ -173,7 +173,7 @@ async fn etcd_away_fails_clearly_and_the_watch_recovers() {
         "says what: {err}"
     );
     assert!(
-        EtcdStore::connect(&[endpoint.clone()], PREFIX)
+        EtcdStore::connect(std::slice::from_ref(&endpoint), PREFIX)
             .await
             .is_err(),
         "connect reports an unreachable etcd"
@@ -205,7 +205,7 @@ async fn a_commit_whose_answer_is_lost_is_found_applied() {
     }
     let etcd = Cluster::start(1).await;
     let relay = LossyRelay::start(&etcd.endpoints()[0]).await;
-    let a = store(&[relay.url.clone()], PREFIX).await;
+    let a = store(std::slice::from_ref(&relay.url), PREFIX).await;
     let direct = store(&etcd.endpoints(), PREFIX).await;
     let mut direct_head = direct.subscribe();
     a.commit(0, &version(1, "alice")).await.unwrap();

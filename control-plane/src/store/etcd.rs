@@ -60,7 +60,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub struct EtcdStore {
-    client: Client,
+    /// Boxed: the client is a few KiB, the other stores far less.
+    client: Box<Client>,
     keys: Keys,
     /// `http://a:2379,http://b:2379`, for messages.
     endpoints: String,
@@ -230,7 +231,7 @@ impl EtcdStore {
         ));
         tracing::info!(endpoints = %described, prefix = %keys.prefix, head, "etcd store connected");
         Ok(Self {
-            client,
+            client: Box::new(client),
             keys,
             endpoints: described,
             head: sender,

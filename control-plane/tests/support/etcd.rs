@@ -189,7 +189,7 @@ impl Cluster {
     /// A linearizable read through every live member.
     async fn probe(&self) -> Result<(), String> {
         for m in self.members.iter().filter(|m| m.child.is_some()) {
-            let mut c = connect(&[m.client_url.clone()]).await?;
+            let mut c = connect(&m.client_url).await?;
             c.get("probe", None)
                 .await
                 .map_err(|e| format!("{}: {e}", m.name))?;
@@ -213,7 +213,7 @@ impl Cluster {
                 if m.child.is_none() {
                     continue;
                 }
-                let Ok(mut c) = connect(&[m.client_url.clone()]).await else {
+                let Ok(mut c) = connect(&m.client_url).await else {
                     continue;
                 };
                 let Ok(status) = c.status().await else {
@@ -267,12 +267,12 @@ impl Drop for Cluster {
     }
 }
 
-async fn connect(endpoints: &[String]) -> Result<Client, String> {
+async fn connect(endpoint: &str) -> Result<Client, String> {
     let options = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(3))
         .with_require_leader(true);
-    Client::connect(endpoints, Some(options))
+    Client::connect([endpoint], Some(options))
         .await
         .map_err(|e| e.to_string())
 }
