@@ -335,12 +335,12 @@ impl EtcdStore {
             return Ok(());
         }
         let ops = resp.op_responses();
-        let read = |i: usize| match ops.get(i) {
+        let value = |i: usize| match ops.get(i) {
             Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| kv.value()),
             _ => None,
         };
-        let head = read(0).map_or(Ok(0), |v| parse_head(&self.keys.head, v))?;
-        let stored = read(1)
+        let head = value(0).map_or(Ok(0), |v| parse_head(&self.keys.head, v))?;
+        let stored = value(1)
             .map(|v| parse_version(&key, number, v))
             .transpose()?;
         if attempt > 0 && stored.as_ref() == Some(version) {
