@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub mod embedded;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 
 /// One version of the federation document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +85,8 @@ pub enum StoreError {
 /// The store in use.
 pub enum Store {
     Embedded(embedded::EmbeddedStore),
+    #[cfg(feature = "etcd")]
+    Etcd(etcd::EtcdStore),
 }
 
 impl Store {
@@ -90,12 +94,16 @@ impl Store {
     pub async fn head(&self) -> Result<u64, StoreError> {
         match self {
             Self::Embedded(s) => s.head().await,
+            #[cfg(feature = "etcd")]
+            Self::Etcd(s) => s.head().await,
         }
     }
 
     pub async fn get(&self, version: u64) -> Result<Option<Version>, StoreError> {
         match self {
             Self::Embedded(s) => s.get(version).await,
+            #[cfg(feature = "etcd")]
+            Self::Etcd(s) => s.get(version).await,
         }
     }
 
@@ -103,6 +111,8 @@ impl Store {
     pub async fn history(&self) -> Result<Vec<VersionMeta>, StoreError> {
         match self {
             Self::Embedded(s) => s.history().await,
+            #[cfg(feature = "etcd")]
+            Self::Etcd(s) => s.history().await,
         }
     }
 
@@ -117,6 +127,8 @@ impl Store {
         }
         match self {
             Self::Embedded(s) => s.commit(expected, version).await,
+            #[cfg(feature = "etcd")]
+            Self::Etcd(s) => s.commit(expected, version).await,
         }
     }
 
@@ -124,6 +136,8 @@ impl Store {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         match self {
             Self::Embedded(s) => s.subscribe(),
+            #[cfg(feature = "etcd")]
+            Self::Etcd(s) => s.subscribe(),
         }
     }
 
@@ -132,6 +146,8 @@ impl Store {
     pub fn describe(&self) -> String {
         match self {
             Self::Embedded(s) => s.describe(),
+            #[cfg(feature = "etcd")]
+            Self::Etcd(s) => s.describe(),
         }
     }
 }

@@ -50,9 +50,37 @@ struct RunArgs {
     /// Seed an empty store with these files or directories as version 1.
     #[arg(long, num_args = 1..)]
     init: Vec<PathBuf>,
+    /// Keep versions in this etcd cluster instead of the data directory, so
+    /// that several replicas serve one federation (comma-separated client
+    /// URLs). Needs a build with `--features etcd`.
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    etcd: Vec<String>,
+    /// The key prefix of this federation in etcd.
+    #[arg(long, default_value = "/fedgate/federation")]
+    etcd_prefix: String,
     /// The longest an edge's snapshot request is held open, in seconds.
     #[arg(long, default_value_t = 30)]
     long_poll_secs: u64,
+}
+
+async fn open_store(run: &RunArgs) -> Result<Store, String> {
+    if run.etcd.is_empty() {
+        return EmbeddedStore::open(&run.data)
+            .map(Store::Embedded)
+            .map_err(|e| e.to_string());
+    }
+    #[cfg(feature = "etcd")]
+    {
+        control_plane::store::etcd::EtcdStore::connect(&run.etcd, &run.etcd_prefix)
+            .await
+            .map(Store::Etcd)
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = &run.etcd_prefix;
+        Err("--etcd needs a build with the etcd store: cargo build --release -p control-plane --features etcd (needs protoc)".into())
+    }
 }
 
 fn main() -> ExitCode {
@@ -87,8 +115,8 @@ fn main() -> ExitCode {
                 }
             }
         };
-        let store = match EmbeddedStore::open(&run.data) {
-            Ok(s) => Store::Embedded(s),
+        let store = match open_store(&run).await {
+            Ok(s) => s,
             Err(e) => {
                 eprintln!("fedgate-control: {e}");
                 return ExitCode::from(64);
