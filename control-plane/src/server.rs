@@ -364,7 +364,7 @@ fn store_error(e: StoreError) -> (StatusCode, Value) {
     tracing::error!(cause = %e, "store failed");
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        json!({"error": "store", "message": format!("{e}; nothing was applied, try again")}),
+        json!({"error": "store", "message": format!("{e}; the change may or may not be stored: read the history (GET /v1/history) before applying again")}),
     )
 }
 
