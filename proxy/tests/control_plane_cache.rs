@@ -12,20 +12,19 @@ use common::*;
 use serde_json::json;
 use tests::World;
 
-const OPEN_SECRET: &str = "  - {id: home-opens-secret, description: Home opens secret to away, from: {orgs: [away]}, to: {services: [home/secret]}, action: allow, agreement: ISA-T}\n";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_restarts_from_its_cache_and_refuses_a_bad_one() {
     let w = World::new();
     let v1 = document(&w, &Options::default());
-    let mut control = start_control(&w, &v1);
-    let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
-    let (ac, ak, _) = w.edge_cert("away", "edge", "away-edge", None, None);
-    let home_admin_addr = addr(&w, 2, 9100);
+    let Followed {
+        mut control,
+        mut home,
+        away,
+        home_cert: (hc, hk),
+        ..
+    } = start_followed(&w, &v1, &[]).await;
+    let home_admin_addr = home_admin(&w);
     let home_args = vec!["--admin".to_string(), home_admin_addr.to_string()];
-    let mut home = start_edge_followed(&w, "home", "home/edge", &hc, &hk, &home_args);
-    let away = start_edge_followed(&w, "away", "away/edge", &ac, &ak, &away_ingress(&w));
-    wait_version(home_admin_addr, 1).await;
 
     // Version 2, acknowledged, then the control plane stops.
     let v2 = document(

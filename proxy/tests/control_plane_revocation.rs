@@ -18,20 +18,9 @@ async fn revoking_an_edge_closes_its_connections_within_a_second() {
     let w = World::new();
     tests::echo_origin(addr(&w, 11, 7007)).await;
     let v1 = document(&w, &Options::default());
-    let _control = start_control(&w, &v1);
-    let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
-    let (ac, ak, away_serial) = w.edge_cert("away", "edge", "away-edge", None, None);
-    let home_admin_addr = addr(&w, 2, 9100);
-    let _home = start_edge_followed(
-        &w,
-        "home",
-        "home/edge",
-        &hc,
-        &hk,
-        &["--admin".into(), home_admin_addr.to_string()],
-    );
-    let _away = start_edge_followed(&w, "away", "away/edge", &ac, &ak, &away_ingress(&w));
-    wait_version(home_admin_addr, 1).await;
+    let fed = start_followed(&w, &v1, &[]).await;
+    let away_serial = &fed.away_serial;
+    let home_admin_addr = home_admin(&w);
 
     // A flow in progress over the QUIC link.
     let mut flow = TcpStream::connect(addr(&w, 1, 3128)).await.expect("proxy");

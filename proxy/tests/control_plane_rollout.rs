@@ -22,8 +22,6 @@ use tests::World;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const OPEN_SECRET: &str = "  - {id: home-opens-secret, description: Home opens secret to away, from: {orgs: [away]}, to: {services: [home/secret]}, action: allow, agreement: ISA-T}\n";
-
 /// A CONNECT tunnel through the away edge to `target`, proven with a round trip.
 async fn tunnel(w: &World, target: &str) -> Result<TcpStream, String> {
     let mut s = TcpStream::connect(addr(w, 1, 3128))
@@ -60,27 +58,9 @@ async fn changes_reach_every_edge_at_once_and_only_when_accepted() {
     tests::echo_origin(addr(&w, 11, 7007)).await;
     tests::echo_origin(addr(&w, 13, 7011)).await;
     let v1 = document(&w, &Options::default());
-    let _control = start_control(&w, &v1);
-    let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
-    let (ac, ak, _) = w.edge_cert("away", "edge", "away-edge", None, None);
-    let home_admin_addr = addr(&w, 2, 9100);
-    let _home = start_edge_followed(
-        &w,
-        "home",
-        "home/edge",
-        &hc,
-        &hk,
-        &[
-            "--admin".into(),
-            home_admin_addr.to_string(),
-            "--deny-grace-secs".into(),
-            "1".into(),
-        ],
-    );
-    let _away = start_edge_followed(&w, "away", "away/edge", &ac, &ak, &away_ingress(&w));
+    let _fed = start_followed(&w, &v1, &["--deny-grace-secs".into(), "1".into()]).await;
+    let home_admin_addr = home_admin(&w);
     let away_admin_addr = addr(&w, 1, 9100);
-    wait_version(home_admin_addr, 1).await;
-    wait_version(away_admin_addr, 1).await;
 
     let home_admin = admin(&w, Some("home"));
     let away_admin = admin(&w, Some("away"));

@@ -421,3 +421,43 @@ pub(crate) fn start_upstream(w: &World) -> (Proc, SocketAddr) {
     let p = tests::start_unbound(w.dir.path(), "upstream", listen, &extra);
     (p, listen)
 }
+
+/// A policy by which home opens `secret` to away (for documents' `extra_policies`).
+pub(crate) const OPEN_SECRET: &str = "  - {id: home-opens-secret, description: Home opens secret to away, from: {orgs: [away]}, to: {services: [home/secret]}, action: allow, agreement: ISA-T}\n";
+
+/// A control plane holding `v1`, and both edges following it at version 1:
+/// `home/edge` (admin on .2:9100, plus `home_extra`) and `away/edge` with
+/// every ingress listener (admin on .1:9100).
+pub(crate) struct Followed {
+    pub(crate) control: Proc,
+    pub(crate) home: Proc,
+    pub(crate) away: Proc,
+    /// Certificate and key of each edge, and away's serial.
+    pub(crate) home_cert: (std::path::PathBuf, std::path::PathBuf),
+    pub(crate) away_cert: (std::path::PathBuf, std::path::PathBuf),
+    pub(crate) away_serial: String,
+}
+
+pub(crate) fn home_admin(w: &World) -> SocketAddr {
+    addr(w, 2, 9100)
+}
+
+pub(crate) async fn start_followed(w: &World, v1: &str, home_extra: &[String]) -> Followed {
+    let control = start_control(w, v1);
+    let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
+    let (ac, ak, away_serial) = w.edge_cert("away", "edge", "away-edge", None, None);
+    let mut home_args = vec!["--admin".to_string(), home_admin(w).to_string()];
+    home_args.extend(home_extra.iter().cloned());
+    let home = start_edge_followed(w, "home", "home/edge", &hc, &hk, &home_args);
+    let away = start_edge_followed(w, "away", "away/edge", &ac, &ak, &away_ingress(w));
+    wait_version(home_admin(w), 1).await;
+    wait_version(addr(w, 1, 9100), 1).await;
+    Followed {
+        control,
+        home,
+        away,
+        home_cert: (hc, hk),
+        away_cert: (ac, ak),
+        away_serial,
+    }
+}
