@@ -48,7 +48,25 @@ pub async fn start(
     binds.extend(listen.connect.map(|a| (Kind::Connect, a)));
     binds.extend(listen.socks.map(|a| (Kind::Socks, a)));
     if listen.vips {
-        binds.extend(ctx.node().vips.keys().map(|a| (Kind::Vip, *a)));
+        let vips: Vec<SocketAddr> = ctx.node().vips.keys().copied().collect();
+        let mut running = std::collections::BTreeMap::new();
+        for addr in vips {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for vip on {addr}"))?;
+            tracing::info!(kind = "vip", %addr, "listening");
+            running.insert(
+                addr,
+                Listening(tokio::spawn(accept_loop(
+                    ctx.clone(),
+                    overlay.clone(),
+                    listener,
+                    Kind::Vip,
+                    addr,
+                ))),
+            );
+        }
+        tasks.spawn(follow_vips(ctx.clone(), overlay.clone(), running));
     }
     for (kind, addr) in binds {
         let listener = TcpListener::bind(addr)
@@ -61,6 +79,60 @@ pub async fn start(
         tasks.spawn(accept_loop(ctx, overlay, listener, kind, local));
     }
     Ok(())
+}
+
+/// Keep one listener per service VIP of the node in force: a new snapshot's
+/// VIPs are bound, those it no longer has are closed.
+async fn follow_vips(
+    ctx: Arc<Ctx>,
+    overlay: Arc<Overlay>,
+    mut running: std::collections::BTreeMap<SocketAddr, Listening>,
+) {
+    let mut nodes = ctx.nodes();
+    nodes.borrow_and_update();
+    while nodes.changed().await.is_ok() {
+        let wanted: Vec<SocketAddr> = nodes.borrow_and_update().vips.keys().copied().collect();
+        running.retain(|addr, _| {
+            let keep = wanted.contains(addr);
+            if !keep {
+                tracing::info!(kind = "vip", %addr, "listener closed: not in the new snapshot");
+            }
+            keep
+        });
+        for addr in wanted {
+            if running.contains_key(&addr) {
+                continue;
+            }
+            match TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    tracing::info!(kind = "vip", %addr, "listening");
+                    running.insert(
+                        addr,
+                        Listening(tokio::spawn(accept_loop(
+                            ctx.clone(),
+                            overlay.clone(),
+                            listener,
+                            Kind::Vip,
+                            addr,
+                        ))),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(kind = "vip", %addr, cause = %e, "cannot listen on a new VIP")
+                }
+            }
+        }
+    }
+}
+
+/// A VIP's accept loop, stopped when dropped (a VIP gone from the snapshot,
+/// or the edge draining).
+struct Listening(tokio::task::JoinHandle<()>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn accept_loop(

@@ -102,6 +102,18 @@ async fn changes_reach_every_edge_at_once_and_only_when_accepted() {
     tunnel(&w, "secret.home.example:7011")
         .await
         .expect("secret is open in version 2");
+    // ... and has a VIP of its own now (blob .129, echo .130, secret .131),
+    // bound without a restart.
+    let mut vip = TcpStream::connect(addr(&w, 131, 7011))
+        .await
+        .expect("new VIP listens");
+    vip.write_all(b"vip!").await.expect("write");
+    let mut back = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), vip.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("echo");
+    assert_eq!(&back, b"vip!");
 
     // Refused whole, the edges untouched: another member's admin...
     let meddled = v2.replace(
