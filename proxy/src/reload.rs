@@ -5,14 +5,16 @@
 //! (integrity, edge, validation) and swaps the node whole. A snapshot that
 //! fails to load, is older than the one running, or differs from it under
 //! the same version is refused with a logged reason and a metric, and the
-//! running node stays. The control-plane client will feed [`apply`] the
-//! same way.
+//! running node stays (the succession rules are the core's:
+//! [`federation::signed::check_succession`], as for snapshots from the
+//! control plane, [`crate::control`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use federation::EdgeSnapshot;
+use federation::signed::{Held, Succession, SuccessionError, check_succession};
 
 use crate::node::Node;
 use crate::{Ctx, now};
@@ -68,18 +70,23 @@ pub fn apply(
     edge: &str,
 ) -> Result<Applied, Refused> {
     let snap = EdgeSnapshot::from_json(bytes).map_err(|e| Refused::Invalid(e.into()))?;
-    if snap.version < running.version {
-        return Err(Refused::Older {
-            found: snap.version,
-            running: running.version,
-        });
-    }
-    if snap.version == running.version {
-        return if snap.digest == running.digest {
-            Ok(Applied::Unchanged)
-        } else {
-            Err(Refused::SameVersionDiffers(snap.version))
-        };
+    let held = Held {
+        version: running.version,
+        digest: running.digest.clone(),
+    };
+    match check_succession(edge, Some(&held), &snap) {
+        Ok(Succession::Newer) => {}
+        Ok(Succession::Same) => return Ok(Applied::Unchanged),
+        Err(SuccessionError::Older { offered, held }) => {
+            return Err(Refused::Older {
+                found: offered,
+                running: held,
+            });
+        }
+        Err(SuccessionError::Conflicting { version, .. }) => {
+            return Err(Refused::SameVersionDiffers(version));
+        }
+        Err(e) => return Err(Refused::Invalid(e.into())),
     }
     let node = Node::from_snapshot(&snap, edge, now()).map_err(Refused::Invalid)?;
     let from = running.version;
