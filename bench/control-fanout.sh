@@ -10,7 +10,7 @@
 #     <- an admin's POST /v1/apply (a new policy), then per-edge delay until
 #        it holds the new version; the control plane's RSS and CPU from /proc
 #
-#   bash bench/control-fanout.sh     # SIZES="1000 10000" NET=127.77.0 DEADLINE=300 FEDGATE_LOG=...
+#   bash bench/control-fanout.sh     # SIZES="1000 10000" NET=127.77.0 DEADLINE=300 MIN_AVAILABLE_MIB=3072 KEEP=0
 #
 # Prints figures against the target (10,000 edges within 1 s at p99); asserts
 # nothing. Bounded and self-cleaning: every process it starts is tracked by
@@ -25,6 +25,7 @@ SIZES=${SIZES:-1000 10000}
 EDGES_PER_ORG=${EDGES_PER_ORG:-10}
 POLICIES_PER_ORG=${POLICIES_PER_ORG:-5}
 DEADLINE=${DEADLINE:-300}            # seconds, per phase of the watcher
+MIN_AVAILABLE_MIB=${MIN_AVAILABLE_MIB:-3072}  # stop everything below this much free memory
 export FEDGATE_LOG=${FEDGATE_LOG:-warn,control_plane=info}
 ADDR="$NET.1:7443"
 
@@ -71,6 +72,22 @@ trap 'exit 130' INT TERM
 # published LOG VERSION: the control plane's "version published" line for VERSION.
 published() {
   sed 's/\x1b\[[0-9;]*m//g' "$1" | grep 'version published' | grep -o "version=$2 .*" || echo "version $2 not published"
+}
+
+# guard CONTROL_PID WATCHERS_PID SECONDS: stop both (by PID) if the machine's
+# available memory falls below MIN_AVAILABLE_MIB, so that the bench never
+# starves other work; bounded by SECONDS.
+guard() {
+  local i avail
+  for ((i = 0; i < $3 * 2; i++)); do
+    avail=$(awk '/^MemAvailable:/ {print int($2 / 1024)}' /proc/meminfo)
+    if [ "$avail" -lt "$MIN_AVAILABLE_MIB" ]; then
+      echo "!! only $avail MiB of memory left: stopping the control plane and the watchers"
+      kill -TERM "$2" "$1" 2>/dev/null || true
+      return 0
+    fi
+    sleep 0.5
+  done
 }
 
 # wait_log FILE PATTERN SECONDS PID: until FILE has PATTERN, bounded.
@@ -120,7 +137,14 @@ for n in $SIZES; do
 
   timeout $((DEADLINE * 3 + 120)) "$watchers" --control "$ADDR" --ca "$tmp/ca" \
     --signing-pub "$tmp/control/signing.pub" --config "$dir/fed" \
-    --control-pid "$cpid" --deadline-secs "$DEADLINE" || echo "!! watchers ended with status $?"
+    --control-pid "$cpid" --deadline-secs "$DEADLINE" &
+  wpid=$!
+  PIDS+=("$wpid")
+  guard "$cpid" "$wpid" $((DEADLINE * 3 + 120)) &
+  gpid=$!
+  PIDS+=("$gpid")
+  wait "$wpid" || echo "!! watchers ended with status $?"
+  stop_pid "$gpid"
   echo "   fedgate-control: $(published "$dir/control.log" 2)"
   stop_pid "$cpid"
   rm -rf "$dir"

@@ -111,6 +111,8 @@ fn parse_args() -> anyhow::Result<Args> {
 #[derive(Debug, Clone, Copy, Default)]
 struct Usage {
     rss_kib: u64,
+    /// The peak RSS so far (VmHWM).
+    peak_kib: u64,
     cpu_secs: f64,
 }
 
@@ -119,14 +121,17 @@ const CLK_TCK: f64 = 100.0;
 
 fn usage(pid: &str) -> Option<Usage> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let kib = |field: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    let (rss_kib, peak_kib) = (kib("VmRSS:")?, kib("VmHWM:")?);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command (which may hold spaces) start at field 3.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -134,6 +139,7 @@ fn usage(pid: &str) -> Option<Usage> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(Usage {
         rss_kib,
+        peak_kib,
         cpu_secs: ticks as f64 / CLK_TCK,
     })
 }
@@ -317,9 +323,10 @@ fn ms_between(from: Instant, to: Instant) -> f64 {
 fn print_usage(label: &str, pid: Option<&str>) -> Option<Usage> {
     let u = usage(pid?)?;
     println!(
-        "   {label:<34} RSS {:>8.1} MiB   CPU {:>8.2} s",
+        "   {label:<34} RSS {:>8.1} MiB   CPU {:>8.2} s   (peak RSS {:.1} MiB)",
         u.rss_kib as f64 / 1024.0,
-        u.cpu_secs
+        u.cpu_secs,
+        u.peak_kib as f64 / 1024.0
     );
     Some(u)
 }
@@ -517,7 +524,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("GET /v1/document: {status} {}", String::from_utf8_lossy(&body));
     }
     let doc: Value = serde_json::from_slice(&body)?;
-    let version = doc["meta"]["version"].as_u64().context("document without a version")?;
+    let version = doc["version"].as_u64().context("document without a version")?;
     let mut files: serde_json::Map<String, Value> = doc["files"].as_object().cloned().context("no files")?;
     let (name, text) = files
         .iter()
@@ -610,10 +617,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(me) = usage("self") {
         println!(
-            "   {:<34} RSS {:>8.1} MiB   CPU {:>8.2} s (whole run)",
+            "   {:<34} RSS {:>8.1} MiB   CPU {:>8.2} s   (peak RSS {:.1} MiB; whole run)",
             "this watcher process",
             me.rss_kib as f64 / 1024.0,
-            me.cpu_secs
+            me.cpu_secs,
+            me.peak_kib as f64 / 1024.0
         );
     }
     if v1_sizes.is_empty() {

@@ -100,6 +100,9 @@ pub struct App {
     /// Applies through this replica, one at a time (the store's
     /// compare-and-swap orders replicas).
     apply: tokio::sync::Mutex<()>,
+    /// Publications, one at a time: an apply publishes at once and the
+    /// store's watch announces the same version; it is cut once.
+    publishing: tokio::sync::Mutex<()>,
     long_poll_max: Duration,
 }
 
@@ -194,6 +197,7 @@ impl App {
             reports: Mutex::new(BTreeMap::new()),
             audit,
             apply: tokio::sync::Mutex::new(()),
+            publishing: tokio::sync::Mutex::new(()),
             long_poll_max,
         })
     }
@@ -216,6 +220,7 @@ impl App {
     }
 
     async fn publish_up_to(&self, target: u64) {
+        let _one = self.publishing.lock().await;
         if target <= self.published().version {
             return;
         }
