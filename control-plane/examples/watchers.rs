@@ -81,8 +81,11 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut take = |k: &str| map.remove(k);
     let need = |v: Option<String>, k: &str| v.with_context(|| format!("{k} is required\n{USAGE}"));
     let num = |v: Option<String>, k: &str| -> anyhow::Result<Option<u64>> {
-        v.map(|s| s.parse::<u64>().with_context(|| format!("{k} {s}: not a number")))
-            .transpose()
+        v.map(|s| {
+            s.parse::<u64>()
+                .with_context(|| format!("{k} {s}: not a number"))
+        })
+        .transpose()
     };
     let args = Args {
         control: need(take("--control"), "--control")?,
@@ -341,7 +344,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let now = Timestamp::now();
-    let (sources, loaded) = control_plane::files::load_valid(std::slice::from_ref(&args.config), now)?;
+    let (sources, loaded) =
+        control_plane::files::load_valid(std::slice::from_ref(&args.config), now)?;
     let fed = loaded.federation.as_ref().context("no federation")?;
     let yaml_bytes: usize = sources.iter().map(|(_, f)| f.text.len()).sum();
     let doc_json = serde_json::to_vec_pretty(&loaded.spec.to_document())?.len();
@@ -370,7 +374,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let agreement = fed
         .agreements
         .iter()
-        .find(|a| a.parties.iter().any(|p| p.as_str() == change_org) && a.parties.iter().any(|p| p.as_str() == target))
+        .find(|a| {
+            a.parties.iter().any(|p| p.as_str() == change_org)
+                && a.parties.iter().any(|p| p.as_str() == target)
+        })
         .map(|a| a.id.to_string());
     println!(
         "== {count} watchers of {} edges; document {} organisations, {} services, {} policies: {:.1} MiB YAML, {:.1} MiB as JSON",
@@ -392,39 +399,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
         now.checked_add(SignedDuration::from_hours(24))?,
     );
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let clients: Vec<EdgeClient> = std::thread::scope(|scope| -> anyhow::Result<Vec<EdgeClient>> {
-        let handles: Vec<_> = (0..threads)
-            .map(|share| {
-                let (ca, ca_pem, edges) = (&ca, &ca_pem, &edges);
-                scope.spawn(move || -> anyhow::Result<Vec<(usize, EdgeClient)>> {
-                    let mut out = Vec::new();
-                    for (i, (org, name)) in edges.iter().enumerate().skip(share).step_by(threads) {
-                        let issued = ca.issue(&Identity::edge(org, name)?, validity, None)?;
-                        let material = federation::mtls::Material::from_pem(
-                            issued.cert_pem.as_bytes(),
-                            issued.key_pem.as_bytes(),
-                            ca_pem.as_bytes(),
-                        )?;
-                        let tls = federation::mtls::client_config(&material, b"http/1.1")?;
-                        out.push((
-                            i,
-                            EdgeClient {
-                                id: format!("{org}/{name}"),
-                                connector: TlsConnector::from(Arc::new(tls)),
-                            },
-                        ));
-                    }
-                    Ok(out)
+    let clients: Vec<EdgeClient> =
+        std::thread::scope(|scope| -> anyhow::Result<Vec<EdgeClient>> {
+            let handles: Vec<_> = (0..threads)
+                .map(|share| {
+                    let (ca, ca_pem, edges) = (&ca, &ca_pem, &edges);
+                    scope.spawn(move || -> anyhow::Result<Vec<(usize, EdgeClient)>> {
+                        let mut out = Vec::new();
+                        for (i, (org, name)) in
+                            edges.iter().enumerate().skip(share).step_by(threads)
+                        {
+                            let issued = ca.issue(&Identity::edge(org, name)?, validity, None)?;
+                            let material = federation::mtls::Material::from_pem(
+                                issued.cert_pem.as_bytes(),
+                                issued.key_pem.as_bytes(),
+                                ca_pem.as_bytes(),
+                            )?;
+                            let tls = federation::mtls::client_config(&material, b"http/1.1")?;
+                            out.push((
+                                i,
+                                EdgeClient {
+                                    id: format!("{org}/{name}"),
+                                    connector: TlsConnector::from(Arc::new(tls)),
+                                },
+                            ));
+                        }
+                        Ok(out)
+                    })
                 })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for h in handles {
-            all.extend(h.join().map_err(|_| anyhow::anyhow!("a certificate thread panicked"))??);
-        }
-        all.sort_by_key(|(i, _)| *i);
-        Ok(all.into_iter().map(|(_, c)| c).collect())
-    })?;
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                all.extend(
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a certificate thread panicked"))??,
+                );
+            }
+            all.sort_by_key(|(i, _)| *i);
+            Ok(all.into_iter().map(|(_, c)| c).collect())
+        })?;
     let admin = {
         let issued = ca.issue(&Identity::admin(&change_org, "bench")?, validity, None)?;
         let material = federation::mtls::Material::from_pem(
@@ -433,7 +446,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ca_pem.as_bytes(),
         )?;
         TlsConnector::from(Arc::new(federation::mtls::client_config(
-            &material, b"http/1.1",
+            &material,
+            b"http/1.1",
         )?))
     };
     println!(
@@ -447,7 +461,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let idle = print_usage("before the watchers", pid);
 
     // The watchers.
-    let key = Arc::new(TrustedKey::from_text(&std::fs::read_to_string(&args.signing_pub)?)?);
+    let key = Arc::new(TrustedKey::from_text(&std::fs::read_to_string(
+        &args.signing_pub,
+    )?)?);
     let control: Arc<str> = Arc::from(args.control.as_str());
     let permits = Arc::new(Semaphore::new(args.connect_parallel));
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -518,24 +534,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // The change: the admin of `change_org` opens `service` to `target`.
-    let mut admin_conn = connect(&args.control, &admin).await.context("admin connect")?;
-    let (status, body) = get(&mut admin_conn, hyper::Method::GET, "/v1/document", None, Duration::from_secs(60)).await?;
+    let mut admin_conn = connect(&args.control, &admin)
+        .await
+        .context("admin connect")?;
+    let (status, body) = get(
+        &mut admin_conn,
+        hyper::Method::GET,
+        "/v1/document",
+        None,
+        Duration::from_secs(60),
+    )
+    .await?;
     if !status.is_success() {
-        bail!("GET /v1/document: {status} {}", String::from_utf8_lossy(&body));
+        bail!(
+            "GET /v1/document: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let doc: Value = serde_json::from_slice(&body)?;
-    let version = doc["version"].as_u64().context("document without a version")?;
-    let mut files: serde_json::Map<String, Value> = doc["files"].as_object().cloned().context("no files")?;
+    let version = doc["version"]
+        .as_u64()
+        .context("document without a version")?;
+    let mut files: serde_json::Map<String, Value> =
+        doc["files"].as_object().cloned().context("no files")?;
     let (name, text) = files
         .iter()
         .find(|(_, t)| t.as_str().is_some_and(|t| t.contains("\npolicies:\n")))
         .map(|(n, t)| (n.clone(), t.as_str().unwrap_or_default().to_owned()))
         .context("no file holds the policies")?;
-    let agreement = agreement.map(|a| format!(", agreement: {a}")).unwrap_or_default();
+    let agreement = agreement
+        .map(|a| format!(", agreement: {a}"))
+        .unwrap_or_default();
     let policy = format!(
         "  - {{id: bench-change-{version}, description: Fan-out bench change, from: {{orgs: [{target}]}}, to: {{services: [{service}]}}, action: allow{agreement}}}\n"
     );
-    let new_text = if text.ends_with('\n') { format!("{text}{policy}") } else { format!("{text}\n{policy}") };
+    let new_text = if text.ends_with('\n') {
+        format!("{text}{policy}")
+    } else {
+        format!("{text}\n{policy}")
+    };
     files.insert(name, Value::String(new_text));
     let request = serde_json::to_vec(&json!({
         "expected_version": version,
@@ -544,13 +581,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }))?;
     let before = usage_opt(pid);
     let sent = Instant::now();
-    let (status, body) = get(&mut admin_conn, hyper::Method::POST, "/v1/apply", Some(request), Duration::from_secs(120)).await?;
+    let (status, body) = get(
+        &mut admin_conn,
+        hyper::Method::POST,
+        "/v1/apply",
+        Some(request),
+        Duration::from_secs(120),
+    )
+    .await?;
     let acked = Instant::now();
     if !status.is_success() {
-        bail!("POST /v1/apply: {status} {}", String::from_utf8_lossy(&body));
+        bail!(
+            "POST /v1/apply: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let answer: Value = serde_json::from_slice(&body)?;
-    let new_version = answer["version"].as_u64().context("apply answered no version")?;
+    let new_version = answer["version"]
+        .as_u64()
+        .context("apply answered no version")?;
     println!(
         "== apply by admin {change_org}/bench: version {new_version} acknowledged {:.1} ms after it was sent (validate, authorise, commit, cut and sign every snapshot)",
         ms_between(sent, acked)
@@ -588,10 +637,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         failed.len()
     );
     let got: Vec<(Instant, Instant, usize)> = got.into_iter().flatten().collect();
-    line("received, from apply sent", got.iter().map(|g| ms_between(sent, g.0)).collect());
-    line("received and verified, from sent", got.iter().map(|g| ms_between(sent, g.1)).collect());
-    line("received, from apply acknowledged", got.iter().map(|g| ms_between(acked, g.0)).collect());
-    line("received and verified, from ack", got.iter().map(|g| ms_between(acked, g.1)).collect());
+    line(
+        "received, from apply sent",
+        got.iter().map(|g| ms_between(sent, g.0)).collect(),
+    );
+    line(
+        "received and verified, from sent",
+        got.iter().map(|g| ms_between(sent, g.1)).collect(),
+    );
+    line(
+        "received, from apply acknowledged",
+        got.iter().map(|g| ms_between(acked, g.0)).collect(),
+    );
+    line(
+        "received and verified, from ack",
+        got.iter().map(|g| ms_between(acked, g.1)).collect(),
+    );
     let mut sizes: Vec<usize> = got.iter().map(|g| g.2).collect();
     sizes.sort_unstable();
     if let (Some(min), Some(max)) = (sizes.first(), sizes.last()) {

@@ -44,7 +44,11 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     };
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
-    println!("load (parse, validate): {:.0} ms, {} edges", ms(t), fed.edges.len());
+    println!(
+        "load (parse, validate): {:.0} ms, {} edges",
+        ms(t),
+        fed.edges.len()
+    );
 
     let n = sample.min(fed.edges.len()).max(1);
     let step = fed.edges.len() / n;

@@ -235,8 +235,11 @@ impl EdgeSnapshot {
                 hide_service(&mut s.value);
             }
         }
-        doc.policies
-            .retain(|p| plan.policies.iter().any(|id| id.as_str() == p.value.id.value));
+        doc.policies.retain(|p| {
+            plan.policies
+                .iter()
+                .any(|id| id.as_str() == p.value.id.value)
+        });
         for p in &mut doc.policies {
             p.value
                 .to
@@ -539,7 +542,8 @@ impl<'f> Cutter<'f> {
             .iter()
             .filter(|s| site_kept(&s.value, local, edge.site.as_ref()))
             .collect();
-        let edge_orgs = std::iter::once(local.as_str()).chain(plan.peers.iter().map(|p| p.as_str()));
+        let edge_orgs =
+            std::iter::once(local.as_str()).chain(plan.peers.iter().map(|p| p.as_str()));
         let edges = gather(&doc.edges, &self.edges_by_org, edge_orgs)
             .into_iter()
             .map(|(i, x)| {

@@ -74,7 +74,8 @@ fn the_example_region_cuts_the_same_bytes() {
 
 #[test]
 fn generated_federations_cut_the_same_bytes() {
-    for (orgs, edges_per_org, policies, seed) in [(8, 1, 60, 1), (40, 3, 200, 7), (410, 1, 600, 3)] {
+    for (orgs, edges_per_org, policies, seed) in [(8, 1, 60, 1), (40, 3, 200, 7), (410, 1, 600, 3)]
+    {
         let yaml = fedgen::generate_shape(policies, orgs, edges_per_org, seed).to_yaml();
         let mut sources = Sources::new();
         sources.add("generated.yaml", yaml);

@@ -190,7 +190,9 @@ pub(crate) struct Generated {
 /// Generate a federation of `policies` policies over `orgs` members (default:
 /// [`default_orgs`], at most 400), one edge each, deterministically from `seed`.
 pub(crate) fn generate(policies: usize, orgs: Option<usize>, seed: u64) -> Generated {
-    let k = orgs.unwrap_or_else(|| default_orgs(policies)).clamp(2, CLASSIC_ORGS);
+    let k = orgs
+        .unwrap_or_else(|| default_orgs(policies))
+        .clamp(2, CLASSIC_ORGS);
     generate_shape(policies, k, 1, seed)
 }
 
