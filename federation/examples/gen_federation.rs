@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p federation --example gen_federation -- --policies 100000 [--orgs K] [--seed S] > federation.yaml
+//! cargo run --release -p federation --example gen_federation -- --policies 5000 --orgs 1000 --edges-per-org 10 > federation.yaml
 //! ```
 //!
 //! The output is deterministic for given arguments and loads with no errors
@@ -14,14 +15,17 @@ use std::process::ExitCode;
 #[path = "../benches/common/gen.rs"]
 mod fedgen; // `gen` is a reserved keyword in edition 2024
 
-const USAGE: &str = "usage: gen_federation --policies N [--orgs K] [--seed S]
-  --policies N  number of policies (required)
-  --orgs K      number of organisations (default: max(6, N/500), at most 400)
-  --seed S      PRNG seed (default: 1)";
+const USAGE: &str = "usage: gen_federation --policies N [--orgs K] [--edges-per-org E] [--seed S]
+  --policies N       number of policies (required)
+  --orgs K           number of organisations (default: max(6, N/500), at most 400;
+                     up to 4096 with --edges-per-org)
+  --edges-per-org E  edges per organisation, 1 to 250 (default: 1)
+  --seed S           PRNG seed (default: 1)";
 
 fn main() -> ExitCode {
     let mut policies = None;
     let mut orgs = None;
+    let mut edges_per_org = None;
     let mut seed = 1u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         match name.as_str() {
             "--policies" => policies = Some(n as usize),
             "--orgs" => orgs = Some(n as usize),
+            "--edges-per-org" => edges_per_org = Some(n as usize),
             "--seed" => seed = n,
             _ => {
                 eprintln!("gen_federation: unknown argument `{name}`\n{USAGE}");
@@ -55,11 +60,29 @@ fn main() -> ExitCode {
         eprintln!("gen_federation: `--policies N` is required\n{USAGE}");
         return ExitCode::from(2);
     };
-    if orgs.is_some_and(|k| !(2..=400).contains(&k)) {
-        eprintln!("gen_federation: `--orgs` must be between 2 and 400\n{USAGE}");
+    let max_orgs = if edges_per_org.is_some() {
+        fedgen::MAX_ORGS
+    } else {
+        400
+    };
+    if orgs.is_some_and(|k| !(2..=max_orgs).contains(&k)) {
+        eprintln!("gen_federation: `--orgs` must be between 2 and {max_orgs}\n{USAGE}");
         return ExitCode::from(2);
     }
-    let yaml = fedgen::generate(policies, orgs, seed).to_yaml();
+    if edges_per_org.is_some_and(|e| !(1..=250).contains(&e)) {
+        eprintln!("gen_federation: `--edges-per-org` must be between 1 and 250\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    let generated = match edges_per_org {
+        Some(e) => fedgen::generate_shape(
+            policies,
+            orgs.unwrap_or_else(|| fedgen::default_orgs(policies)),
+            e,
+            seed,
+        ),
+        None => fedgen::generate(policies, orgs, seed),
+    };
+    let yaml = generated.to_yaml();
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(yaml.as_bytes()).and_then(|()| out.flush()) {
         eprintln!("gen_federation: cannot write: {e}");

@@ -101,7 +101,13 @@ impl SigningKey {
 
     /// Sign a snapshot: its JSON, as it will be verified, inside an envelope.
     pub fn sign(&self, snapshot: &EdgeSnapshot) -> SignedSnapshot {
-        let payload = String::from_utf8(snapshot.to_json()).unwrap_or_default();
+        self.sign_json(snapshot.to_json())
+    }
+
+    /// Sign a snapshot's JSON as it is (from [`EdgeSnapshot::to_json`] or
+    /// [`crate::snapshot::SharedCut::snapshot_json`]).
+    pub fn sign_json(&self, json: Vec<u8>) -> SignedSnapshot {
+        let payload = String::from_utf8(json).unwrap_or_default();
         let signature = self.pair.sign(payload.as_bytes());
         SignedSnapshot {
             format: SIGNED_FORMAT,

@@ -14,7 +14,8 @@
 //! - other members' records and network labels (no ranges, contacts or
 //!   resolvers), and the revoked certificate serials.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -62,31 +63,40 @@ pub enum SnapshotError {
     InvalidContent(Vec<Diagnostic>),
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn digest(doc: &DocumentSpec) -> String {
     // Serialising plain structs and vectors cannot fail.
     let json = serde_json::to_vec(doc).unwrap_or_default();
-    let hash = Sha256::digest(&json);
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(&json))
 }
 
-impl EdgeSnapshot {
-    /// Cut the snapshot of `edge` (`ORG/NAME`) from a valid federation.
-    pub fn build(
-        spec: &FederationSpec,
-        fed: &Federation,
-        edge: &str,
-        version: u64,
-    ) -> Result<Self, SnapshotError> {
-        let e = fed
-            .edge(edge)
-            .ok_or_else(|| SnapshotError::UnknownEdge(edge.to_owned()))?;
-        let local = e.org.clone();
-        let own_services: BTreeSet<&ServiceId> = fed.services_of(&local).map(|s| &s.id).collect();
+/// What an edge of one organisation may know, decided from the typed model:
+/// the services it keeps, its peers and the policies it enforces.
+struct Plan<'f> {
+    own_services: BTreeSet<&'f ServiceId>,
+    reachable: BTreeSet<&'f ServiceId>,
+    peers: BTreeSet<&'f OrgId>,
+    policies: BTreeSet<&'f PolicyId>,
+}
+
+impl<'f> Plan<'f> {
+    /// `candidates` must include every policy from `local` or to one of its
+    /// services (others are skipped); `services` are `local`'s own.
+    fn new(
+        fed: &'f Federation,
+        local: &OrgId,
+        services: impl Iterator<Item = &'f Service>,
+        candidates: impl Iterator<Item = &'f Policy>,
+    ) -> Self {
+        let own_services: BTreeSet<&ServiceId> = services.map(|s| &s.id).collect();
         let mut reachable: BTreeSet<&ServiceId> = BTreeSet::new();
         let mut peers: BTreeSet<&OrgId> = BTreeSet::new();
         let mut policies: BTreeSet<&PolicyId> = BTreeSet::new();
-        for p in &fed.policies {
-            let from_local = p.from.orgs.contains(&local);
+        for p in candidates {
+            let from_local = p.from.orgs.contains(local);
             let to_local = p.to.iter().any(|s| own_services.contains(s));
             if !(from_local || to_local) {
                 continue;
@@ -98,7 +108,7 @@ impl EdgeSnapshot {
             if from_local {
                 for s in &p.to {
                     if let Some(svc) = fed.service(s.as_str())
-                        && svc.org != local
+                        && svc.org != *local
                     {
                         reachable.insert(&svc.id);
                         peers.insert(&svc.org);
@@ -106,51 +116,115 @@ impl EdgeSnapshot {
                 }
             }
             if to_local {
-                peers.extend(p.from.orgs.iter().filter(|o| **o != local));
+                peers.extend(p.from.orgs.iter().filter(|o| *o != local));
             }
         }
-        let kept_services: BTreeSet<&str> = own_services
+        Self {
+            own_services,
+            reachable,
+            peers,
+            policies,
+        }
+    }
+
+    fn kept_services(&self) -> BTreeSet<&'f str> {
+        self.own_services
             .iter()
-            .chain(reachable.iter())
+            .chain(self.reachable.iter())
             .map(|s| s.as_str())
-            .collect();
+            .collect()
+    }
+
+    fn is_peer(&self, org: &str) -> bool {
+        self.peers.iter().any(|p| p.as_str() == org)
+    }
+}
+
+/// Another member's record: no contacts or resolvers; its zones only for a peer.
+fn hide_org(org: &mut OrganisationSpec, peer: bool) {
+    org.contacts.clear();
+    org.dns.upstreams.clear();
+    if !peer {
+        org.dns.zones.clear();
+    }
+}
+
+/// Another member's network: its label, never its ranges.
+fn hide_network(n: &mut NetworkSpec) {
+    n.cidrs.clear();
+    n.description = None;
+}
+
+/// Another member's edge: its overlay endpoints only.
+fn hide_edge(e: &mut EdgeSpec) {
+    e.ingress = IngressSpec::default();
+    e.site = None;
+    e.dns = None;
+}
+
+/// Another member's service: never its internal address.
+fn hide_service(s: &mut ServiceSpec) {
+    s.address = None;
+    s.description = None;
+    s.dns_internal = None;
+}
+
+/// A site an edge of `local` (at `edge_site`) may know: hosted by `local`,
+/// the edge's own, or holding one of `local`'s networks.
+fn site_kept(site: &SiteSpec, local: &OrgId, edge_site: Option<&SiteId>) -> bool {
+    site.host.value == local.as_str()
+        || edge_site.is_some_and(|id| id.as_str() == site.id.value)
+        || site
+            .networks
+            .iter()
+            .any(|n| n.value.split('/').next() == Some(local.as_str()))
+}
+
+/// A policy with nothing left to open once pruned is dropped.
+fn policy_targets_nothing(p: &PolicySpec) -> bool {
+    p.to.services.is_empty() && p.to.tags.is_empty()
+}
+
+impl EdgeSnapshot {
+    /// Cut the snapshot of `edge` (`ORG/NAME`) from a valid federation.
+    ///
+    /// The simple form, one edge at a time (each call copies the whole
+    /// document); [`Cutter`] cuts every edge's snapshot of a version with the
+    /// same result, byte for byte.
+    pub fn build(
+        spec: &FederationSpec,
+        fed: &Federation,
+        edge: &str,
+        version: u64,
+    ) -> Result<Self, SnapshotError> {
+        let e = fed
+            .edge(edge)
+            .ok_or_else(|| SnapshotError::UnknownEdge(edge.to_owned()))?;
+        let local = e.org.clone();
+        let plan = Plan::new(fed, &local, fed.services_of(&local), fed.policies.iter());
+        let kept_services = plan.kept_services();
         let is_local = |o: &S<String>| o.value == local.as_str();
-        let is_peer = |o: &str| peers.iter().any(|p| p.as_str() == o);
 
         let mut doc = spec.to_document();
         for o in &mut doc.organisations {
             let org = &mut o.value;
             if org.id.value != local.as_str() {
-                org.contacts.clear();
-                org.dns.upstreams.clear();
-                if !is_peer(&org.id.value) {
-                    org.dns.zones.clear();
-                }
+                let peer = plan.is_peer(&org.id.value);
+                hide_org(org, peer);
             }
         }
         for n in &mut doc.networks {
             if !is_local(&n.value.org) {
-                n.value.cidrs.clear();
-                n.value.description = None;
+                hide_network(&mut n.value);
             }
         }
-        doc.sites.retain(|s| {
-            is_local(&s.value.host)
-                || e.site
-                    .as_ref()
-                    .is_some_and(|id| id.as_str() == s.value.id.value)
-                || s.value
-                    .networks
-                    .iter()
-                    .any(|n| n.value.split('/').next() == Some(local.as_str()))
-        });
+        doc.sites
+            .retain(|s| site_kept(&s.value, &local, e.site.as_ref()));
         doc.edges
-            .retain(|x| is_local(&x.value.org) || is_peer(&x.value.org.value));
+            .retain(|x| is_local(&x.value.org) || plan.is_peer(&x.value.org.value));
         for x in &mut doc.edges {
             if !is_local(&x.value.org) {
-                x.value.ingress = IngressSpec::default();
-                x.value.site = None;
-                x.value.dns = None;
+                hide_edge(&mut x.value);
             }
         }
         doc.services.retain(|s| {
@@ -158,21 +232,21 @@ impl EdgeSnapshot {
         });
         for s in &mut doc.services {
             if !is_local(&s.value.org) {
-                s.value.address = None;
-                s.value.description = None;
-                s.value.dns_internal = None;
+                hide_service(&mut s.value);
             }
         }
-        doc.policies
-            .retain(|p| policies.iter().any(|id| id.as_str() == p.value.id.value));
+        doc.policies.retain(|p| {
+            plan.policies
+                .iter()
+                .any(|id| id.as_str() == p.value.id.value)
+        });
         for p in &mut doc.policies {
             p.value
                 .to
                 .services
                 .retain(|s| kept_services.contains(s.value.as_str()));
         }
-        doc.policies
-            .retain(|p| !(p.value.to.services.is_empty() && p.value.to.tags.is_empty()));
+        doc.policies.retain(|p| !policy_targets_nothing(&p.value));
         let agreements: BTreeSet<String> = doc
             .policies
             .iter()
@@ -242,5 +316,342 @@ impl EdgeSnapshot {
                     .collect(),
             )
         })
+    }
+}
+
+/// The document as [`DocumentSpec`] serialises it, borrowed from a
+/// [`Cutter`]'s prepared items rather than copied per edge. The fields, their
+/// order and their `skip_serializing_if` mirror [`DocumentSpec`]'s exactly;
+/// `tests/snapshot_cutter.rs` checks the bytes against [`EdgeSnapshot::build`].
+#[derive(Serialize)]
+struct DocumentView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    federation: Option<&'a S<FederationMetaSpec>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    organisations: Vec<&'a S<OrganisationSpec>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    networks: Vec<&'a S<NetworkSpec>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sites: Vec<&'a S<SiteSpec>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    edges: Vec<&'a S<EdgeSpec>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    services: Vec<&'a S<ServiceSpec>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    groups: &'a [S<GroupSpec>],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    agreements: Vec<&'a S<AgreementSpec>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    policies: Vec<Cow<'a, S<PolicySpec>>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    revoked_certificates: &'a [S<RevocationSpec>],
+}
+
+/// Every edge's snapshot of one version, fast: the result of
+/// [`EdgeSnapshot::build`] for each edge, byte for byte, without copying the
+/// document per edge.
+///
+/// - Every edge of one organisation at one site holds the same pruned
+///   document: it is cut, digested and serialised once per such group
+///   ([`Cutter::groups`], [`Cutter::cut`]); only the `edge` field differs
+///   ([`SharedCut::snapshot_json`]).
+/// - Other members' records, networks, edges and services are hidden once
+///   per version, not once per edge; policies and items are found through
+///   indexes instead of scans.
+///
+/// `Cutter` is `Sync`: a caller may cut groups on several threads.
+pub struct Cutter<'f> {
+    fed: &'f Federation,
+    doc: DocumentSpec,
+    /// Organisations as a non-peer and as a peer sees them.
+    orgs_stranger: Vec<S<OrganisationSpec>>,
+    orgs_peer: Vec<S<OrganisationSpec>>,
+    networks_hidden: Vec<S<NetworkSpec>>,
+    edges_hidden: Vec<S<EdgeSpec>>,
+    services_hidden: Vec<S<ServiceSpec>>,
+    /// Document indexes of the edges of each organisation.
+    edges_by_org: HashMap<String, Vec<usize>>,
+    /// Document indexes of each service (`ORG/NAME`) and policy id.
+    services_by_id: HashMap<String, Vec<usize>>,
+    policies_by_id: HashMap<String, Vec<usize>>,
+    /// Model indexes of the services of each organisation, and of the
+    /// policies from it or to one of its services (ascending).
+    services_of: HashMap<&'f str, Vec<usize>>,
+    policies_of: HashMap<&'f str, Vec<usize>>,
+}
+
+/// One group's pruned document, serialised: what every snapshot of the group
+/// shares.
+pub struct SharedCut {
+    org: String,
+    digest: String,
+    /// The document's pretty JSON, indented one level (as it sits inside the
+    /// snapshot's pretty JSON).
+    document: Vec<u8>,
+}
+
+fn index_by<T>(items: &[T], key: impl Fn(&T) -> String) -> HashMap<String, Vec<usize>> {
+    let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        map.entry(key(item)).or_default().push(i);
+    }
+    map
+}
+
+/// The items of `items` at the ascending indexes gathered from `index` under `keys`.
+fn gather<'a, 'k, T>(
+    items: &'a [T],
+    index: &HashMap<String, Vec<usize>>,
+    keys: impl Iterator<Item = &'k str>,
+) -> Vec<(usize, &'a T)> {
+    let mut at: Vec<usize> = keys
+        .filter_map(|k| index.get(k))
+        .flatten()
+        .copied()
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    at.into_iter().map(|i| (i, &items[i])).collect()
+}
+
+impl<'f> Cutter<'f> {
+    /// Prepare to cut snapshots of `fed`, a valid federation, and of `spec`,
+    /// its document.
+    pub fn new(spec: &FederationSpec, fed: &'f Federation) -> Self {
+        let doc = spec.to_document();
+        let hidden = |f: fn(&mut S<OrganisationSpec>)| -> Vec<S<OrganisationSpec>> {
+            doc.organisations
+                .iter()
+                .cloned()
+                .map(|mut o| {
+                    f(&mut o);
+                    o
+                })
+                .collect()
+        };
+        let orgs_stranger = hidden(|o| hide_org(&mut o.value, false));
+        let orgs_peer = hidden(|o| hide_org(&mut o.value, true));
+        fn hide_all<T: Clone>(items: &[S<T>], f: fn(&mut T)) -> Vec<S<T>> {
+            items
+                .iter()
+                .cloned()
+                .map(|mut x| {
+                    f(&mut x.value);
+                    x
+                })
+                .collect()
+        }
+        let networks_hidden = hide_all(&doc.networks, hide_network);
+        let edges_hidden = hide_all(&doc.edges, hide_edge);
+        let services_hidden = hide_all(&doc.services, hide_service);
+        let edges_by_org = index_by(&doc.edges, |e| e.value.org.value.clone());
+        let services_by_id = index_by(&doc.services, |s| {
+            format!("{}/{}", s.value.org.value, s.value.name.value)
+        });
+        let policies_by_id = index_by(&doc.policies, |p| p.value.id.value.clone());
+        let mut services_of: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, s) in fed.services.iter().enumerate() {
+            services_of.entry(s.org.as_str()).or_default().push(i);
+        }
+        let mut policies_of: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, p) in fed.policies.iter().enumerate() {
+            let owners = p.to.iter().filter_map(|s| fed.service(s.as_str()));
+            for org in p.from.orgs.iter().chain(owners.map(|s| &s.org)) {
+                let list = policies_of.entry(org.as_str()).or_default();
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+        }
+        Self {
+            fed,
+            doc,
+            orgs_stranger,
+            orgs_peer,
+            networks_hidden,
+            edges_hidden,
+            services_hidden,
+            edges_by_org,
+            services_by_id,
+            policies_by_id,
+            services_of,
+            policies_of,
+        }
+    }
+
+    /// The edges, grouped so that all the edges of a group hold the same
+    /// document (same organisation, same site), in the federation's order.
+    pub fn groups(&self) -> Vec<Vec<&'f Edge>> {
+        let mut at: HashMap<(&OrgId, Option<&SiteId>), usize> = HashMap::new();
+        let mut groups: Vec<Vec<&Edge>> = Vec::new();
+        for e in &self.fed.edges {
+            let i = *at.entry((&e.org, e.site.as_ref())).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[i].push(e);
+        }
+        groups
+    }
+
+    /// The document every edge of `edge`'s group holds.
+    pub fn cut(&self, edge: &Edge) -> SharedCut {
+        let fed = self.fed;
+        let local = &edge.org;
+        let none = Vec::new();
+        let own = self.services_of.get(local.as_str()).unwrap_or(&none);
+        let candidates = self.policies_of.get(local.as_str()).unwrap_or(&none);
+        let plan = Plan::new(
+            fed,
+            local,
+            own.iter().map(|&i| &fed.services[i]),
+            candidates.iter().map(|&i| &fed.policies[i]),
+        );
+        let kept_services = plan.kept_services();
+        let is_local = |o: &S<String>| o.value == local.as_str();
+        let doc = &self.doc;
+
+        let organisations = doc
+            .organisations
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                if o.value.id.value == local.as_str() {
+                    o
+                } else if plan.is_peer(&o.value.id.value) {
+                    &self.orgs_peer[i]
+                } else {
+                    &self.orgs_stranger[i]
+                }
+            })
+            .collect();
+        let networks = doc
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                if is_local(&n.value.org) {
+                    n
+                } else {
+                    &self.networks_hidden[i]
+                }
+            })
+            .collect();
+        let sites = doc
+            .sites
+            .iter()
+            .filter(|s| site_kept(&s.value, local, edge.site.as_ref()))
+            .collect();
+        let edge_orgs =
+            std::iter::once(local.as_str()).chain(plan.peers.iter().map(|p| p.as_str()));
+        let edges = gather(&doc.edges, &self.edges_by_org, edge_orgs)
+            .into_iter()
+            .map(|(i, x)| {
+                if is_local(&x.value.org) {
+                    x
+                } else {
+                    &self.edges_hidden[i]
+                }
+            })
+            .collect();
+        let services = gather(
+            &doc.services,
+            &self.services_by_id,
+            kept_services.iter().copied(),
+        )
+        .into_iter()
+        .map(|(i, s)| {
+            if is_local(&s.value.org) {
+                s
+            } else {
+                &self.services_hidden[i]
+            }
+        })
+        .collect();
+        let policies: Vec<Cow<'_, S<PolicySpec>>> = gather(
+            &doc.policies,
+            &self.policies_by_id,
+            plan.policies.iter().map(|p| p.as_str()),
+        )
+        .into_iter()
+        .map(|(_, p)| {
+            let keep = |s: &S<String>| kept_services.contains(s.value.as_str());
+            if p.value.to.services.iter().all(keep) {
+                Cow::Borrowed(p)
+            } else {
+                let mut owned = p.clone();
+                owned.value.to.services.retain(keep);
+                Cow::Owned(owned)
+            }
+        })
+        .filter(|p| !policy_targets_nothing(&p.value))
+        .collect();
+        let agreement_ids: BTreeSet<&str> = policies
+            .iter()
+            .filter_map(|p| p.value.agreement.as_ref().map(|a| a.value.as_str()))
+            .collect();
+        let agreements = doc
+            .agreements
+            .iter()
+            .filter(|a| agreement_ids.contains(a.value.id.value.as_str()))
+            .collect();
+        let view = DocumentView {
+            federation: doc.federation.as_ref(),
+            organisations,
+            networks,
+            sites,
+            edges,
+            services,
+            groups: &doc.groups,
+            agreements,
+            policies,
+            revoked_certificates: &doc.revoked_certificates,
+        };
+        // Serialising plain structs and vectors cannot fail.
+        let compact = serde_json::to_vec(&view).unwrap_or_default();
+        let pretty = serde_json::to_vec_pretty(&view).unwrap_or_default();
+        // JSON strings hold no raw newline: every newline is layout.
+        let mut document = Vec::with_capacity(pretty.len() + pretty.len() / 8);
+        for &b in &pretty {
+            document.push(b);
+            if b == b'\n' {
+                document.extend_from_slice(b"  ");
+            }
+        }
+        SharedCut {
+            org: local.to_string(),
+            digest: hex(&Sha256::digest(&compact)),
+            document,
+        }
+    }
+
+    /// The whole document the snapshots are cut from.
+    pub fn into_document(self) -> DocumentSpec {
+        self.doc
+    }
+}
+
+impl SharedCut {
+    /// The JSON of the snapshot of `edge` (one of the group's) at `version`:
+    /// [`EdgeSnapshot::to_json`] of what [`EdgeSnapshot::build`] cuts.
+    pub fn snapshot_json(&self, edge: &str, version: u64) -> Vec<u8> {
+        // Strings serialise infallibly.
+        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let head = format!(
+            "{{\n  \"format\": {SNAPSHOT_FORMAT},\n  \"version\": {version},\n  \"edge\": {},\n  \"org\": {},\n  \"digest\": {},\n  \"document\": ",
+            quoted(edge),
+            quoted(&self.org),
+            quoted(&self.digest),
+        );
+        let mut out = Vec::with_capacity(head.len() + self.document.len() + 2);
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&self.document);
+        out.extend_from_slice(b"\n}");
+        out
+    }
+
+    /// The size of the shared document's JSON, in bytes.
+    pub fn document_len(&self) -> usize {
+        self.document.len()
     }
 }

@@ -5,8 +5,9 @@
 //! the core crate. Pure std: a tiny xorshift PRNG, no `rand`.
 //!
 //! The shape: K organisations `oNNN` (zone `oNNN.example`), each with two
-//! networks (`corporate`, `roaming-staff`; distinct ranges per member), one
-//! edge, five services (three TLS on 443, two TCP on 2575); regional groups of
+//! networks (`corporate`, `roaming-staff`; distinct ranges per member), E
+//! edges (one by default; `edge-1` .. `edge-E`, for the control plane's
+//! fan-out bench), five services (three TLS on 443, two TCP on 2575); regional groups of
 //! consecutive members; one agreement binding every member and one per region;
 //! N policies, about 90% allow and 10% deny, each from 1-3 members or a region,
 //! sometimes narrowed to one network or one /24, to 1-2 services of one owner,
@@ -57,6 +58,11 @@ impl Rng {
 pub(crate) fn default_orgs(policies: usize) -> usize {
     (policies / 500).clamp(6, 400)
 }
+
+/// The most organisations [`generate_shape`] makes (the address plan's limit).
+pub(crate) const MAX_ORGS: usize = 4096;
+/// Up to this many organisations, the address plan of the `decide` figures.
+const CLASSIC_ORGS: usize = 400;
 
 pub(crate) const SERVICES: [(&str, u16, &str); 5] = [
     ("ehr", 443, "tls"),
@@ -173,6 +179,8 @@ pub(crate) struct FlowSpec {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Generated {
+    /// Edges per organisation.
+    pub(crate) edges_per_org: usize,
     pub(crate) orgs: Vec<Org>,
     pub(crate) services: Vec<Service>,
     pub(crate) groups: Vec<Group>,
@@ -180,20 +188,49 @@ pub(crate) struct Generated {
 }
 
 /// Generate a federation of `policies` policies over `orgs` members (default:
-/// [`default_orgs`]), deterministically from `seed`.
+/// [`default_orgs`], at most 400), one edge each, deterministically from `seed`.
 pub(crate) fn generate(policies: usize, orgs: Option<usize>, seed: u64) -> Generated {
-    let k = orgs.unwrap_or_else(|| default_orgs(policies)).clamp(2, 400);
+    let k = orgs
+        .unwrap_or_else(|| default_orgs(policies))
+        .clamp(2, CLASSIC_ORGS);
+    generate_shape(policies, k, 1, seed)
+}
+
+/// The two networks of member `i` of `k`: up to 400 members, corporate
+/// 10.0.0.0/17 .. 10.199.128.0/17 and roaming 10.200.0.0/19 ..
+/// 10.249.224.0/19 (the plan of the `decide` figures); beyond, corporate
+/// /20s in 10.0.0.0/8 and roaming /22s in 100.64.0.0/10 (4,096 of each).
+fn networks_of(i: usize, k: usize) -> [Prefix; 2] {
+    if k <= CLASSIC_ORGS {
+        [
+            Prefix::new(10, (i / 2) as u8, ((i % 2) * 128) as u8, 17),
+            Prefix::new(10, (200 + i / 8) as u8, ((i % 8) * 32) as u8, 19),
+        ]
+    } else {
+        [
+            Prefix::new(10, (i / 16) as u8, ((i % 16) * 16) as u8, 20),
+            Prefix::new(100, (64 + i / 64) as u8, ((i % 64) * 4) as u8, 22),
+        ]
+    }
+}
+
+/// [`generate`] with `orgs` members (2 to [`MAX_ORGS`]) of `edges_per_org`
+/// edges each (1 to 250).
+pub(crate) fn generate_shape(
+    policies: usize,
+    orgs: usize,
+    edges_per_org: usize,
+    seed: u64,
+) -> Generated {
+    let k = orgs.clamp(2, MAX_ORGS);
+    let edges_per_org = edges_per_org.clamp(1, 250);
     let mut rng = Rng::new(seed);
     let region_size = (k / 2).clamp(3, 8);
     let regions = k.div_ceil(region_size);
     let orgs: Vec<Org> = (0..k)
         .map(|i| Org {
             id: format!("o{i:03}"),
-            // corporate 10.0.0.0/17 .. 10.199.128.0/17; roaming 10.200.0.0/19 .. 10.249.224.0/19
-            networks: [
-                Prefix::new(10, (i / 2) as u8, ((i % 2) * 128) as u8, 17),
-                Prefix::new(10, (200 + i / 8) as u8, ((i % 8) * 32) as u8, 19),
-            ],
+            networks: networks_of(i, k),
             region: i / region_size,
         })
         .collect();
@@ -284,6 +321,7 @@ pub(crate) fn generate(policies: usize, orgs: Option<usize>, seed: u64) -> Gener
         });
     }
     Generated {
+        edges_per_org,
         orgs,
         services,
         groups,
@@ -303,6 +341,14 @@ impl Generated {
             self.orgs.len(),
             self.policies.len()
         );
+        if self.edges_per_org > 1 {
+            let _ = writeln!(
+                w,
+                "# {} edges per organisation, {} in all.",
+                self.edges_per_org,
+                self.edges_per_org * self.orgs.len()
+            );
+        }
         let _ = writeln!(
             w,
             "federation: {{name: synthetic, trust_domain: synthetic.fedgate.example}}"
@@ -332,14 +378,22 @@ impl Generated {
         }
         let _ = writeln!(w, "edges:");
         for (i, o) in self.orgs.iter().enumerate() {
-            let n = i + 1;
-            let (x, z) = (n / 256, n % 256);
             let c = o.networks[0].addr.octets();
-            let _ = writeln!(
-                w,
-                "  - {{org: {}, name: edge-1, overlay: {{quic: \"127.0.{x}.{z}:4433\", tcp: \"127.0.{x}.{z}:4443\"}}, ingress: {{addresses: [{}.{}.{}.5]}}}}",
-                o.id, c[0], c[1], c[2]
-            );
+            for e in 0..self.edges_per_org {
+                // Overlay addresses 127.x.y.z, distinct for every edge.
+                let n = i * self.edges_per_org + e + 1;
+                let (x, y, z) = (n / 65536, (n / 256) % 256, n % 256);
+                let _ = writeln!(
+                    w,
+                    "  - {{org: {}, name: edge-{}, overlay: {{quic: \"127.{x}.{y}.{z}:4433\", tcp: \"127.{x}.{y}.{z}:4443\"}}, ingress: {{addresses: [{}.{}.{}.{}]}}}}",
+                    o.id,
+                    e + 1,
+                    c[0],
+                    c[1],
+                    c[2],
+                    5 + e
+                );
+            }
         }
         let _ = writeln!(w, "services:");
         for s in &self.services {
