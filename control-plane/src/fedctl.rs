@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::{files, render};
 
 pub mod conn;
+pub mod demo;
 pub mod online;
 pub mod output;
 
@@ -251,6 +252,13 @@ enum Command {
         output: Output,
         #[command(flatten)]
         conn: conn::ConnArgs,
+    },
+    /// A whole federation on this machine's loopback: a control plane, one
+    /// edge per member's edge and stand-in services, no root needed.
+    #[command(after_help = "Examples:\n  fedctl demo up\n  fedctl demo status\n  fedctl demo down")]
+    Demo {
+        #[command(subcommand)]
+        command: demo::DemoCommand,
     },
     /// Development certificates: a CA, and identities it signs. Never for production.
     #[command(
@@ -504,6 +512,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo { command } => demo::run(command),
         Command::Certs { command } => {
             #[allow(clippy::disallowed_methods)] // the binary is where the clock is read
             crate::certs::run(command, Timestamp::now())

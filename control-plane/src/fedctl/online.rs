@@ -446,7 +446,7 @@ pub async fn history(api: &Api, output: Output) -> anyhow::Result<u8> {
         .collect();
     print!(
         "{}",
-        table(&["version", "time", "author", "changes", "message"], &rows)
+        table(&["VERSION", "TIME", "AUTHOR", "CHANGES", "MESSAGE"], &rows)
     );
     Ok(0)
 }
@@ -498,7 +498,7 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
     println!();
     print!(
         "{}",
-        table(&["edge", "version", "state", "last report"], &rows)
+        table(&["EDGE", "VERSION", "STATE", "LAST REPORT"], &rows)
     );
     // The link matrix: each reporting edge's view of each peer.
     let names: Vec<String> = edges
@@ -507,7 +507,7 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
         .collect();
     if !names.is_empty() {
         println!("\nlinks (row: the reporting edge; quic with RTT, tcp fallback, down):");
-        let mut headers: Vec<&str> = vec!["from \\ to"];
+        let mut headers: Vec<&str> = vec!["FROM \\ TO"];
         headers.extend(names.iter().map(String::as_str));
         let rows: Vec<Vec<String>> = edges
             .iter()
@@ -659,7 +659,7 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
     }
     let (headers, rows): (Vec<&str>, Vec<Vec<String>>) = match kind {
         Kind::Orgs => (
-            vec!["id", "name", "kind", "membership expires", "zones"],
+            vec!["ID", "NAME", "KIND", "MEMBERSHIP EXPIRES", "ZONES"],
             values
                 .iter()
                 .map(|v| {
@@ -674,14 +674,14 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
                 .collect(),
         ),
         Kind::Networks => (
-            vec!["network", "purpose", "cidrs"],
+            vec!["NETWORK", "PURPOSE", "CIDRS"],
             picked
                 .iter()
                 .map(|(id, v)| vec![id.clone(), s(&v["purpose"]), strs(&v["cidrs"])])
                 .collect(),
         ),
         Kind::Services => (
-            vec!["service", "protocol", "ports", "dns", "tags"],
+            vec!["SERVICE", "PROTOCOL", "PORTS", "DNS", "TAGS"],
             picked
                 .iter()
                 .map(|(id, v)| {
@@ -697,13 +697,13 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
         ),
         Kind::Policies => (
             vec![
-                "policy",
-                "action",
-                "from",
-                "to",
-                "ports",
-                "agreement",
-                "expires",
+                "POLICY",
+                "ACTION",
+                "FROM",
+                "TO",
+                "PORTS",
+                "AGREEMENT",
+                "EXPIRES",
             ],
             values
                 .iter()
@@ -735,7 +735,7 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
                 .collect(),
         ),
         Kind::Agreements => (
-            vec!["agreement", "parties", "start", "expires", "title"],
+            vec!["AGREEMENT", "PARTIES", "START", "EXPIRES", "TITLE"],
             values
                 .iter()
                 .map(|v| {
@@ -753,7 +753,7 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
             let status = api.get("/v1/status").await.unwrap_or(Value::Null);
             let running = edge_versions(&status);
             (
-                vec!["edge", "quic", "tcp", "dns", "ingress", "running version"],
+                vec!["EDGE", "QUIC", "TCP", "DNS", "INGRESS", "RUNNING VERSION"],
                 picked
                     .iter()
                     .map(|(id, v)| {
@@ -775,14 +775,14 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
             )
         }
         Kind::Groups => (
-            vec!["group", "members"],
+            vec!["GROUP", "MEMBERS"],
             values
                 .iter()
                 .map(|v| vec![s(&v["id"]), strs(&v["members"])])
                 .collect(),
         ),
         Kind::Sites => (
-            vec!["site", "host", "networks"],
+            vec!["SITE", "HOST", "NETWORKS"],
             values
                 .iter()
                 .map(|v| vec![s(&v["id"]), s(&v["host"]), strs(&v["networks"])])

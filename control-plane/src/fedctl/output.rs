@@ -75,7 +75,7 @@ impl Paint {
     }
 }
 
-/// Columns padded to their widest cell; the header in capitals.
+/// Columns padded to their widest cell, under `headers` as given.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -97,7 +97,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
         s.trim_end().to_owned() + "\n"
     };
-    let mut out = line(&mut headers.iter().map(|h| h.to_uppercase()));
+    let mut out = line(&mut headers.iter().map(|h| (*h).to_owned()));
     for row in rows {
         out.push_str(&line(&mut row.iter().cloned()));
     }
