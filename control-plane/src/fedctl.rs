@@ -21,6 +21,7 @@ use crate::{files, render};
 
 pub mod conn;
 pub mod demo;
+pub mod firewall;
 pub mod online;
 pub mod output;
 
@@ -253,6 +254,28 @@ enum Command {
         #[command(flatten)]
         conn: conn::ConnArgs,
     },
+    /// The perimeter openings a member makes for its edges (each peer edge's
+    /// addresses, UDP and TCP ports, both directions) and a ruleset that locks
+    /// each edge host down to them; on files with --config, else live.
+    #[command(
+        after_help = "Examples:\n  fedctl firewall --config configs/south-east --org dpft\n  fedctl firewall --config configs/south-east --org wmcc --format nftables > wmcc-edge.nft\n  fedctl firewall --org dpft --format iptables --control-plane 192.0.2.5:7443   # the live configuration"
+    )]
+    Firewall {
+        /// The federation files (or directories); without it, the control
+        /// plane's head version.
+        #[arg(long, short, num_args = 1..)]
+        config: Vec<PathBuf>,
+        /// The member whose edges the rules are for.
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: firewall::Format,
+        /// Control-plane replicas the edges reach (HOST:PORT as IP:PORT).
+        #[arg(long, value_name = "IP:PORT")]
+        control_plane: Vec<std::net::SocketAddr>,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
+    },
     /// A whole federation on this machine's loopback: a control plane, one
     /// edge per member's edge and stand-in services, no root needed.
     #[command(after_help = "Examples:\n  fedctl demo up\n  fedctl demo status\n  fedctl demo down")]
@@ -301,6 +324,23 @@ where
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(f(api))
+}
+
+/// The federation from files, or else the control plane's head.
+fn files_or_live(
+    config: &[PathBuf],
+    conn: &conn::ConnArgs,
+    now: Timestamp,
+) -> anyhow::Result<federation::Loaded> {
+    if !config.is_empty() {
+        return Ok(files::load_valid(config, now)?.1);
+    }
+    let head = with_api(conn, |api| async move {
+        let head = online::fetch_document(&api, None).await?;
+        eprintln!("on version {} (the head) of {}", head.version, api.addr());
+        Ok(head)
+    })?;
+    Ok(federation::load(&head.sources, now))
 }
 
 /// An online command: its exit status.
@@ -510,6 +550,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}",
                 crate::forwarders::render(format, &fed.name, &org, &zones, &targets)
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Firewall {
+            config,
+            org,
+            format,
+            control_plane,
+            conn,
+        } => {
+            let loaded = files_or_live(&config, &conn, now())?;
+            let fed = loaded
+                .federation
+                .as_ref()
+                .context("the federation does not validate now; `fedctl check` shows why")?;
+            let openings = firewall::plan(&loaded.spec, fed, &org, &control_plane)?;
+            print!("{}", firewall::render(format, &fed.name, &org, &openings)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { command } => demo::run(command),
