@@ -306,9 +306,9 @@ impl Api {
 
     fn unreachable(&self, e: &CallError) -> Failure {
         let hint = match e {
-            CallError::Connect { .. } | CallError::Timeout { .. } => format!(
-                "is the control plane running and listening there? check --control / FEDCTL_CONTROL (for the demo: `fedctl demo status`)"
-            ),
+            CallError::Connect { .. } | CallError::Timeout { .. } => {
+                "is the control plane running and listening there? check --control / FEDCTL_CONTROL (for the demo: `fedctl demo status`)".to_owned()
+            }
             CallError::Handshake { reason, .. }
                 if reason.contains("UnknownIssuer")
                     || reason.contains("invalid peer certificate") =>

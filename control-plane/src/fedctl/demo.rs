@@ -500,7 +500,7 @@ fn up(config: &Path, state: &Path) -> anyhow::Result<ExitCode> {
     for (name, text) in &plan.files {
         fs::write(fed_dir.join(name), text)?;
     }
-    let (_, loaded) = crate::files::load_valid(&[fed_dir.clone()], now())
+    let (_, loaded) = crate::files::load_valid(std::slice::from_ref(&fed_dir), now())
         .context("the demo's copy of the federation does not validate")?;
     let fed = loaded.federation.as_ref().context("no federation")?;
     let certs = state.join("certs");
