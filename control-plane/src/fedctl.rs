@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::{files, render};
 
+pub mod certcheck;
 pub mod conn;
 pub mod demo;
 pub mod firewall;
@@ -98,17 +99,22 @@ enum Command {
     /// Check federation files offline: syntax, references, overlaps, zones,
     /// policies and expiries, printed like a compiler's diagnostics.
     #[command(
-        after_help = "Example:\n  fedctl check configs/south-east\n  fedctl check -o json dpft.yaml federation.yaml"
+        after_help = "Examples:\n  fedctl check configs/south-east\n  fedctl check -o json dpft.yaml federation.yaml\n  fedctl check configs/south-east --certs certs-dev/out"
     )]
     Check {
         /// Files, or directories of *.yaml files, that together make one federation.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "certs")]
         paths: Vec<PathBuf>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
         /// Check as of this date or RFC 3339 time instead of now (expiry warnings).
         #[arg(long)]
         at: Option<String>,
+        /// Also check the certificates (*.pem) under DIR: expired or expiring
+        /// within 30 days, identity not matching the file name or the
+        /// federation, a key that is not the certificate's.
+        #[arg(long, value_name = "DIR")]
+        certs: Option<PathBuf>,
     },
     /// Explain the decision on a flow: allowed or denied, by which rule and
     /// agreement; on files with --config, else on the control plane's head.
@@ -378,15 +384,21 @@ fn now_or(at: Option<&str>) -> anyhow::Result<Timestamp> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { paths, output, at } => {
+        Command::Check {
+            paths,
+            output,
+            at,
+            certs,
+        } => {
             let now = now_or(at.as_deref())?;
-            let sources = files::read_sources(&paths)?;
-            let loaded = federation::load(&sources, now);
-            match output {
-                Output::Json | Output::Yaml => {
-                    output.machine(&render::json(&sources, &loaded.diagnostics))?;
-                }
-                Output::Table => {
+            let mut failed = false;
+            let mut report = serde_json::Value::Null;
+            let mut fed = None;
+            if !paths.is_empty() {
+                let sources = files::read_sources(&paths)?;
+                let loaded = federation::load(&sources, now);
+                report = serde_json::to_value(render::json(&sources, &loaded.diagnostics))?;
+                if output == Output::Table {
                     render::human(&sources, &loaded.diagnostics)?;
                     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
                     let warnings = loaded.diagnostics.len() - errors;
@@ -399,9 +411,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                 }
+                failed = loaded.has_errors();
+                fed = loaded.federation;
             }
-            Ok(if loaded.has_errors() {
-                ExitCode::from(1)
+            let certs_report = match &certs {
+                Some(dir) => {
+                    let r = certcheck::check(dir, fed.as_ref(), now)?;
+                    if output == Output::Table {
+                        certcheck::print(dir, &r);
+                    }
+                    failed |= r.errors() > 0;
+                    Some(r)
+                }
+                None => None,
+            };
+            match certs_report {
+                Some(r) => {
+                    output.machine(&serde_json::json!({"config": report, "certificates": r}))?;
+                }
+                None => {
+                    output.machine(&report)?;
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(exit::FOUND)
             } else {
                 ExitCode::SUCCESS
             })
