@@ -96,20 +96,40 @@ pub fn detailed_diff(old: &DocumentSpec, new: &DocumentSpec) -> Vec<Detailed> {
 }
 
 fn field_changes(old: &Value, new: &Value) -> Vec<(String, Value, Value)> {
+    let mut out = Vec::new();
+    fields_under("", old, new, &mut out);
+    out
+}
+
+/// Changed fields, nested objects as dotted paths (`from.networks`).
+fn fields_under(path: &str, old: &Value, new: &Value, out: &mut Vec<(String, Value, Value)>) {
     match (old.as_object(), new.as_object()) {
         (Some(o), Some(n)) => {
             let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
-            keys.into_iter()
-                .filter_map(|k| {
-                    let (a, b) = (
-                        o.get(k).cloned().unwrap_or(Value::Null),
-                        n.get(k).cloned().unwrap_or(Value::Null),
-                    );
-                    (a != b).then(|| (k.clone(), a, b))
-                })
-                .collect()
+            for k in keys {
+                let (a, b) = (
+                    o.get(k).unwrap_or(&Value::Null),
+                    n.get(k).unwrap_or(&Value::Null),
+                );
+                if a != b {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    fields_under(&p, a, b, out);
+                }
+            }
         }
-        _ => vec![("value".into(), old.clone(), new.clone())],
+        _ => out.push((
+            if path.is_empty() {
+                "value".into()
+            } else {
+                path.to_owned()
+            },
+            old.clone(),
+            new.clone(),
+        )),
     }
 }
 
