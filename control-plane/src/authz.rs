@@ -303,6 +303,16 @@ pub fn changes(old: &DocumentSpec, new: &DocumentSpec) -> Vec<Change> {
     diff(old, new).into_iter().map(|t| t.change).collect()
 }
 
+/// Every object of `doc` as the JSON that [`changes`] compares, keyed by
+/// kind and id (an organisation's membership is kind `membership`), so that
+/// a tool can show what changed inside an object.
+pub fn object_values(doc: &DocumentSpec) -> BTreeMap<(String, String), Value> {
+    objects(doc)
+        .into_iter()
+        .map(|((kind, id), o)| ((kind.to_owned(), id), o.value))
+        .collect()
+}
+
 /// The changes from `old` to `new` that `caller` may not make; empty when
 /// the whole change is within the caller's rights.
 pub fn check(caller: &Identity, old: &DocumentSpec, new: &DocumentSpec) -> Vec<Refusal> {

@@ -1,12 +1,16 @@
-//! `fedctl`, the network admin's tool. The offline commands run the pure core
-//! on files; online commands (against a control plane) arrive later.
+//! `fedctl`, the network admin's tool. The offline commands (`check`,
+//! `explain --config`, `snapshot`, `dns-forwarders`, `firewall`, `certs`) run
+//! the pure core on files; the online ones (`apply`, `diff`, `get`,
+//! `history`, `rollback`, `status`, live `explain`) talk to the control plane
+//! over mutual TLS ([`conn`]); `demo` runs a whole federation on loopback.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use federation::model::Federation;
 use federation::routing::RoutingTable;
 use federation::{Decision, EdgeSnapshot, Flow, PolicySet, Verdict};
@@ -15,12 +19,73 @@ use serde::Serialize;
 
 use crate::{files, render};
 
+pub mod certcheck;
+pub mod conn;
+pub mod demo;
+pub mod firewall;
+pub mod online;
+pub mod output;
+
+pub use output::Output;
+
 const EXIT_CODES: &str = "\
 Exit status:
   0  success (for `check`: no error; warnings allowed)
-  1  `check` found errors
-  2  the command line was wrong
-  3  input could not be used: unreadable file, invalid federation, unknown edge or service";
+  1  `check` found errors; `diff` found differences
+  2  the command line was wrong (a missing flag, address or identity)
+  3  input could not be used: unreadable file, invalid document (file:line:column shown),
+     unknown edge, service or version
+  4  the control plane could not be reached or refused the connection (its address,
+     the certificate, the CA)
+  5  refused: this identity has no right to the change, or is not an admin
+  6  conflict: someone applied another version in between (stale --expected-version)
+  7  applied, but not every edge ran the new version before --timeout
+
+Control plane and identity (online commands): --control, --cert, --key, --ca, or
+FEDCTL_CONTROL, FEDCTL_CERT, FEDCTL_KEY, FEDCTL_CA, or a YAML file
+(--fedctl-config, FEDCTL_CONFIG, default ~/.config/fedgate/fedctl.yaml) with
+`control:`, `cert:`, `key:` and `ca:`.";
+
+/// Exit statuses, as `fedctl --help` lists them.
+pub mod exit {
+    pub const FOUND: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INPUT: u8 = 3;
+    pub const CONNECT: u8 = 4;
+    pub const REFUSED: u8 = 5;
+    pub const CONFLICT: u8 = 6;
+    pub const ROLLOUT: u8 = 7;
+}
+
+/// A failure with its exit status and a message that says what to do next.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The wall clock: `fedctl` is a binary, where the clock is read.
+pub(crate) fn now() -> Timestamp {
+    #[allow(clippy::disallowed_methods)] // the binary is where the clock is read
+    Timestamp::now()
+}
 
 #[derive(Parser)]
 #[command(name = "fedctl", version, about = "Administer a Fedgate federation", after_help = EXIT_CODES)]
@@ -29,36 +94,37 @@ pub struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Output {
-    Text,
-    Json,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Check federation files offline: syntax, references, overlaps, zones,
     /// policies and expiries, printed like a compiler's diagnostics.
     #[command(
-        after_help = "Example:\n  fedctl check configs/south-east\n  fedctl check -o json dpft.yaml federation.yaml"
+        after_help = "Examples:\n  fedctl check configs/south-east\n  fedctl check -o json dpft.yaml federation.yaml\n  fedctl check configs/south-east --certs certs-dev/out"
     )]
     Check {
         /// Files, or directories of *.yaml files, that together make one federation.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "certs")]
         paths: Vec<PathBuf>,
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
         /// Check as of this date or RFC 3339 time instead of now (expiry warnings).
         #[arg(long)]
         at: Option<String>,
+        /// Also check the certificates (*.pem) under DIR: expired or expiring
+        /// within 30 days, identity not matching the file name or the
+        /// federation, a key that is not the certificate's.
+        #[arg(long, value_name = "DIR")]
+        certs: Option<PathBuf>,
     },
-    /// Explain the decision on a flow: allowed or denied, by which rule and agreement.
+    /// Explain the decision on a flow: allowed or denied, by which rule and
+    /// agreement; on files with --config, else on the control plane's head.
     #[command(
-        after_help = "Examples:\n  fedctl explain --config configs/south-east --from wmcc/roaming-staff --to dpft/ehr:443\n  fedctl explain --config configs/south-east --from wmcc/10.40.0.7 --to epr.dpft.example"
+        after_help = "Examples:\n  fedctl explain --config configs/south-east --from wmcc/roaming-staff --to dpft/ehr:443\n  fedctl explain --config configs/south-east --from wmcc/10.40.0.7 --to epr.dpft.example\n  fedctl explain --from wmcc/roaming-staff --to epr.dpft.example   # the live configuration"
     )]
     Explain {
-        /// The federation files (or directories).
-        #[arg(long, short, required = true, num_args = 1..)]
+        /// The federation files (or directories); without it, the control
+        /// plane's head version.
+        #[arg(long, short, num_args = 1..)]
         config: Vec<PathBuf>,
         /// Source: ORG, ORG/NETWORK or ORG/ADDRESS.
         #[arg(long)]
@@ -69,8 +135,10 @@ enum Command {
         /// Decide as of this date or RFC 3339 time instead of now.
         #[arg(long)]
         at: Option<String>,
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
     },
     /// Write the snapshot one edge needs (what it may know, nothing more), so an
     /// edge can run from a file.
@@ -107,6 +175,120 @@ enum Command {
         #[arg(long, value_enum)]
         format: crate::forwarders::Format,
     },
+    /// Validate files locally, show the change by object, apply it on the
+    /// control plane and follow the rollout to the edges.
+    #[command(
+        after_help = "Examples:\n  fedctl apply -f configs/south-east -m \"open the EPR to hcht admin hubs\"\n  fedctl apply -f .fedgate-demo/federation --dry-run\n  fedctl apply -f fed/ --no-wait\n\nThe files are the whole federation document (every file), as `fedctl check` reads them."
+    )]
+    Apply {
+        /// Files, or directories of *.yaml files: the whole document.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Why (kept in the history).
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Check with the control plane (validity and rights) without applying.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        rollout: RolloutArgs,
+        /// Apply only if the head is still this version (default: the head
+        /// when the diff was computed).
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
+    },
+    /// Show how local files differ from the control plane's head, by object.
+    #[command(
+        after_help = "Example:\n  fedctl diff -f configs/south-east\n\nExit status 0: no differences; 1: differences."
+    )]
+    Diff {
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
+    },
+    /// List objects of the head version: orgs, networks, services, policies,
+    /// agreements, edges (with the version each runs), groups, sites.
+    #[command(
+        after_help = "Examples:\n  fedctl get policies\n  fedctl get services dpft/ehr -o yaml\n  fedctl get edges"
+    )]
+    Get {
+        #[arg(value_enum)]
+        kind: online::Kind,
+        /// One object, by id (ORG/NAME for networks, services and edges).
+        name: Option<String>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
+    },
+    /// Every version: when, by whom, why, how many objects changed.
+    #[command(after_help = "Example:\n  fedctl history -o json")]
+    History {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
+    },
+    /// Make a new version holding the document of an earlier one, and follow
+    /// its rollout.
+    #[command(after_help = "Example:\n  fedctl rollback 3 -m \"undo the kiosk change\"")]
+    Rollback {
+        /// The version whose document to restore.
+        version: u64,
+        #[arg(short, long)]
+        message: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        rollout: RolloutArgs,
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
+    },
+    /// The control plane (replica, store, head), every edge's version and last
+    /// report, and the link matrix between edges (QUIC with RTT, TCP, down).
+    #[command(after_help = "Example:\n  fedctl status\n  fedctl status -o json")]
+    Status {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
+    },
+    /// The perimeter openings a member makes for its edges (each peer edge's
+    /// addresses, UDP and TCP ports, both directions) and a ruleset that locks
+    /// each edge host down to them; on files with --config, else live.
+    #[command(
+        after_help = "Examples:\n  fedctl firewall --config configs/south-east --org dpft\n  fedctl firewall --config configs/south-east --org wmcc --format nftables > wmcc-edge.nft\n  fedctl firewall --org dpft --format iptables --control-plane 192.0.2.5:7443   # the live configuration"
+    )]
+    Firewall {
+        /// The federation files (or directories); without it, the control
+        /// plane's head version.
+        #[arg(long, short, num_args = 1..)]
+        config: Vec<PathBuf>,
+        /// The member whose edges the rules are for.
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: firewall::Format,
+        /// Control-plane replicas the edges reach (HOST:PORT as IP:PORT).
+        #[arg(long, value_name = "IP:PORT")]
+        control_plane: Vec<std::net::SocketAddr>,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
+    },
+    /// A whole federation on this machine's loopback: a control plane, one
+    /// edge per member's edge and stand-in services, no root needed.
+    #[command(after_help = "Examples:\n  fedctl demo up\n  fedctl demo status\n  fedctl demo down")]
+    Demo {
+        #[command(subcommand)]
+        command: demo::DemoCommand,
+    },
     /// Development certificates: a CA, and identities it signs. Never for production.
     #[command(
         after_help = "Example:\n  fedctl certs dev --config configs/south-east --out certs-dev/out"
@@ -117,6 +299,64 @@ enum Command {
     },
 }
 
+/// How long to follow a rollout.
+#[derive(clap::Args, Clone, Debug)]
+struct RolloutArgs {
+    /// Do not wait for the edges to run the new version.
+    #[arg(long)]
+    no_wait: bool,
+    /// Seconds to wait for every edge to run the new version (exit 7 after).
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+}
+
+impl RolloutArgs {
+    fn rollout(&self) -> online::Rollout {
+        online::Rollout {
+            no_wait: self.no_wait,
+            timeout: std::time::Duration::from_secs(self.timeout),
+        }
+    }
+}
+
+/// Run `f` with the control plane's API on a small runtime of its own.
+fn with_api<T, F>(conn: &conn::ConnArgs, f: impl FnOnce(conn::Api) -> F) -> anyhow::Result<T>
+where
+    F: Future<Output = anyhow::Result<T>>,
+{
+    let api = conn::Api::connect(conn)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(f(api))
+}
+
+/// The federation from files, or else the control plane's head.
+fn files_or_live(
+    config: &[PathBuf],
+    conn: &conn::ConnArgs,
+    now: Timestamp,
+) -> anyhow::Result<federation::Loaded> {
+    if !config.is_empty() {
+        return Ok(files::load_valid(config, now)?.1);
+    }
+    let head = with_api(conn, |api| async move {
+        let head = online::fetch_document(&api, None).await?;
+        eprintln!("on version {} (the head) of {}", head.version, api.addr());
+        Ok(head)
+    })?;
+    Ok(federation::load(&head.sources, now))
+}
+
+/// An online command: its exit status.
+fn online<F>(conn: &conn::ConnArgs, f: impl FnOnce(conn::Api) -> F) -> anyhow::Result<ExitCode>
+where
+    F: Future<Output = anyhow::Result<u8>>,
+{
+    with_api(conn, f).map(ExitCode::from)
+}
+
 /// Run the command line; the binary's `main` is this and nothing else.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -124,7 +364,10 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("fedctl: {err:#}");
-            ExitCode::from(3)
+            ExitCode::from(
+                err.downcast_ref::<Failure>()
+                    .map_or(exit::INPUT, |f| f.code),
+            )
         }
     }
 }
@@ -141,16 +384,21 @@ fn now_or(at: Option<&str>) -> anyhow::Result<Timestamp> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { paths, output, at } => {
+        Command::Check {
+            paths,
+            output,
+            at,
+            certs,
+        } => {
             let now = now_or(at.as_deref())?;
-            let sources = files::read_sources(&paths)?;
-            let loaded = federation::load(&sources, now);
-            match output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&render::json(&sources, &loaded.diagnostics))?
-                ),
-                Output::Text => {
+            let mut failed = false;
+            let mut report = serde_json::Value::Null;
+            let mut fed = None;
+            if !paths.is_empty() {
+                let sources = files::read_sources(&paths)?;
+                let loaded = federation::load(&sources, now);
+                report = serde_json::to_value(render::json(&sources, &loaded.diagnostics))?;
+                if output == Output::Table {
                     render::human(&sources, &loaded.diagnostics)?;
                     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
                     let warnings = loaded.diagnostics.len() - errors;
@@ -163,9 +411,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                 }
+                failed = loaded.has_errors();
+                fed = loaded.federation;
             }
-            Ok(if loaded.has_errors() {
-                ExitCode::from(1)
+            let certs_report = match &certs {
+                Some(dir) => {
+                    let r = certcheck::check(dir, fed.as_ref(), now)?;
+                    if output == Output::Table {
+                        certcheck::print(dir, &r);
+                    }
+                    failed |= r.errors() > 0;
+                    Some(r)
+                }
+                None => None,
+            };
+            match certs_report {
+                Some(r) => {
+                    output.machine(&serde_json::json!({"config": report, "certificates": r}))?;
+                }
+                None => {
+                    output.machine(&report)?;
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(exit::FOUND)
             } else {
                 ExitCode::SUCCESS
             })
@@ -176,16 +445,95 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             at,
             output,
+            conn,
         } => {
             let now = now_or(at.as_deref())?;
-            let (_, loaded) = files::load_valid(&config, now)?;
-            let fed = loaded.federation.as_ref().context("no federation")?;
+            let loaded = if config.is_empty() {
+                let head = with_api(&conn, |api| async move {
+                    let head = online::fetch_document(&api, None).await?;
+                    eprintln!(
+                        "explaining on version {} (the head) of {}",
+                        head.version,
+                        api.addr()
+                    );
+                    Ok(head)
+                })?;
+                federation::load(&head.sources, now)
+            } else {
+                files::load_valid(&config, now)?.1
+            };
+            let fed = loaded
+                .federation
+                .as_ref()
+                .context("the federation does not validate now; `fedctl check` shows why")?;
             let explained = explain(fed, &from, &to, now)?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&explained)?),
-                Output::Text => print!("{}", explained.text(fed)),
+            if !output.machine(&explained)? {
+                print!("{}", explained.text(fed));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply {
+            files,
+            message,
+            dry_run,
+            rollout,
+            expected_version,
+            conn,
+        } => online(&conn, |api| async move {
+            online::apply(
+                &api,
+                &files,
+                message,
+                dry_run,
+                expected_version,
+                &rollout.rollout(),
+            )
+            .await
+        }),
+        Command::Diff {
+            files,
+            output,
+            conn,
+        } => online(&conn, |api| async move {
+            online::diff(&api, &files, output).await
+        }),
+        Command::Get {
+            kind,
+            name,
+            output,
+            conn,
+        } => online(&conn, |api| async move {
+            online::get(&api, kind, name.as_deref(), output).await
+        }),
+        Command::History { output, conn } => {
+            online(
+                &conn,
+                |api| async move { online::history(&api, output).await },
+            )
+        }
+        Command::Rollback {
+            version,
+            message,
+            dry_run,
+            rollout,
+            expected_version,
+            conn,
+        } => online(&conn, |api| async move {
+            online::rollback(
+                &api,
+                version,
+                message,
+                dry_run,
+                expected_version,
+                &rollout.rollout(),
+            )
+            .await
+        }),
+        Command::Status { output, conn } => {
+            online(
+                &conn,
+                |api| async move { online::status(&api, output).await },
+            )
         }
         Command::Snapshot {
             edge,
@@ -237,6 +585,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Firewall {
+            config,
+            org,
+            format,
+            control_plane,
+            conn,
+        } => {
+            let loaded = files_or_live(&config, &conn, now())?;
+            let fed = loaded
+                .federation
+                .as_ref()
+                .context("the federation does not validate now; `fedctl check` shows why")?;
+            let openings = firewall::plan(&loaded.spec, fed, &org, &control_plane)?;
+            print!("{}", firewall::render(format, &fed.name, &org, &openings)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { command } => demo::run(command),
         Command::Certs { command } => {
             #[allow(clippy::disallowed_methods)] // the binary is where the clock is read
             crate::certs::run(command, Timestamp::now())

@@ -163,6 +163,117 @@ impl World {
     }
 }
 
+impl World {
+    /// A control plane (`fedgate-control` at `bin`) on `listen` holding `doc`
+    /// (written as `fed/test.yaml`) as version 1: certificate of replica
+    /// [`CONTROL_NAME`], snapshot-signing key in `signing/`, data in
+    /// `control-data/`, long polls of 5 s. Waits until version 1 is published.
+    pub fn start_control(&self, bin: &Path, doc: &str, listen: SocketAddr) -> Proc {
+        let fed = self.path("fed");
+        fs::create_dir_all(&fed).expect("fed dir");
+        fs::write(fed.join("test.yaml"), doc).expect("write doc");
+        let (cert, key, _) = self.issue(&Identity::control(CONTROL_NAME).expect("id"), "control");
+        control_plane::certs::write_signing_key(&self.path("signing")).expect("signing key");
+        let args: Vec<String> = vec![
+            "run".into(),
+            "--data".into(),
+            self.path("control-data").display().to_string(),
+            "--listen".into(),
+            listen.to_string(),
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+            "--ca".into(),
+            self.ca_pem().display().to_string(),
+            "--signing-key".into(),
+            self.path("signing/signing.key").display().to_string(),
+            "--long-poll-secs".into(),
+            "5".into(),
+            "--init".into(),
+            fed.display().to_string(),
+        ];
+        assert!(
+            bin.exists(),
+            "{} is missing: build it first (`cargo build -p control-plane`, or run `cargo test --workspace`)",
+            bin.display()
+        );
+        let mut p = Proc::start("control", bin, &args, self.path("control.log"));
+        p.wait_for("version published", Duration::from_secs(20));
+        p
+    }
+
+    /// An edge (`fedgate-edge` at `bin`) following the control plane at
+    /// `control` (cache `NAME.cache.json`, audit `NAME.audit.jsonl`), not
+    /// waited for.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_edge_following(
+        &self,
+        bin: &Path,
+        name: &str,
+        edge: &str,
+        control: SocketAddr,
+        cert: &Path,
+        key: &Path,
+        extra: &[String],
+    ) -> Proc {
+        assert!(
+            bin.exists(),
+            "{} is missing: build it first (`cargo build -p proxy`, or run `cargo test --workspace`)",
+            bin.display()
+        );
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--edge".into(),
+            edge.into(),
+            "--control".into(),
+            control.to_string(),
+            "--control-key".into(),
+            self.path("signing/signing.pub").display().to_string(),
+            "--cache".into(),
+            self.path(&format!("{name}.cache.json"))
+                .display()
+                .to_string(),
+            "--poll-secs".into(),
+            "5".into(),
+            "--start-wait-secs".into(),
+            "5".into(),
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+            "--ca".into(),
+            self.ca_pem().display().to_string(),
+            "--audit".into(),
+            self.path(&format!("{name}.audit.jsonl"))
+                .display()
+                .to_string(),
+        ];
+        args.extend(extra.iter().cloned());
+        Proc::start(name, bin, &args, self.path(&format!("{name}.log")))
+    }
+
+    /// Certificate and key of an admin: `Some(org)` for admin `ORG/admin`
+    /// (`ORG-admin.pem`), `None` for federation admin `fiona` (`fed-admin.pem`).
+    pub fn admin(&self, org: Option<&str>) -> (PathBuf, PathBuf) {
+        let (id, stem) = match org {
+            Some(o) => (
+                Identity::admin(o, "admin").expect("id"),
+                format!("{o}-admin"),
+            ),
+            None => (
+                Identity::federation_admin("fiona").expect("id"),
+                "fed-admin".into(),
+            ),
+        };
+        let (c, k, _) = self.issue(&id, &stem);
+        (c, k)
+    }
+}
+
+/// The replica name of [`World::start_control`]'s control plane.
+pub const CONTROL_NAME: &str = "c1";
+
 impl Default for World {
     fn default() -> Self {
         Self::new()

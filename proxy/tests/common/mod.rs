@@ -224,40 +224,11 @@ pub(crate) fn control_bin() -> std::path::PathBuf {
     p
 }
 
-pub(crate) const CONTROL_NAME: &str = "c1";
+pub(crate) use tests::CONTROL_NAME;
 
 /// A control plane on 127.A.B.5:7443 holding `doc` as version 1.
 pub(crate) fn start_control(w: &World, doc: &str) -> Proc {
-    let fed = w.path("fed");
-    std::fs::create_dir_all(&fed).expect("fed dir");
-    std::fs::write(fed.join("test.yaml"), doc).expect("write doc");
-    let (cert, key, _) = w.issue(
-        &federation::identity::Identity::control(CONTROL_NAME).expect("id"),
-        "control",
-    );
-    control_plane::certs::write_signing_key(&w.path("signing")).expect("signing key");
-    let args: Vec<String> = vec![
-        "run".into(),
-        "--data".into(),
-        w.path("control-data").display().to_string(),
-        "--listen".into(),
-        addr(w, 5, 7443).to_string(),
-        "--cert".into(),
-        cert.display().to_string(),
-        "--key".into(),
-        key.display().to_string(),
-        "--ca".into(),
-        w.ca_pem().display().to_string(),
-        "--signing-key".into(),
-        w.path("signing/signing.key").display().to_string(),
-        "--long-poll-secs".into(),
-        "5".into(),
-        "--init".into(),
-        fed.display().to_string(),
-    ];
-    let mut p = Proc::start("control", &control_bin(), &args, w.path("control.log"));
-    p.wait_for("version published", Duration::from_secs(20));
-    p
+    w.start_control(&control_bin(), doc, addr(w, 5, 7443))
 }
 
 /// An edge following the control plane (cache `NAME.cache.json`), ready.
@@ -283,49 +254,21 @@ pub(crate) fn spawn_edge_followed(
     key: &Path,
     extra: &[String],
 ) -> Proc {
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--edge".into(),
-        edge.into(),
-        "--control".into(),
-        addr(w, 5, 7443).to_string(),
-        "--control-key".into(),
-        w.path("signing/signing.pub").display().to_string(),
-        "--cache".into(),
-        w.path(&format!("{name}.cache.json")).display().to_string(),
-        "--poll-secs".into(),
-        "5".into(),
-        "--start-wait-secs".into(),
-        "5".into(),
-        "--cert".into(),
-        cert.display().to_string(),
-        "--key".into(),
-        key.display().to_string(),
-        "--ca".into(),
-        w.ca_pem().display().to_string(),
-        "--audit".into(),
-        w.path(&format!("{name}.audit.jsonl")).display().to_string(),
-    ];
-    args.extend(extra.iter().cloned());
-    Proc::start(name, Path::new(EDGE), &args, w.path(&format!("{name}.log")))
+    w.spawn_edge_following(
+        Path::new(EDGE),
+        name,
+        edge,
+        addr(w, 5, 7443),
+        cert,
+        key,
+        extra,
+    )
 }
 
 /// Certificate and key of an admin: `Some(org)` for an organisation's,
 /// `None` for a federation admin.
 pub(crate) fn admin(w: &World, org: Option<&str>) -> (std::path::PathBuf, std::path::PathBuf) {
-    use federation::identity::Identity;
-    let (id, stem) = match org {
-        Some(o) => (
-            Identity::admin(o, "admin").expect("id"),
-            format!("{o}-admin"),
-        ),
-        None => (
-            Identity::federation_admin("fiona").expect("id"),
-            "fed-admin".into(),
-        ),
-    };
-    let (c, k, _) = w.issue(&id, &stem);
-    (c, k)
+    w.admin(org)
 }
 
 /// Call the control plane's API with curl as `who`; returns the status and

@@ -1,0 +1,374 @@
+//! `fedctl firewall`: the perimeter openings a member makes for its edges,
+//! and a ruleset that locks each edge host down to them.
+//!
+//! An edge's peers are exactly the edges its snapshot holds of other
+//! members ([`EdgeSnapshot::build`]: the members whose services its staff
+//! may reach, and those whose staff may reach its member's services). One
+//! overlay connection per pair, opened by either side, so each peer gets both
+//! directions: QUIC (UDP) and its TLS-over-TCP fallback. Inside the member,
+//! the host also takes its member's own networks (ingress, DNS), reaches its
+//! member's services and resolvers, and the control plane when given.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::anyhow;
+use clap::ValueEnum;
+use federation::model::OrgId;
+use federation::{EdgeSnapshot, Federation, FederationSpec};
+use serde::Serialize;
+
+use super::output::table;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Nftables,
+    Iptables,
+    Json,
+}
+
+/// One opening on an edge host.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Opening {
+    pub edge: String,
+    /// `in` or `out`, seen from the edge host.
+    pub direction: &'static str,
+    /// `udp` or `tcp`.
+    pub protocol: &'static str,
+    /// The edge host's address (and port, inbound).
+    pub local: String,
+    /// The other side: an address or CIDR (and port, outbound).
+    pub remote: String,
+    /// The other side's name: a peer edge, or what it is.
+    pub peer: String,
+    /// Whether it crosses the member's perimeter.
+    pub perimeter: bool,
+    pub why: &'static str,
+}
+
+/// Every opening for `org`'s edges.
+pub fn plan(
+    spec: &FederationSpec,
+    fed: &Federation,
+    org: &str,
+    control: &[SocketAddr],
+) -> anyhow::Result<Vec<Opening>> {
+    let org_id = OrgId::new(org);
+    if fed.org(org).is_none() {
+        let ids: Vec<&str> = fed.orgs.iter().map(|o| o.id.as_str()).collect();
+        return Err(anyhow!(
+            "unknown organisation `{org}`; the members are: {}",
+            ids.join(", ")
+        ));
+    }
+    let mut out = BTreeSet::new();
+    let own_cidrs: Vec<String> = fed
+        .networks_of(&org_id)
+        .flat_map(|n| n.cidrs.iter().map(ToString::to_string))
+        .collect();
+    let upstreams: Vec<SocketAddr> = spec
+        .organisations
+        .iter()
+        .filter(|o| o.item.value.id.value == org)
+        .flat_map(|o| o.item.value.dns.upstreams.iter())
+        .filter_map(|u| {
+            u.value.parse::<SocketAddr>().ok().or_else(|| {
+                u.value
+                    .parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+        })
+        .collect();
+    for edge in fed.edges.iter().filter(|e| e.org == org_id) {
+        let id = edge.id.to_string();
+        let snap = EdgeSnapshot::build(spec, fed, &id, 0).map_err(|e| anyhow!("{e}"))?;
+        let host = edge
+            .quic
+            .or(edge.tcp)
+            .map(|a| a.ip())
+            .or(edge.ingress_addresses.first().copied());
+        let host_s = host.map_or("(its address)".to_owned(), |h| h.to_string());
+        let mut add =
+            |direction, protocol, local: String, remote: String, peer: String, perimeter, why| {
+                out.insert(Opening {
+                    edge: id.clone(),
+                    direction,
+                    protocol,
+                    local,
+                    remote,
+                    peer,
+                    perimeter,
+                    why,
+                });
+            };
+        for p in snap.document.edges.iter().map(|e| &e.value) {
+            if p.org.value == org {
+                continue;
+            }
+            let pid = format!("{}/{}", p.org.value, p.name.value);
+            let parse = |s: &Option<federation::spec::S<String>>| {
+                s.as_ref().and_then(|a| a.value.parse::<SocketAddr>().ok())
+            };
+            for (proto, mine, theirs, why) in [
+                ("udp", edge.quic, parse(&p.overlay.quic), "overlay (QUIC)"),
+                (
+                    "tcp",
+                    edge.tcp,
+                    parse(&p.overlay.tcp),
+                    "overlay (TLS over TCP, fallback)",
+                ),
+            ] {
+                let Some(theirs) = theirs else { continue };
+                if let Some(mine) = mine {
+                    add(
+                        "in",
+                        proto,
+                        mine.to_string(),
+                        theirs.ip().to_string(),
+                        pid.clone(),
+                        true,
+                        why,
+                    );
+                }
+                add(
+                    "out",
+                    proto,
+                    host_s.clone(),
+                    theirs.to_string(),
+                    pid.clone(),
+                    true,
+                    why,
+                );
+            }
+        }
+        for c in control {
+            add(
+                "out",
+                "tcp",
+                host_s.clone(),
+                c.to_string(),
+                "control plane".into(),
+                true,
+                "snapshots and reports (HTTPS, mutual TLS)",
+            );
+        }
+        let mut inside: Vec<String> = edge
+            .ingress_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if let Some(v) = edge.vip_prefix {
+            inside.push(v.to_string());
+        }
+        for cidr in &own_cidrs {
+            for local in &inside {
+                add(
+                    "in",
+                    "tcp",
+                    local.clone(),
+                    cidr.clone(),
+                    format!("{org} networks"),
+                    false,
+                    "ingress for visiting staff",
+                );
+            }
+            if let Some(dns) = edge.dns {
+                for proto in ["udp", "tcp"] {
+                    add(
+                        "in",
+                        proto,
+                        dns.to_string(),
+                        cidr.clone(),
+                        format!("{org} resolvers"),
+                        false,
+                        "split-horizon DNS",
+                    );
+                }
+            }
+        }
+        for s in fed.services_of(&org_id) {
+            if let Some(a) = s.address {
+                for port in &s.ports {
+                    add(
+                        "out",
+                        "tcp",
+                        host_s.clone(),
+                        SocketAddr::new(a, *port).to_string(),
+                        s.id.to_string(),
+                        false,
+                        "egress to the member's service",
+                    );
+                }
+            }
+        }
+        if edge.dns.is_some() {
+            for u in &upstreams {
+                for proto in ["udp", "tcp"] {
+                    add(
+                        "out",
+                        proto,
+                        host_s.clone(),
+                        u.to_string(),
+                        format!("{org} resolver"),
+                        false,
+                        "DNS for names outside the federation",
+                    );
+                }
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn split(addr: &str) -> (String, Option<String>) {
+    match addr.parse::<SocketAddr>() {
+        Ok(a) => (a.ip().to_string(), Some(a.port().to_string())),
+        Err(_) => (addr.to_owned(), None),
+    }
+}
+
+fn family(addr: &str) -> &'static str {
+    if addr.contains(':') && !addr.contains('.') || addr.starts_with('[') {
+        "ip6"
+    } else {
+        "ip"
+    }
+}
+
+/// The openings in `format`.
+pub fn render(
+    format: Format,
+    fed_name: &str,
+    org: &str,
+    openings: &[Opening],
+) -> anyhow::Result<String> {
+    let mut s = String::new();
+    match format {
+        Format::Json => s = serde_json::to_string_pretty(openings)? + "\n",
+        Format::Table => {
+            let rows: Vec<Vec<String>> = openings
+                .iter()
+                .map(|o| {
+                    vec![
+                        o.edge.clone(),
+                        if o.perimeter { "perimeter" } else { "inside" }.into(),
+                        o.direction.into(),
+                        o.protocol.into(),
+                        o.local.clone(),
+                        o.remote.clone(),
+                        o.peer.clone(),
+                        o.why.into(),
+                    ]
+                })
+                .collect();
+            s = table(
+                &[
+                    "EDGE",
+                    "WHERE",
+                    "DIR",
+                    "PROTO",
+                    "EDGE HOST",
+                    "OTHER SIDE",
+                    "WHO",
+                    "WHY",
+                ],
+                &rows,
+            );
+            let peers: BTreeSet<&str> = openings
+                .iter()
+                .filter(|o| o.perimeter && o.peer != "control plane")
+                .map(|o| o.peer.as_str())
+                .collect();
+            let _ = writeln!(
+                s,
+                "\n{org}'s edges have {} peer edge(s) in {fed_name}: {}",
+                peers.len(),
+                peers.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+        Format::Nftables => {
+            let _ = writeln!(
+                s,
+                "# fedctl firewall --org {org} --format nftables ({fed_name}): load with `nft -f FILE` on the edge host.\n# Everything else is dropped; established flows and loopback pass.\ntable inet fedgate_edge\ndelete table inet fedgate_edge\ntable inet fedgate_edge {{"
+            );
+            for (chain, hook, dir) in [("input", "input", "in"), ("output", "output", "out")] {
+                let lo = if dir == "in" { "iif" } else { "oif" };
+                let _ = writeln!(
+                    s,
+                    "  chain {chain} {{\n    type filter hook {hook} priority filter; policy drop;\n    ct state established,related accept\n    {lo} \"lo\" accept"
+                );
+                for o in openings.iter().filter(|o| o.direction == dir) {
+                    let (lip, lport) = split(&o.local);
+                    let (rip, rport) = split(&o.remote);
+                    let (src, dst, dport) = if dir == "in" {
+                        (rip, lip, lport)
+                    } else {
+                        (lip, rip, rport)
+                    };
+                    let mut rule = String::new();
+                    if src.parse::<IpAddr>().is_ok() || src.contains('/') {
+                        let _ = write!(rule, "{} saddr {src} ", family(&src));
+                    }
+                    if dst.parse::<IpAddr>().is_ok() || dst.contains('/') {
+                        let _ = write!(rule, "{} daddr {dst} ", family(&dst));
+                    }
+                    let _ = write!(rule, "meta l4proto {} ", o.protocol);
+                    if let Some(p) = dport {
+                        let _ = write!(rule, "{} dport {p} ", o.protocol);
+                    }
+                    let _ = writeln!(
+                        s,
+                        "    {rule}accept comment \"{} {} {}\"",
+                        o.edge, o.peer, o.why
+                    );
+                }
+                let _ = writeln!(s, "  }}");
+            }
+            let _ = writeln!(s, "}}");
+        }
+        Format::Iptables => {
+            let _ = writeln!(
+                s,
+                "# fedctl firewall --org {org} --format iptables ({fed_name}): load with `iptables-restore < FILE` on the edge host (IPv4).\n*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A OUTPUT -o lo -j ACCEPT"
+            );
+            for o in openings {
+                let (lip, lport) = split(&o.local);
+                let (rip, rport) = split(&o.remote);
+                let (chain, src, dst, dport) = if o.direction == "in" {
+                    ("INPUT", rip, lip, lport)
+                } else {
+                    ("OUTPUT", lip, rip, rport)
+                };
+                if family(&src) == "ip6" || family(&dst) == "ip6" {
+                    let _ = writeln!(
+                        s,
+                        "# IPv6, for ip6tables: {} {} {src} -> {dst}",
+                        o.edge, o.peer
+                    );
+                    continue;
+                }
+                let mut rule = format!("-A {chain}");
+                if src.parse::<IpAddr>().is_ok() || src.contains('/') {
+                    let _ = write!(rule, " -s {src}");
+                }
+                if dst.parse::<IpAddr>().is_ok() || dst.contains('/') {
+                    let _ = write!(rule, " -d {dst}");
+                }
+                let _ = write!(rule, " -p {}", o.protocol);
+                if let Some(p) = dport {
+                    let _ = write!(rule, " --dport {p}");
+                }
+                let comment: String = format!("{} {} {}", o.edge, o.peer, o.why)
+                    .chars()
+                    .take(250)
+                    .collect();
+                let _ = writeln!(s, "{rule} -m comment --comment \"{comment}\" -j ACCEPT");
+            }
+            let _ = writeln!(s, "COMMIT");
+        }
+    }
+    Ok(s)
+}
