@@ -582,6 +582,21 @@ pub enum Kind {
     Sites,
 }
 
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Orgs => "orgs",
+            Self::Networks => "networks",
+            Self::Services => "services",
+            Self::Policies => "policies",
+            Self::Agreements => "agreements",
+            Self::Edges => "edges",
+            Self::Groups => "groups",
+            Self::Sites => "sites",
+        }
+    }
+}
+
 /// A list's items joined by commas.
 fn strs(v: &Value) -> String {
     v.as_array()
@@ -665,9 +680,10 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
             return Err(Failure::new(
                 exit::INPUT,
                 format!(
-                    "no {kind:?} `{n}` in version {} (the head); `fedctl get {}` lists them",
+                    "no {} `{n}` in version {} (the head); `fedctl get {}` lists them",
+                    kind.name(),
                     head.version,
-                    format!("{kind:?}").to_lowercase()
+                    kind.name()
                 ),
             )
             .into());
