@@ -489,6 +489,37 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
     }
     let paint = Paint::stdout();
     let head = s["head"].as_u64().unwrap_or(0);
+    let replicas = api.each_status().await;
+    if replicas.len() > 1 {
+        let rows: Vec<Vec<String>> = replicas
+            .iter()
+            .map(|(addr, r)| match r {
+                Ok(v) => vec![
+                    addr.clone(),
+                    v["replica"].as_str().unwrap_or("?").to_owned(),
+                    paint.green("up"),
+                    v["store"].as_str().unwrap_or("?").to_owned(),
+                    v["head"].to_string(),
+                    v["published"].to_string(),
+                ],
+                Err(e) => vec![
+                    addr.clone(),
+                    "-".into(),
+                    paint.red("unreachable"),
+                    e.clone(),
+                    "-".into(),
+                    "-".into(),
+                ],
+            })
+            .collect();
+        print!(
+            "{}\n",
+            table(
+                &["ADDRESS", "REPLICA", "STATE", "STORE", "HEAD", "PUBLISHED"],
+                &rows
+            )
+        );
+    }
     println!(
         "control plane {} at {}: store {}, head version {head}, published {}",
         s["replica"].as_str().unwrap_or("?"),
