@@ -512,8 +512,8 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
                 ],
             })
             .collect();
-        print!(
-            "{}\n",
+        println!(
+            "{}",
             table(
                 &["ADDRESS", "REPLICA", "STATE", "STORE", "HEAD", "PUBLISHED"],
                 &rows
