@@ -1,12 +1,13 @@
 //! The control plane (`fedgate-control`) and the admin CLI (`fedctl`).
 //!
-//! Today this crate holds `fedctl`'s offline commands, which run the pure core
-//! on files: `check`, `explain`, `snapshot` and `dns-forwarders`. The server, its stores and
-//! the online commands arrive with the issues that describe them.
-//!
-//! Layout: [`files`] reads a federation from paths; [`render`] prints
-//! diagnostics like a compiler; [`forwarders`] writes resolvers'
-//! conditional-forwarder configuration; [`fedctl`] is the command line.
+//! Layout: [`server`] is `fedgate-control`'s API over mutual TLS, on a
+//! [`store`] (embedded or etcd), with [`authz`] (who may change what) and
+//! [`admin_audit`]; [`client`] is the small mutual-TLS HTTP client `fedctl`
+//! talks to it with; [`fedctl`] is the command line (offline commands on the
+//! pure core, online commands, the firewall plan and the demo); [`files`]
+//! reads a federation from paths; [`render`] prints diagnostics like a
+//! compiler; [`forwarders`] writes resolvers' conditional-forwarder
+//! configuration; [`certs`] makes development certificates.
 #![forbid(unsafe_code)]
 
 pub mod admin_audit;

@@ -100,6 +100,24 @@ fn refusals_and_invalid_documents() {
     };
     assert!(via_file.contains("initial version (--init)"), "{via_file}");
 
+    // Several replicas: the first does not answer, the next does; status
+    // shows each.
+    let down = addr(&w, 9, 7443).to_string();
+    let both = format!("{down},{}", control_addr(&w));
+    let status = fedctl(&w, &home, &["status", "--control", &both]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(
+        status.stderr.contains("trying the next replica"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .stdout
+            .contains(&format!("{down}  -        unreachable")),
+        "{status:?}"
+    );
+    assert!(status.stdout.contains("c1       up"), "{status:?}");
+
     // An edge's certificate is not an admin's.
     let (ec, ek, _) = w.edge_cert("home", "edge", "home-edge", None, None);
     let run = fedctl(&w, &(ec, ek), &["history"]);

@@ -20,7 +20,8 @@ use crate::client::{CallError, ControlClient};
 #[derive(clap::Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Control plane")]
 pub struct ConnArgs {
-    /// The control plane's API, HOST:PORT.
+    /// The control plane's API, HOST:PORT; several replicas comma-separated
+    /// (tried in turn; `status` asks each).
     #[arg(long, env = "FEDCTL_CONTROL", value_name = "HOST:PORT")]
     pub control: Option<String>,
     /// The admin's certificate (PEM), e.g. admins/dpft-admin.pem from `fedctl certs dev`.
@@ -152,9 +153,11 @@ fn read(path: &Path, what: &str, flag: &str) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-/// The API of one control plane, as an admin.
+/// The API of the control plane (one or more replicas), as an admin.
 pub struct Api {
-    client: ControlClient,
+    clients: Vec<ControlClient>,
+    /// The replica that answered last.
+    current: std::sync::atomic::AtomicUsize,
     /// Who we are, from our certificate.
     pub identity: Identity,
     res: Resolved,
@@ -224,17 +227,63 @@ impl Api {
             )
             .into());
         }
-        let client = ControlClient::new(&res.control, &material, leaf.as_ref())
-            .map_err(|e| Failure::new(exit::INPUT, e.to_string()))?;
+        let clients = res
+            .control
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|addr| {
+                ControlClient::new(addr, &material, leaf.as_ref())
+                    .map_err(|e| Failure::new(exit::INPUT, e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if clients.is_empty() {
+            return Err(
+                Failure::new(exit::USAGE, "--control names no address; give HOST:PORT").into(),
+            );
+        }
         Ok(Self {
-            client,
+            clients,
+            current: std::sync::atomic::AtomicUsize::new(0),
             identity: me.identity,
             res,
         })
     }
 
+    fn client(&self) -> &ControlClient {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.clients[i % self.clients.len()]
+    }
+
+    /// The replica that answers (the first listed until one fails).
     pub fn addr(&self) -> &str {
-        self.client.addr()
+        self.client().addr()
+    }
+
+    /// Every replica listed with `--control`, with its `/v1/status` or why
+    /// it did not answer.
+    pub async fn each_status(&self) -> Vec<(String, Result<Value, String>)> {
+        let mut out = Vec::new();
+        for c in &self.clients {
+            let answer = c
+                .send(
+                    hyper::Method::GET,
+                    "/v1/status",
+                    None,
+                    Duration::from_secs(10),
+                    now(),
+                )
+                .await;
+            let result = match answer {
+                Ok((s, bytes)) if s.is_success() => {
+                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+                }
+                Ok((s, bytes)) => Err(format!("{s}: {}", String::from_utf8_lossy(&bytes).trim())),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push((c.addr().to_owned(), result));
+        }
+        out
     }
 
     /// One call; the answer whatever its status, or why there was none.
@@ -246,11 +295,41 @@ impl Api {
     ) -> anyhow::Result<Answer> {
         let method = hyper::Method::from_bytes(method.as_bytes()).context("method")?;
         let body = body.map(|b| b.to_string().into_bytes());
-        let (status, bytes) = self
-            .client
-            .send(method, path, body, Duration::from_secs(30), now())
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+        let n = self.clients.len();
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let mut answer = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            match self.clients[i]
+                .send(
+                    method.clone(),
+                    path,
+                    body.clone(),
+                    Duration::from_secs(30),
+                    now(),
+                )
+                .await
+            {
+                Ok(a) => {
+                    self.current.store(i, std::sync::atomic::Ordering::Relaxed);
+                    answer = Some(Ok(a));
+                    break;
+                }
+                // Nothing listening there: the next replica.
+                Err(e @ CallError::Connect { .. }) if k + 1 < n => {
+                    eprintln!("fedctl: {e}; trying the next replica");
+                }
+                Err(e) => {
+                    answer = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        let (status, bytes) = match answer {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => return Err(self.unreachable(&e).into()),
+            None => return Err(Failure::new(exit::CONNECT, "no replica answered").into()),
+        };
         let body = if bytes.is_empty() {
             Value::Null
         } else {

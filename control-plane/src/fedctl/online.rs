@@ -489,6 +489,37 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
     }
     let paint = Paint::stdout();
     let head = s["head"].as_u64().unwrap_or(0);
+    let replicas = api.each_status().await;
+    if replicas.len() > 1 {
+        let rows: Vec<Vec<String>> = replicas
+            .iter()
+            .map(|(addr, r)| match r {
+                Ok(v) => vec![
+                    addr.clone(),
+                    v["replica"].as_str().unwrap_or("?").to_owned(),
+                    paint.green("up"),
+                    v["store"].as_str().unwrap_or("?").to_owned(),
+                    v["head"].to_string(),
+                    v["published"].to_string(),
+                ],
+                Err(e) => vec![
+                    addr.clone(),
+                    "-".into(),
+                    paint.red("unreachable"),
+                    e.clone(),
+                    "-".into(),
+                    "-".into(),
+                ],
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &["ADDRESS", "REPLICA", "STATE", "STORE", "HEAD", "PUBLISHED"],
+                &rows
+            )
+        );
+    }
     println!(
         "control plane {} at {}: store {}, head version {head}, published {}",
         s["replica"].as_str().unwrap_or("?"),
@@ -582,6 +613,21 @@ pub enum Kind {
     Sites,
 }
 
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Orgs => "orgs",
+            Self::Networks => "networks",
+            Self::Services => "services",
+            Self::Policies => "policies",
+            Self::Agreements => "agreements",
+            Self::Edges => "edges",
+            Self::Groups => "groups",
+            Self::Sites => "sites",
+        }
+    }
+}
+
 /// A list's items joined by commas.
 fn strs(v: &Value) -> String {
     v.as_array()
@@ -665,9 +711,10 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
             return Err(Failure::new(
                 exit::INPUT,
                 format!(
-                    "no {kind:?} `{n}` in version {} (the head); `fedctl get {}` lists them",
+                    "no {} `{n}` in version {} (the head); `fedctl get {}` lists them",
+                    kind.name(),
                     head.version,
-                    format!("{kind:?}").to_lowercase()
+                    kind.name()
                 ),
             )
             .into());
