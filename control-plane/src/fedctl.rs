@@ -341,6 +341,14 @@ fn files_or_live(
     if !config.is_empty() {
         return Ok(files::load_valid(config, now)?.1);
     }
+    if let Err(e) = conn.resolve() {
+        let code = e.downcast_ref::<Failure>().map_or(exit::USAGE, |f| f.code);
+        return Err(Failure::new(
+            code,
+            format!("{e:#}; or give --config PATH to work on files"),
+        )
+        .into());
+    }
     let head = with_api(conn, |api| async move {
         let head = online::fetch_document(&api, None).await?;
         eprintln!("on version {} (the head) of {}", head.version, api.addr());
@@ -448,20 +456,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             conn,
         } => {
             let now = now_or(at.as_deref())?;
-            let loaded = if config.is_empty() {
-                let head = with_api(&conn, |api| async move {
-                    let head = online::fetch_document(&api, None).await?;
-                    eprintln!(
-                        "explaining on version {} (the head) of {}",
-                        head.version,
-                        api.addr()
-                    );
-                    Ok(head)
-                })?;
-                federation::load(&head.sources, now)
-            } else {
-                files::load_valid(&config, now)?.1
-            };
+            let loaded = files_or_live(&config, &conn, now)?;
             let fed = loaded
                 .federation
                 .as_ref()

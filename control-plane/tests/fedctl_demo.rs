@@ -4,8 +4,9 @@
 //! demo's status lists every process, and `fedctl demo down` stops every
 //! recorded PID.
 //!
-//! The demo listens on fixed loopback addresses (127.80.0.0/16 and others),
-//! so this is the only test that runs it.
+//! The demo listens on fixed loopback addresses (127.80.0.0/16 and others
+//! by default); this test moves them (`--base-octet`) so that it runs beside
+//! a user's demo and beside the same test of another checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -73,7 +74,8 @@ fn demo_up_then_the_printed_curl_line_works_and_down_stops_everything() {
     let state_s = state.display().to_string();
     let _down = Down(state_s.clone());
 
-    let up = fedctl(&["demo", "up", "--state", &state_s]);
+    let base = (120 + (std::process::id() % 4) * 20).to_string();
+    let up = fedctl(&["demo", "up", "--state", &state_s, "--base-octet", &base]);
     assert!(up.status.success(), "{}", text(&up));
     let out = String::from_utf8_lossy(&up.stdout).into_owned();
     let curl = out
@@ -82,7 +84,7 @@ fn demo_up_then_the_printed_curl_line_works_and_down_stops_everything() {
         .unwrap_or_else(|| panic!("no curl line: {out}"))
         .trim()
         .to_owned();
-    assert!(out.contains("dig @127.80."), "{out}");
+    assert!(out.contains(&format!("dig @127.{base}.")), "{out}");
     assert!(out.contains("if you have dig"), "{out}");
 
     // The line works as printed, from where `demo up` ran.
@@ -109,7 +111,7 @@ fn demo_up_then_the_printed_curl_line_works_and_down_stops_everything() {
     );
 
     // A second `up` finds it running.
-    let again = fedctl(&["demo", "up", "--state", &state_s]);
+    let again = fedctl(&["demo", "up", "--state", &state_s, "--base-octet", &base]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("already runs"),

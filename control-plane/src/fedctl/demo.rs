@@ -37,7 +37,19 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{Failure, exit, now};
 
-const CONTROL: &str = "127.80.0.1:7443";
+/// The second octet of the demo's loopback addresses (`127.B.M.E`).
+const BASE: u8 = 80;
+
+/// Where the demo's addresses start: 127.B.0.0/16 for the control plane
+/// and edges, 127.(B+E).M.0/24 for VIPs, 127.(B+10).M.S for services.
+#[derive(Clone, Copy, Debug)]
+struct Net(u8);
+
+impl Net {
+    fn control(self) -> String {
+        format!("127.{}.0.1:7443", self.0)
+    }
+}
 const DEFAULT_STATE: &str = ".fedgate-demo";
 const DEFAULT_CONFIG: &str = "configs/south-east";
 
@@ -55,6 +67,10 @@ pub enum DemoCommand {
         /// Where the demo keeps its files, logs and PIDs.
         #[arg(long, default_value = DEFAULT_STATE)]
         state: PathBuf,
+        /// The second octet of its loopback addresses (127.B.x.y), so that
+        /// two demos (or a demo and its test) can run at once.
+        #[arg(long, default_value_t = BASE, value_parser = clap::value_parser!(u8).range(1..=200), hide = true)]
+        base_octet: u8,
     },
     /// Stop the demo's processes (exactly the PIDs it recorded).
     #[command(after_help = "Example:\n  fedctl demo down")]
@@ -78,7 +94,11 @@ pub enum DemoCommand {
 
 pub fn run(command: DemoCommand) -> anyhow::Result<ExitCode> {
     match command {
-        DemoCommand::Up { config, state } => up(&config, &state),
+        DemoCommand::Up {
+            config,
+            state,
+            base_octet,
+        } => up(&config, &state, Net(base_octet)),
         DemoCommand::Down { state } => down(&state).map(|_| ExitCode::SUCCESS),
         DemoCommand::Status { state } => status(&state),
         DemoCommand::Origins { state } => origins(&state),
@@ -123,7 +143,10 @@ fn demo_port(p: i64) -> i64 {
 }
 
 /// Move `docs` (file name, document) onto loopback.
-fn remap(docs: &mut [(String, DocumentSpec)]) -> anyhow::Result<(Vec<DemoEdge>, Vec<Origin>)> {
+fn remap(
+    docs: &mut [(String, DocumentSpec)],
+    net: Net,
+) -> anyhow::Result<(Vec<DemoEdge>, Vec<Origin>)> {
     // Members in the order the files name them: M = 1, 2, ...
     let mut members: Vec<(String, String)> = Vec::new();
     for (_, d) in docs.iter() {
@@ -161,12 +184,12 @@ fn remap(docs: &mut [(String, DocumentSpec)]) -> anyhow::Result<(Vec<DemoEdge>, 
             if *n > 9 {
                 bail!("the demo runs at most 9 edges per member");
             }
-            let ip = Ipv4Addr::new(127, 80, m, *n);
+            let ip = Ipv4Addr::new(127, net.0, m, *n);
             e.value.overlay.quic = Some(sp(format!("{ip}:4433")));
             e.value.overlay.tcp = Some(sp(format!("{ip}:4443")));
             e.value.dns = Some(sp(format!("{ip}:5353")));
             e.value.ingress.addresses = vec![sp(ip.to_string())];
-            e.value.ingress.vip_prefix = Some(sp(format!("127.{}.{m}.0/24", 80 + *n)));
+            e.value.ingress.vip_prefix = Some(sp(format!("127.{}.{m}.0/24", net.0 + *n)));
             edges.push(DemoEdge {
                 id: format!("{org}/{}", e.value.name.value),
                 ip,
@@ -177,7 +200,7 @@ fn remap(docs: &mut [(String, DocumentSpec)]) -> anyhow::Result<(Vec<DemoEdge>, 
             let m = index(&org).with_context(|| format!("service of unknown member {org}"))?;
             let n = service_count.entry(org.clone()).or_insert(0);
             *n += 1;
-            let addr = IpAddr::V4(Ipv4Addr::new(127, 90, m, *n));
+            let addr = IpAddr::V4(Ipv4Addr::new(127, net.0 + 10, m, *n));
             s.value.address = Some(sp(addr.to_string()));
             for p in &mut s.value.ports {
                 p.value = demo_port(p.value);
@@ -212,7 +235,7 @@ fn remap(docs: &mut [(String, DocumentSpec)]) -> anyhow::Result<(Vec<DemoEdge>, 
     Ok((edges, origins))
 }
 
-fn plan(config: &Path) -> anyhow::Result<Plan> {
+fn plan(config: &Path, net: Net) -> anyhow::Result<Plan> {
     let sources = crate::files::read_sources(&[config.to_owned()]).map_err(|e| {
         Failure::new(
             exit::INPUT,
@@ -230,7 +253,7 @@ fn plan(config: &Path) -> anyhow::Result<Plan> {
             .map_or_else(|| f.name.clone(), |n| n.to_string_lossy().into_owned());
         docs.push((name, doc));
     }
-    let (edges, origins) = remap(&mut docs)?;
+    let (edges, origins) = remap(&mut docs, net)?;
     let mut files = Vec::new();
     for (name, doc) in &docs {
         let yaml = serde_saphyr::to_string(doc)?;
@@ -476,7 +499,7 @@ fn visit_lines(state: &Path, plan: &Plan) -> anyhow::Result<Vec<String>> {
     ])
 }
 
-fn up(config: &Path, state: &Path) -> anyhow::Result<ExitCode> {
+fn up(config: &Path, state: &Path, net: Net) -> anyhow::Result<ExitCode> {
     let running: Vec<Recorded> = read_pids(state).into_iter().filter(alive).collect();
     if !running.is_empty() {
         println!(
@@ -489,7 +512,7 @@ fn up(config: &Path, state: &Path) -> anyhow::Result<ExitCode> {
     let control_bin = sibling("fedgate-control")?;
     let edge_bin = sibling("fedgate-edge")?;
     let me = std::env::current_exe().context("where is fedctl?")?;
-    let plan = plan(config)?;
+    let plan = plan(config, net)?;
     // A fresh state: the demo's federation, certificates, store and logs.
     if state.exists() {
         fs::remove_dir_all(state)
@@ -509,15 +532,24 @@ fn up(config: &Path, state: &Path) -> anyhow::Result<ExitCode> {
     fs::write(
         state.join("fedctl.yaml"),
         format!(
-            "# fedctl's connection to the demo: export FEDCTL_CONFIG={}\ncontrol: {CONTROL}\ncert: certs/admins/dpft-admin.pem\nkey: certs/admins/dpft-admin.key\nca: certs/ca.pem\n",
-            absolute(&state.join("fedctl.yaml")).display()
+            "# fedctl's connection to the demo: export FEDCTL_CONFIG={}\ncontrol: {}\ncert: certs/admins/dpft-admin.pem\nkey: certs/admins/dpft-admin.key\nca: certs/ca.pem\n",
+            absolute(&state.join("fedctl.yaml")).display(),
+            net.control()
         ),
     )?;
     let mut started = Started {
         state: state.to_owned(),
         children: Vec::new(),
     };
-    let result = start_all(&mut started, state, &control_bin, &edge_bin, &me, &plan);
+    let result = start_all(
+        &mut started,
+        state,
+        &control_bin,
+        &edge_bin,
+        &me,
+        &plan,
+        net,
+    );
     if let Err(e) = result {
         eprintln!("fedctl: the demo did not start; stopping what did");
         let _ = down(state);
@@ -529,7 +561,7 @@ fn up(config: &Path, state: &Path) -> anyhow::Result<ExitCode> {
         plan.origins.len(),
         state.display()
     );
-    print_guide(state, &plan)?;
+    print_guide(state, &plan, net)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -540,6 +572,7 @@ fn start_all(
     edge_bin: &Path,
     me: &Path,
     plan: &Plan,
+    net: Net,
 ) -> anyhow::Result<()> {
     let certs = state.join("certs");
     let p = |p: PathBuf| p.display().to_string();
@@ -551,7 +584,7 @@ fn start_all(
             "--data".into(),
             p(state.join("control-data")),
             "--listen".into(),
-            CONTROL.into(),
+            net.control(),
             "--cert".into(),
             p(certs.join("control/control-1.pem")),
             "--key".into(),
@@ -587,7 +620,7 @@ fn start_all(
                 "--edge".into(),
                 e.id.clone(),
                 "--control".into(),
-                CONTROL.into(),
+                net.control(),
                 "--control-key".into(),
                 p(certs.join("control/signing.pub")),
                 "--cache".into(),
@@ -630,8 +663,8 @@ fn absolute(p: &Path) -> PathBuf {
     std::env::current_dir().map_or_else(|_| p.to_owned(), |d| d.join(p))
 }
 
-fn print_guide(state: &Path, plan: &Plan) -> anyhow::Result<()> {
-    println!("  control plane  {CONTROL}");
+fn print_guide(state: &Path, plan: &Plan, net: Net) -> anyhow::Result<()> {
+    println!("  control plane  {}", net.control());
     for e in &plan.edges {
         println!(
             "  edge {:<12} {}  (CONNECT :3128, SOCKS :1080, DNS :5353, metrics http://{}:9100/metrics)",
