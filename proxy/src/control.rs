@@ -285,6 +285,14 @@ impl Client {
         let mut replica = 0usize;
         let mut delay = Duration::from_millis(500);
         let n = self.config.addrs.len().max(1);
+        // Say at once which version this edge runs (the first long poll may
+        // hold for --poll-secs); the first replica that answers hears it.
+        for addr in &self.config.addrs {
+            let version = ctx.node().version;
+            if self.report(addr, version, Vec::new()).await.is_ok() {
+                break;
+            }
+        }
         while !*shutdown.borrow() {
             let addr = self.config.addrs[replica % n].clone();
             let node = ctx.node();
