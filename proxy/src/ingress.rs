@@ -55,16 +55,7 @@ pub async fn start(
                 .await
                 .with_context(|| format!("cannot listen for vip on {addr}"))?;
             tracing::info!(kind = "vip", %addr, "listening");
-            running.insert(
-                addr,
-                Listening(tokio::spawn(accept_loop(
-                    ctx.clone(),
-                    overlay.clone(),
-                    listener,
-                    Kind::Vip,
-                    addr,
-                ))),
-            );
+            running.insert(addr, Listening::vip(ctx, overlay, listener, addr));
         }
         tasks.spawn(follow_vips(ctx.clone(), overlay.clone(), running));
     }
@@ -106,16 +97,7 @@ async fn follow_vips(
             match TcpListener::bind(addr).await {
                 Ok(listener) => {
                     tracing::info!(kind = "vip", %addr, "listening");
-                    running.insert(
-                        addr,
-                        Listening(tokio::spawn(accept_loop(
-                            ctx.clone(),
-                            overlay.clone(),
-                            listener,
-                            Kind::Vip,
-                            addr,
-                        ))),
-                    );
+                    running.insert(addr, Listening::vip(&ctx, &overlay, listener, addr));
                 }
                 Err(e) => {
                     tracing::error!(kind = "vip", %addr, cause = %e, "cannot listen on a new VIP")
@@ -128,6 +110,23 @@ async fn follow_vips(
 /// A VIP's accept loop, stopped when dropped (a VIP gone from the snapshot,
 /// or the edge draining).
 struct Listening(tokio::task::JoinHandle<()>);
+
+impl Listening {
+    fn vip(
+        ctx: &Arc<Ctx>,
+        overlay: &Arc<Overlay>,
+        listener: TcpListener,
+        addr: SocketAddr,
+    ) -> Self {
+        Self(tokio::spawn(accept_loop(
+            ctx.clone(),
+            overlay.clone(),
+            listener,
+            Kind::Vip,
+            addr,
+        )))
+    }
+}
 
 impl Drop for Listening {
     fn drop(&mut self) {
