@@ -10,9 +10,15 @@
 //! - the edges of members that may reach L's services;
 //! - the policies it enforces: those whose sources include L (the pre-check)
 //!   and those opening L's services (the authoritative decision), with their
-//!   agreements and groups;
-//! - other members' records and network labels (no ranges, contacts or
-//!   resolvers), and the revoked certificate serials.
+//!   agreements and groups, each narrowed to the members L exchanges traffic
+//!   with (L and those peers): a source outside them reaches none of L's
+//!   services and is none of L's staff, so it decides no flow at L's edges;
+//! - the records and network labels (no ranges, contacts or resolvers) of
+//!   those peers, the records of the hosts of its sites and the owners of its
+//!   agreements, and the revoked certificate serials (all of them).
+//!
+//! So a snapshot's size follows what its edge needs (its own organisation
+//! and its partners), not the size of the federation.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
@@ -180,9 +186,113 @@ fn site_kept(site: &SiteSpec, local: &OrgId, edge_site: Option<&SiteId>) -> bool
             .any(|n| n.value.split('/').next() == Some(local.as_str()))
 }
 
-/// A policy with nothing left to open once pruned is dropped.
-fn policy_targets_nothing(p: &PolicySpec) -> bool {
-    p.to.services.is_empty() && p.to.tags.is_empty()
+/// The members an edge of `local` exchanges traffic with: its own
+/// organisation and its peers. Other members appear in its snapshot only as
+/// the host of a site it keeps or the owner of an agreement it enforces.
+fn traffic<'p>(local: &'p OrgId, plan: &'p Plan<'_>) -> BTreeSet<&'p str> {
+    std::iter::once(local.as_str())
+        .chain(plan.peers.iter().map(|p| p.as_str()))
+        .collect()
+}
+
+/// Every member an edge's snapshot holds a record of: those in `traffic`,
+/// and the hosts of its sites and owners of its agreements (named there).
+fn known_orgs<'a>(
+    traffic: &BTreeSet<&'a str>,
+    sites: impl IntoIterator<Item = &'a S<SiteSpec>>,
+    agreements: impl IntoIterator<Item = &'a S<AgreementSpec>>,
+) -> BTreeSet<&'a str> {
+    let mut known = traffic.clone();
+    known.extend(sites.into_iter().map(|s| s.value.host.value.as_str()));
+    known.extend(
+        agreements
+            .into_iter()
+            .map(|a| a.value.owner.org.value.as_str()),
+    );
+    known
+}
+
+/// The organisation of a network id (`ORG/LABEL`).
+fn network_org(id: &str) -> &str {
+    id.split('/').next().unwrap_or(id)
+}
+
+/// A group narrowed to the members in `traffic`; `None` when none is left.
+fn narrow_group<'a>(
+    g: &'a S<GroupSpec>,
+    traffic: &BTreeSet<&str>,
+) -> Option<Cow<'a, S<GroupSpec>>> {
+    let keep = |m: &S<String>| traffic.contains(m.value.as_str());
+    if g.value.members.iter().all(keep) {
+        return Some(Cow::Borrowed(g));
+    }
+    if !g.value.members.iter().any(keep) {
+        return None;
+    }
+    let mut owned = g.clone();
+    owned.value.members.retain(keep);
+    Some(Cow::Owned(owned))
+}
+
+/// A kept policy as its edge holds it: destinations narrowed to the kept
+/// services, sources to the members in `traffic` (and the groups with a
+/// member left, `live_groups`). `None` when it opens nothing or names no
+/// source left: such a policy decides no flow from or to the edge's members
+/// (a source outside `traffic` reaches none of them, allowed or not).
+fn narrow_policy<'a>(
+    p: &'a S<PolicySpec>,
+    kept_services: &BTreeSet<&str>,
+    traffic: &BTreeSet<&str>,
+    live_groups: &BTreeSet<&str>,
+) -> Option<Cow<'a, S<PolicySpec>>> {
+    let to = |s: &S<String>| kept_services.contains(s.value.as_str());
+    let org = |o: &S<String>| traffic.contains(o.value.as_str());
+    let group = |g: &S<String>| live_groups.contains(g.value.as_str());
+    let net = |n: &S<String>| traffic.contains(network_org(&n.value));
+    let v = &p.value;
+    if !v.to.services.iter().any(to) && v.to.tags.is_empty() {
+        return None;
+    }
+    let mut p = Cow::Borrowed(p);
+    if !v.to.services.iter().all(to) {
+        p.to_mut().value.to.services.retain(to);
+    }
+    if !(v.from.orgs.iter().all(org)
+        && v.from.groups.iter().all(group)
+        && v.from.networks.iter().all(net))
+    {
+        let from = &mut p.to_mut().value.from;
+        let had_networks = !from.networks.is_empty();
+        from.orgs.retain(org);
+        from.groups.retain(group);
+        from.networks.retain(net);
+        // Sources narrowed to networks are matched by network alone: with
+        // none of them left, the policy matches no flow of these members.
+        let no_orgs = from.orgs.is_empty() && from.groups.is_empty();
+        if (no_orgs || had_networks) && from.networks.is_empty() {
+            return None;
+        }
+    }
+    Some(p)
+}
+
+/// An agreement's parties narrowed to the members in `traffic` and the live
+/// groups (parties do not decide flows at an edge; its dates do).
+fn narrow_agreement<'a>(
+    a: &'a S<AgreementSpec>,
+    traffic: &BTreeSet<&str>,
+    live_groups: &BTreeSet<&str>,
+) -> Cow<'a, S<AgreementSpec>> {
+    let keep = |p: &S<String>| {
+        traffic.contains(p.value.as_str()) || live_groups.contains(p.value.as_str())
+    };
+    if a.value.parties.iter().all(keep) {
+        Cow::Borrowed(a)
+    } else {
+        let mut owned = a.clone();
+        owned.value.parties.retain(keep);
+        Cow::Owned(owned)
+    }
 }
 
 impl EdgeSnapshot {
@@ -203,21 +313,17 @@ impl EdgeSnapshot {
         let local = e.org.clone();
         let plan = Plan::new(fed, &local, fed.services_of(&local), fed.policies.iter());
         let kept_services = plan.kept_services();
+        let traffic = traffic(&local, &plan);
         let is_local = |o: &S<String>| o.value == local.as_str();
 
         let mut doc = spec.to_document();
-        for o in &mut doc.organisations {
-            let org = &mut o.value;
-            if org.id.value != local.as_str() {
-                let peer = plan.is_peer(&org.id.value);
-                hide_org(org, peer);
-            }
-        }
-        for n in &mut doc.networks {
-            if !is_local(&n.value.org) {
-                hide_network(&mut n.value);
-            }
-        }
+        let live: BTreeSet<String> = doc
+            .groups
+            .iter()
+            .filter(|g| narrow_group(g, &traffic).is_some())
+            .map(|g| g.value.id.value.clone())
+            .collect();
+        let live_groups: BTreeSet<&str> = live.iter().map(String::as_str).collect();
         doc.sites
             .retain(|s| site_kept(&s.value, &local, e.site.as_ref()));
         doc.edges
@@ -235,25 +341,59 @@ impl EdgeSnapshot {
                 hide_service(&mut s.value);
             }
         }
-        doc.policies.retain(|p| {
-            plan.policies
-                .iter()
-                .any(|id| id.as_str() == p.value.id.value)
-        });
-        for p in &mut doc.policies {
-            p.value
-                .to
-                .services
-                .retain(|s| kept_services.contains(s.value.as_str()));
-        }
-        doc.policies.retain(|p| !policy_targets_nothing(&p.value));
+        doc.policies = doc
+            .policies
+            .iter()
+            .filter(|p| {
+                plan.policies
+                    .iter()
+                    .any(|id| id.as_str() == p.value.id.value)
+            })
+            .filter_map(|p| narrow_policy(p, &kept_services, &traffic, &live_groups))
+            .map(Cow::into_owned)
+            .collect();
         let agreements: BTreeSet<String> = doc
             .policies
             .iter()
             .filter_map(|p| p.value.agreement.as_ref().map(|a| a.value.clone()))
             .collect();
-        doc.agreements
-            .retain(|a| agreements.contains(&a.value.id.value));
+        doc.agreements = doc
+            .agreements
+            .iter()
+            .filter(|a| agreements.contains(&a.value.id.value))
+            .map(|a| narrow_agreement(a, &traffic, &live_groups).into_owned())
+            .collect();
+        let named_groups: BTreeSet<String> = doc
+            .policies
+            .iter()
+            .flat_map(|p| &p.value.from.groups)
+            .chain(doc.agreements.iter().flat_map(|a| &a.value.parties))
+            .map(|g| g.value.clone())
+            .collect();
+        doc.groups = doc
+            .groups
+            .iter()
+            .filter(|g| named_groups.contains(&g.value.id.value))
+            .filter_map(|g| narrow_group(g, &traffic))
+            .map(Cow::into_owned)
+            .collect();
+        let known = known_orgs(&traffic, &doc.sites, &doc.agreements);
+        doc.organisations
+            .retain(|o| known.contains(o.value.id.value.as_str()));
+        for o in &mut doc.organisations {
+            let org = &mut o.value;
+            if org.id.value != local.as_str() {
+                let peer = plan.is_peer(&org.id.value);
+                hide_org(org, peer);
+            }
+        }
+        doc.networks
+            .retain(|n| traffic.contains(n.value.org.value.as_str()));
+        for n in &mut doc.networks {
+            if !is_local(&n.value.org) {
+                hide_network(&mut n.value);
+            }
+        }
 
         Ok(Self {
             format: SNAPSHOT_FORMAT,
@@ -337,10 +477,10 @@ struct DocumentView<'a> {
     edges: Vec<&'a S<EdgeSpec>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<&'a S<ServiceSpec>>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    groups: &'a [S<GroupSpec>],
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    agreements: Vec<&'a S<AgreementSpec>>,
+    groups: Vec<Cow<'a, S<GroupSpec>>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    agreements: Vec<Cow<'a, S<AgreementSpec>>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     policies: Vec<Cow<'a, S<PolicySpec>>>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -369,8 +509,12 @@ pub struct Cutter<'f> {
     networks_hidden: Vec<S<NetworkSpec>>,
     edges_hidden: Vec<S<EdgeSpec>>,
     services_hidden: Vec<S<ServiceSpec>>,
-    /// Document indexes of the edges of each organisation.
+    /// Document indexes of each organisation, of the networks and edges of
+    /// each organisation, and of each group.
+    orgs_by_id: HashMap<String, Vec<usize>>,
+    networks_by_org: HashMap<String, Vec<usize>>,
     edges_by_org: HashMap<String, Vec<usize>>,
+    groups_by_id: HashMap<String, Vec<usize>>,
     /// Document indexes of each service (`ORG/NAME`) and policy id.
     services_by_id: HashMap<String, Vec<usize>>,
     policies_by_id: HashMap<String, Vec<usize>>,
@@ -444,7 +588,10 @@ impl<'f> Cutter<'f> {
         let networks_hidden = hide_all(&doc.networks, hide_network);
         let edges_hidden = hide_all(&doc.edges, hide_edge);
         let services_hidden = hide_all(&doc.services, hide_service);
+        let orgs_by_id = index_by(&doc.organisations, |o| o.value.id.value.clone());
+        let networks_by_org = index_by(&doc.networks, |n| n.value.org.value.clone());
         let edges_by_org = index_by(&doc.edges, |e| e.value.org.value.clone());
+        let groups_by_id = index_by(&doc.groups, |g| g.value.id.value.clone());
         let services_by_id = index_by(&doc.services, |s| {
             format!("{}/{}", s.value.org.value, s.value.name.value)
         });
@@ -471,7 +618,10 @@ impl<'f> Cutter<'f> {
             networks_hidden,
             edges_hidden,
             services_hidden,
+            orgs_by_id,
+            networks_by_org,
             edges_by_org,
+            groups_by_id,
             services_by_id,
             policies_by_id,
             services_of,
@@ -508,36 +658,23 @@ impl<'f> Cutter<'f> {
             candidates.iter().map(|&i| &fed.policies[i]),
         );
         let kept_services = plan.kept_services();
+        let traffic = traffic(local, &plan);
         let is_local = |o: &S<String>| o.value == local.as_str();
         let doc = &self.doc;
 
-        let organisations = doc
-            .organisations
+        let narrowed_groups: Vec<Option<Cow<'_, S<GroupSpec>>>> = doc
+            .groups
             .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                if o.value.id.value == local.as_str() {
-                    o
-                } else if plan.is_peer(&o.value.id.value) {
-                    &self.orgs_peer[i]
-                } else {
-                    &self.orgs_stranger[i]
-                }
-            })
+            .map(|g| narrow_group(g, &traffic))
             .collect();
-        let networks = doc
-            .networks
+        let live_groups: BTreeSet<&str> = doc
+            .groups
             .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                if is_local(&n.value.org) {
-                    n
-                } else {
-                    &self.networks_hidden[i]
-                }
-            })
+            .zip(&narrowed_groups)
+            .filter(|(_, n)| n.is_some())
+            .map(|(g, _)| g.value.id.value.as_str())
             .collect();
-        let sites = doc
+        let sites: Vec<&S<SiteSpec>> = doc
             .sites
             .iter()
             .filter(|s| site_kept(&s.value, local, edge.site.as_ref()))
@@ -574,27 +711,63 @@ impl<'f> Cutter<'f> {
             plan.policies.iter().map(|p| p.as_str()),
         )
         .into_iter()
-        .map(|(_, p)| {
-            let keep = |s: &S<String>| kept_services.contains(s.value.as_str());
-            if p.value.to.services.iter().all(keep) {
-                Cow::Borrowed(p)
-            } else {
-                let mut owned = p.clone();
-                owned.value.to.services.retain(keep);
-                Cow::Owned(owned)
-            }
-        })
-        .filter(|p| !policy_targets_nothing(&p.value))
+        .filter_map(|(_, p)| narrow_policy(p, &kept_services, &traffic, &live_groups))
         .collect();
         let agreement_ids: BTreeSet<&str> = policies
             .iter()
             .filter_map(|p| p.value.agreement.as_ref().map(|a| a.value.as_str()))
             .collect();
-        let agreements = doc
+        let agreements: Vec<Cow<'_, S<AgreementSpec>>> = doc
             .agreements
             .iter()
             .filter(|a| agreement_ids.contains(a.value.id.value.as_str()))
+            .map(|a| narrow_agreement(a, &traffic, &live_groups))
             .collect();
+        let named_groups: BTreeSet<&str> = policies
+            .iter()
+            .flat_map(|p| &p.value.from.groups)
+            .chain(agreements.iter().flat_map(|a| &a.value.parties))
+            .map(|g| g.value.as_str())
+            .collect();
+        let groups = gather(
+            &narrowed_groups,
+            &self.groups_by_id,
+            named_groups.iter().copied(),
+        )
+        .into_iter()
+        .filter_map(|(_, g)| g.clone())
+        .collect();
+        let known = known_orgs(
+            &traffic,
+            sites.iter().copied(),
+            agreements.iter().map(|a| a.as_ref()),
+        );
+        let organisations = gather(&doc.organisations, &self.orgs_by_id, known.iter().copied())
+            .into_iter()
+            .map(|(i, o)| {
+                if o.value.id.value == local.as_str() {
+                    o
+                } else if plan.is_peer(&o.value.id.value) {
+                    &self.orgs_peer[i]
+                } else {
+                    &self.orgs_stranger[i]
+                }
+            })
+            .collect();
+        let networks = gather(
+            &doc.networks,
+            &self.networks_by_org,
+            traffic.iter().copied(),
+        )
+        .into_iter()
+        .map(|(i, n)| {
+            if is_local(&n.value.org) {
+                n
+            } else {
+                &self.networks_hidden[i]
+            }
+        })
+        .collect();
         let view = DocumentView {
             federation: doc.federation.as_ref(),
             organisations,
@@ -602,7 +775,7 @@ impl<'f> Cutter<'f> {
             sites,
             edges,
             services,
-            groups: &doc.groups,
+            groups,
             agreements,
             policies,
             revoked_certificates: &doc.revoked_certificates,

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use federation::policy::{Flow, PolicySet};
 use federation::snapshot::Cutter;
 use federation::validate::parse_time;
 use federation::{EdgeSnapshot, Federation, FederationSpec, Sources};
@@ -83,5 +84,119 @@ fn generated_federations_cut_the_same_bytes() {
         let (edges, groups) = assert_same_bytes(&spec, &fed, 3);
         assert_eq!(edges, orgs * edges_per_org);
         assert_eq!(groups, orgs, "one group per member (no sites)");
+    }
+}
+
+/// Two partners (o0 opens a service to o1) in a federation of `members`
+/// organisations: every other pair (o2k, o2k+1) works together the same way,
+/// all of them belong to one group, sign one federation-wide agreement and
+/// are denied a service of o0 through that group.
+fn partners_among(members: usize) -> String {
+    let mut y = String::from(
+        "federation: {name: size, trust_domain: size.fedgate.example}\norganisations:\n",
+    );
+    let ids: Vec<String> = (0..members).map(|o| format!("o{o}")).collect();
+    for id in &ids {
+        y += &format!(
+            "  - {{id: {id}, name: Org {id}, kind: other, membership: {{agreement: FCA-{id}, expires: 2031-01-01}}, dns: {{zones: [{id}.example]}}}}\n"
+        );
+    }
+    y += "networks:\n";
+    for id in &ids {
+        y += &format!(
+            "  - {{org: {id}, label: corporate, purpose: corporate, cidrs: [10.0.0.0/16]}}\n"
+        );
+    }
+    y += "edges:\n";
+    for (o, id) in ids.iter().enumerate() {
+        y += &format!(
+            "  - {{org: {id}, name: edge, overlay: {{quic: \"127.0.{}.{}:4433\"}}}}\n",
+            o / 250,
+            o % 250 + 1
+        );
+    }
+    y += "services:\n";
+    for (o, id) in ids.iter().enumerate() {
+        y += &format!(
+            "  - {{org: {id}, name: ehr, dns: [ehr.{id}.example], address: 10.100.{}.{}, ports: [443], protocol: tls}}\n",
+            o / 250,
+            o % 250 + 1
+        );
+    }
+    y += &format!(
+        "groups:\n  - {{id: everyone, members: [{}]}}\n",
+        ids.join(", ")
+    );
+    y += "agreements:\n  - {id: ISA, title: All, parties: [everyone], purpose: care, legal_basis: law, owner: {name: n, role: r, org: o0}, start: 2024-01-01, expires: 2030-12-31}\n";
+    y += "policies:\n";
+    for pair in 0..members / 2 {
+        let (a, b) = (2 * pair, 2 * pair + 1);
+        y += &format!(
+            "  - {{id: p{pair}, description: pair, from: {{orgs: [o{b}]}}, to: {{services: [o{a}/ehr]}}, action: allow, agreement: ISA}}\n"
+        );
+    }
+    y += "  - {id: no-one-else, description: group deny, from: {groups: [everyone], cidrs: [10.0.9.0/24]}, to: {services: [o0/ehr]}, action: deny, agreement: ISA}\n";
+    y
+}
+
+#[test]
+fn a_snapshot_holds_what_its_edge_needs_not_the_whole_federation() {
+    let mut sizes = Vec::new();
+    for members in [4, 40, 400] {
+        let mut sources = Sources::new();
+        sources.add("size.yaml", partners_among(members));
+        let (spec, fed) = load(&sources);
+        assert_same_bytes(&spec, &fed, 1);
+        for edge in ["o0/edge", "o1/edge"] {
+            let snap = EdgeSnapshot::build(&spec, &fed, edge, 1).unwrap();
+            let doc = &snap.document;
+            let orgs: Vec<&str> = doc
+                .organisations
+                .iter()
+                .map(|o| o.value.id.value.as_str())
+                .collect();
+            assert_eq!(orgs, ["o0", "o1"], "{edge} of {members}");
+            assert_eq!(doc.networks.len(), 2, "{edge} of {members}");
+            assert_eq!(doc.edges.len(), 2, "{edge} of {members}");
+            assert_eq!(doc.groups.len(), 1);
+            let members_kept: Vec<&str> = doc.groups[0]
+                .value
+                .members
+                .iter()
+                .map(|m| m.value.as_str())
+                .collect();
+            assert_eq!(members_kept, ["o0", "o1"], "the group, narrowed");
+            sizes.push((members, edge, snap.to_json().len()));
+        }
+        // The partners decide as the whole federation does.
+        let o0 = EdgeSnapshot::build(&spec, &fed, "o0/edge", 1)
+            .unwrap()
+            .load(Some("o0/edge"), now())
+            .unwrap();
+        let ids: Vec<&str> = o0.policies.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["p0", "no-one-else"]);
+        let (full, mine) = (PolicySet::compile(&fed), PolicySet::compile(&o0));
+        for (src, addr) in [("o1", "10.0.1.1"), ("o1", "10.0.9.1"), ("o3", "10.0.1.1")] {
+            let flow = Flow {
+                src_org: src,
+                src_network: Some("corporate"),
+                src_addr: Some(addr.parse().unwrap()),
+                service: "o0/ehr",
+                port: 443,
+            };
+            let (a, b) = (full.decide(&flow, now()), mine.decide(&flow, now()));
+            assert_eq!(a.is_allowed(), b.is_allowed(), "{flow:?}: {a:?} / {b:?}");
+            assert_eq!(
+                a.is_allowed(),
+                src == "o1" && addr == "10.0.1.1",
+                "{flow:?}"
+            );
+        }
+    }
+    // The same size however many members the federation has (the version
+    // and the names' digits aside: equal here).
+    for edge in ["o0/edge", "o1/edge"] {
+        let of: Vec<usize> = sizes.iter().filter(|s| s.1 == edge).map(|s| s.2).collect();
+        assert!(of.windows(2).all(|w| w[0] == w[1]), "{edge}: {sizes:?}");
     }
 }
