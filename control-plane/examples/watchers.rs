@@ -266,7 +266,7 @@ async fn watch_edge(
                 }
             }
             let snap = match SignedSnapshot::verify(&body, &key) {
-                Ok((_, snap)) => snap,
+                Ok(snap) => snap,
                 Err(e) => {
                     last_error = format!("snapshot refused: {e}");
                     break;

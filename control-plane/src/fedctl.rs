@@ -544,7 +544,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let edges: Vec<&str> = fed.edges.iter().map(|e| e.id.as_str()).collect();
                     anyhow!("{e}; the edges are: {}", edges.join(", "))
                 })?;
-            let json = snap.to_json();
+            let json = snap.to_json_pretty();
             let out = out.unwrap_or_else(|| {
                 PathBuf::from(format!("{}.snapshot.json", edge.replace('/', "-")))
             });

@@ -32,9 +32,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use federation::Sources;
 use federation::identity::{Identity, peer_cert};
-use federation::signed::SigningKey;
+use federation::signed::{SignedParts, SigningKey};
 use federation::snapshot::Cutter;
 use federation::spec::DocumentSpec;
+use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use jiff::Timestamp;
@@ -60,8 +61,9 @@ pub struct Published {
     pub version: u64,
     pub files: BTreeMap<String, String>,
     pub document: DocumentSpec,
-    /// Edge id (`ORG/NAME`) to its signed snapshot's JSON.
-    pub snapshots: HashMap<String, Arc<[u8]>>,
+    /// Edge id (`ORG/NAME`) to its signed snapshot's JSON, whose document
+    /// the edges of a group share.
+    pub snapshots: HashMap<String, SignedParts>,
     /// Normalised serials revoked in this version.
     pub revoked: HashSet<String>,
 }
@@ -93,7 +95,7 @@ pub struct App {
     pub name: String,
     pub trust_domain: String,
     pub store: Store,
-    key: SigningKey,
+    key: Arc<SigningKey>,
     published: watch::Sender<Arc<Published>>,
     reports: Mutex<BTreeMap<String, EdgeReport>>,
     audit: AdminAudit,
@@ -116,7 +118,7 @@ pub struct Caller {
 /// Cut and sign every edge's snapshot of `version`: a document per group of
 /// edges that hold the same one ([`Cutter::groups`]), a signature per edge,
 /// the groups spread over the machine's cores.
-fn sign_all(cutter: &Cutter<'_>, key: &SigningKey, version: u64) -> HashMap<String, Arc<[u8]>> {
+fn sign_all(cutter: &Cutter<'_>, key: &SigningKey, version: u64) -> HashMap<String, SignedParts> {
     let groups = cutter.groups();
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -128,9 +130,8 @@ fn sign_all(cutter: &Cutter<'_>, key: &SigningKey, version: u64) -> HashMap<Stri
             let Some(first) = group.first() else { continue };
             let cut = cutter.cut(first);
             for edge in group {
-                let json = cut.snapshot_json(edge.id.as_str(), version);
-                let signed = key.sign_json(json).to_json();
-                out.push((edge.id.to_string(), Arc::<[u8]>::from(signed)));
+                let signed = key.sign_cut(&cut, edge.id.as_str(), version);
+                out.push((edge.id.to_string(), signed));
             }
         }
         out
@@ -192,7 +193,7 @@ impl App {
             name,
             trust_domain,
             store,
-            key,
+            key: Arc::new(key),
             published: watch::channel(Arc::new(Published::empty())).0,
             reports: Mutex::new(BTreeMap::new()),
             audit,
@@ -235,9 +236,13 @@ impl App {
                 return;
             }
         };
-        let key = &self.key;
+        let key = self.key.clone();
         let started = tokio::time::Instant::now();
-        match publish(&version, key, now()) {
+        // Cutting and signing is CPU work (seconds for 10,000 edges): on a
+        // blocking thread, so that long polls and applies go on meanwhile.
+        let cut = tokio::task::spawn_blocking(move || publish(&version, &key, now())).await;
+        let cut = cut.unwrap_or_else(|e| Err(format!("publication failed: {e}")));
+        match cut {
             Ok(p) => {
                 tracing::info!(
                     version = p.version,
@@ -364,8 +369,9 @@ impl App {
             "message": req.message,
             "changes": changes,
         }));
-        // Publish at once on this replica (others learn through the store).
-        self.publish_up_to(version.meta.version).await;
+        // Acknowledged once committed: the version is durable. Every replica
+        // (this one too) publishes it from the store's head watch
+        // (`follow_store`), cutting and signing off the request path.
         Ok((
             StatusCode::OK,
             json!({"version": version.meta.version, "changes": changes, "applied": true, "diagnostics": warnings}),
@@ -615,14 +621,13 @@ async fn snapshot(
         let p = rx.borrow_and_update().clone();
         if p.version > q.have {
             return match p.snapshots.get(&edge) {
-                Some(bytes) => (
+                Some(parts) => (
                     StatusCode::OK,
                     [
                         ("content-type", "application/json".to_owned()),
                         ("fedgate-version", p.version.to_string()),
                     ],
-                    // Shared, not copied: 10,000 edges may take it at once.
-                    axum::body::Body::from(hyper::body::Bytes::from_owner(bytes.clone())),
+                    axum::body::Body::new(Chunks::of(parts)),
                 )
                     .into_response(),
                 None => error(
@@ -639,6 +644,43 @@ async fn snapshot(
             Ok(Ok(())) => continue,
             _ => return StatusCode::NO_CONTENT.into_response(),
         }
+    }
+}
+
+/// A signed snapshot as a response body: its own head, then the document
+/// its group shares (not copied: 10,000 edges may take it at once).
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl Chunks {
+    fn of(parts: &SignedParts) -> Self {
+        Self(
+            [
+                Bytes::from(parts.head.clone()),
+                Bytes::from_owner(parts.document.clone()),
+                Bytes::from_static(SignedParts::TAIL),
+            ]
+            .into(),
+        )
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
     }
 }
 

@@ -61,6 +61,32 @@ fn main() -> ExitCode {
         bytes += key.sign(&snap).to_json().len();
     }
     let per = ms(t) / n as f64;
+    if let Some(e) = fed.edges.first()
+        && let Ok(snap) = EdgeSnapshot::build(&loaded.spec, fed, e.id.as_str(), 2)
+    {
+        let d = &snap.document;
+        let size = |v: serde_json::Result<Vec<u8>>| v.map_or(0, |b| b.len()) as f64 / 1024.0;
+        println!(
+            "what {} holds (items, KiB of JSON): organisations {} {:.1}, networks {} {:.1}, edges {} {:.1}, services {} {:.1}, groups {} {:.1}, agreements {} {:.1}, policies {} {:.1}, revoked {} {:.1}",
+            e.id,
+            d.organisations.len(),
+            size(serde_json::to_vec(&d.organisations)),
+            d.networks.len(),
+            size(serde_json::to_vec(&d.networks)),
+            d.edges.len(),
+            size(serde_json::to_vec(&d.edges)),
+            d.services.len(),
+            size(serde_json::to_vec(&d.services)),
+            d.groups.len(),
+            size(serde_json::to_vec(&d.groups)),
+            d.agreements.len(),
+            size(serde_json::to_vec(&d.agreements)),
+            d.policies.len(),
+            size(serde_json::to_vec(&d.policies)),
+            d.revoked_certificates.len(),
+            size(serde_json::to_vec(&d.revoked_certificates)),
+        );
+    }
     println!(
         "simple: build + sign + envelope {per:.2} ms per edge (sample of {n}, {:.0} KiB each): {:.1} s for every edge",
         bytes as f64 / n as f64 / 1024.0,
@@ -71,27 +97,24 @@ fn main() -> ExitCode {
     let cutter = Cutter::new(&loaded.spec, fed);
     let groups = cutter.groups();
     println!("fast: prepare {:.0} ms, {} groups", ms(t), groups.len());
-    let (mut cut_ms, mut json_ms, mut sign_ms, mut env_ms, mut total) = (0.0, 0.0, 0.0, 0.0, 0);
+    let (mut cut_ms, mut sign_ms, mut total, mut shared) = (0.0, 0.0, 0, 0);
     for group in &groups {
         let t = Instant::now();
         let cut = cutter.cut(group[0]);
         cut_ms += ms(t);
+        shared += cut.document_len();
         for e in group {
             let t = Instant::now();
-            let json = cut.snapshot_json(e.id.as_str(), 2);
-            json_ms += ms(t);
-            let t = Instant::now();
-            let signed = key.sign_json(json);
+            let signed = key.sign_cut(&cut, e.id.as_str(), 2);
             sign_ms += ms(t);
-            let t = Instant::now();
-            total += signed.to_json().len();
-            env_ms += ms(t);
+            total += signed.len();
         }
     }
     println!(
-        "fast: cut {cut_ms:.0} ms, snapshot JSON {json_ms:.0} ms, sign {sign_ms:.0} ms, envelope JSON {env_ms:.0} ms: {:.0} ms on one core; {:.0} MiB signed in all",
-        cut_ms + json_ms + sign_ms + env_ms,
-        total as f64 / 1048576.0
+        "fast: cut (and digest) {cut_ms:.0} ms, sign (header and envelope per edge) {sign_ms:.0} ms: {:.0} ms on one core; {:.0} MiB signed in all, {:.0} MiB of it documents shared by the edges of a group",
+        cut_ms + sign_ms,
+        total as f64 / 1048576.0,
+        shared as f64 / 1048576.0
     );
     ExitCode::SUCCESS
 }

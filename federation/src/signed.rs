@@ -1,24 +1,64 @@
 //! Signed snapshots: what the control plane hands an edge, and the rules by
 //! which an edge accepts one.
 //!
-//! A [`SignedSnapshot`] wraps the exact JSON bytes of an [`EdgeSnapshot`]
-//! with an ed25519 signature over them and the id of the key that made it.
-//! The edge trusts one public key (configured, like the federation CA) and
-//! checks, in order: the envelope's shape, the key id, the signature, the
-//! snapshot's own digest, that it is addressed to this edge, and how its
-//! version relates to the one the edge holds ([`check_succession`]). Only
-//! then does it validate the content ([`EdgeSnapshot::load`]).
+//! A [`SignedSnapshot`] holds an [`EdgeSnapshot`] with an ed25519 signature
+//! over its header (format, version, edge, organisation and the SHA-256
+//! digest of its document) and the id of the key that made it: the digest
+//! binds the document, so the signature covers all of it, and signing costs
+//! the same small message whatever the snapshot's size (the control plane
+//! signs one per edge, the document is cut and digested once per group of
+//! edges that share it). The edge trusts one public key (configured, like the
+//! federation CA) and checks, in order: the envelope's shape, the key id, the
+//! signature over the header, the document against the signed digest, that
+//! it is addressed to this edge, and how its version relates to the one the
+//! edge holds ([`check_succession`]). Only then does it validate the content
+//! ([`EdgeSnapshot::load`]).
 //!
 //! Pure: signing and verification are computations (ring), no I/O.
+
+use std::sync::Arc;
 
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::snapshot::{EdgeSnapshot, SnapshotError};
+use crate::snapshot::{EdgeSnapshot, SharedCut, SnapshotError};
 
-/// The format of [`SignedSnapshot`]; bumped on an incompatible change.
-pub const SIGNED_FORMAT: u32 = 1;
+/// The format of [`SignedSnapshot`]; bumped on an incompatible change
+/// (2: the signature covers the header, the header's digest the document).
+pub const SIGNED_FORMAT: u32 = 2;
+
+/// What is signed: a fixed context, then the header's compact JSON (strings
+/// escaped, so no two headers give the same bytes).
+#[derive(Serialize)]
+struct Header<'a> {
+    format: u32,
+    version: u64,
+    edge: &'a str,
+    org: &'a str,
+    digest: &'a str,
+}
+
+const CONTEXT: &[u8] = b"fedgate edge snapshot, signed header\n";
+
+impl Header<'_> {
+    fn message(&self) -> Vec<u8> {
+        let mut m = CONTEXT.to_vec();
+        // Strings and numbers: serialising cannot fail.
+        m.extend(serde_json::to_vec(self).unwrap_or_default());
+        m
+    }
+
+    fn of(s: &EdgeSnapshot) -> Header<'_> {
+        Header {
+            format: s.format,
+            version: s.version,
+            edge: &s.edge,
+            org: &s.org,
+            digest: &s.digest,
+        }
+    }
+}
 
 /// An ed25519 public key that snapshots are checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,36 +139,85 @@ impl SigningKey {
         TrustedKey { raw }
     }
 
-    /// Sign a snapshot: its JSON, as it will be verified, inside an envelope.
+    /// Sign a snapshot (its header, which holds its document's digest).
     pub fn sign(&self, snapshot: &EdgeSnapshot) -> SignedSnapshot {
-        self.sign_json(snapshot.to_json())
-    }
-
-    /// Sign a snapshot's JSON as it is (from [`EdgeSnapshot::to_json`] or
-    /// [`crate::snapshot::SharedCut::snapshot_json`]).
-    pub fn sign_json(&self, json: Vec<u8>) -> SignedSnapshot {
-        let payload = String::from_utf8(json).unwrap_or_default();
-        let signature = self.pair.sign(payload.as_bytes());
         SignedSnapshot {
             format: SIGNED_FORMAT,
             key_id: self.public().id(),
-            signature: to_hex(signature.as_ref()),
-            snapshot: payload,
+            signature: self.signature(&Header::of(snapshot)),
+            snapshot: snapshot.clone(),
+        }
+    }
+
+    fn signature(&self, header: &Header<'_>) -> String {
+        to_hex(self.pair.sign(&header.message()).as_ref())
+    }
+
+    /// The signed snapshot of `edge` (one of the cut's group) at `version`,
+    /// as [`SignedSnapshot::to_json`] gives it for the snapshot
+    /// [`EdgeSnapshot::build`] cuts, byte for byte; the document's bytes are
+    /// shared with the group's other edges, not copied.
+    pub fn sign_cut(&self, cut: &SharedCut, edge: &str, version: u64) -> SignedParts {
+        let header = Header {
+            format: crate::snapshot::SNAPSHOT_FORMAT,
+            version,
+            edge,
+            org: cut.org(),
+            digest: cut.digest(),
+        };
+        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let head = format!(
+            "{{\"format\":{SIGNED_FORMAT},\"key_id\":{},\"signature\":{},\"snapshot\":{}",
+            quoted(&self.public().id()),
+            quoted(&self.signature(&header)),
+            cut.snapshot_head(edge, version),
+        );
+        SignedParts {
+            head: head.into_bytes(),
+            document: cut.document(),
         }
     }
 }
 
-/// A snapshot and the control plane's signature over its exact JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A signed snapshot's JSON in three parts: its own head (envelope, header),
+/// the document its group shares, and the closing braces.
+#[derive(Debug, Clone)]
+pub struct SignedParts {
+    pub head: Vec<u8>,
+    pub document: Arc<[u8]>,
+}
+
+impl SignedParts {
+    /// The closing braces of the snapshot and of the envelope.
+    pub const TAIL: &'static [u8] = b"}}";
+
+    pub fn len(&self) -> usize {
+        self.head.len() + self.document.len() + Self::TAIL.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(&self.document);
+        out.extend_from_slice(Self::TAIL);
+        out
+    }
+}
+
+/// A snapshot and the control plane's signature over its header.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedSnapshot {
     pub format: u32,
     /// [`TrustedKey::id`] of the key that signed it.
     pub key_id: String,
-    /// ed25519 signature over `snapshot`'s bytes, hex.
+    /// ed25519 signature over the snapshot's header (with its digest), hex.
     pub signature: String,
-    /// The [`EdgeSnapshot`] JSON, byte for byte as signed.
-    pub snapshot: String,
+    pub snapshot: EdgeSnapshot,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,20 +237,24 @@ pub enum SignatureError {
         "the signature does not verify: the snapshot was altered or not signed by the trusted key"
     )]
     InvalidSignature,
+    #[error(
+        "the signature does not verify: the document does not match the signed digest (signed {expected}, computed {computed}): it was altered or damaged"
+    )]
+    AlteredContent { expected: String, computed: String },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
 }
 
 impl SignedSnapshot {
     pub fn to_json(&self) -> Vec<u8> {
-        // Plain strings and a number: serialising cannot fail.
+        // Plain structs, strings and numbers: serialising cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// Parse an envelope and verify it against `key`; returns the snapshot
-    /// with its digest checked (its content is checked by
+    /// with its signature and digest checked (its content is checked by
     /// [`EdgeSnapshot::load`]).
-    pub fn verify(bytes: &[u8], key: &TrustedKey) -> Result<(Self, EdgeSnapshot), SignatureError> {
+    pub fn verify(bytes: &[u8], key: &TrustedKey) -> Result<EdgeSnapshot, SignatureError> {
         let signed: Self = serde_json::from_slice(bytes)?;
         if signed.format != SIGNED_FORMAT {
             return Err(SignatureError::InvalidFormat {
@@ -176,10 +269,15 @@ impl SignedSnapshot {
         }
         let signature = from_hex(&signed.signature).ok_or(SignatureError::InvalidSignature)?;
         UnparsedPublicKey::new(&ED25519, key.raw)
-            .verify(signed.snapshot.as_bytes(), &signature)
+            .verify(&Header::of(&signed.snapshot).message(), &signature)
             .map_err(|_| SignatureError::InvalidSignature)?;
-        let snapshot = EdgeSnapshot::from_json(signed.snapshot.as_bytes())?;
-        Ok((signed, snapshot))
+        signed.snapshot.check().map_err(|e| match e {
+            SnapshotError::InvalidDigest { expected, computed } => {
+                SignatureError::AlteredContent { expected, computed }
+            }
+            other => SignatureError::Snapshot(other),
+        })?;
+        Ok(signed.snapshot)
     }
 }
 
@@ -296,20 +394,48 @@ mod tests {
         let k = key();
         let snap = snapshot("dpft/core", 7);
         let bytes = k.sign(&snap).to_json();
-        let (_, back) = SignedSnapshot::verify(&bytes, &k.public()).unwrap();
+        let back = SignedSnapshot::verify(&bytes, &k.public()).unwrap();
         assert_eq!(back.version, 7);
         assert_eq!(back.edge, "dpft/core");
     }
 
     #[test]
-    fn an_altered_payload_fails_the_signature() {
+    fn an_altered_header_fails_the_signature() {
         let k = key();
         let mut signed = k.sign(&snapshot("dpft/core", 7));
-        signed.snapshot = signed.snapshot.replace("\"version\": 7", "\"version\": 8");
+        signed.snapshot.version = 8;
         assert!(matches!(
             SignedSnapshot::verify(&signed.to_json(), &k.public()),
             Err(SignatureError::InvalidSignature)
         ));
+        let mut signed = k.sign(&snapshot("dpft/core", 7));
+        signed.snapshot.edge = "dpft/other".into();
+        assert!(matches!(
+            SignedSnapshot::verify(&signed.to_json(), &k.public()),
+            Err(SignatureError::InvalidSignature)
+        ));
+    }
+
+    #[test]
+    fn an_altered_document_fails_against_the_signed_digest() {
+        let k = key();
+        let signed = k.sign(&snapshot("dpft/core", 7));
+        let json = String::from_utf8(signed.to_json()).unwrap();
+        let altered = json.replacen(
+            "\"document\":{}",
+            "\"document\":{\"groups\":[{\"id\":\"g\",\"members\":[\"dpft\"]}]}",
+            1,
+        );
+        assert_ne!(altered, json);
+        let err = SignedSnapshot::verify(altered.as_bytes(), &k.public()).unwrap_err();
+        assert!(
+            matches!(err, SignatureError::AlteredContent { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("signature does not verify"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -405,8 +406,14 @@ impl EdgeSnapshot {
         })
     }
 
+    /// The wire form: compact JSON, as the control plane serves it.
     pub fn to_json(&self) -> Vec<u8> {
         // Serialising plain structs and vectors cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// For people: indented JSON (`fedctl snapshot`); reads back the same.
+    pub fn to_json_pretty(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
@@ -414,17 +421,23 @@ impl EdgeSnapshot {
     /// is checked by [`EdgeSnapshot::load`].
     pub fn from_json(bytes: &[u8]) -> Result<Self, SnapshotError> {
         let snap: Self = serde_json::from_slice(bytes)?;
-        if snap.format != SNAPSHOT_FORMAT {
-            return Err(SnapshotError::InvalidFormat { found: snap.format });
+        snap.check()?;
+        Ok(snap)
+    }
+
+    /// Its format is this build's and its document matches its digest.
+    pub fn check(&self) -> Result<(), SnapshotError> {
+        if self.format != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::InvalidFormat { found: self.format });
         }
-        let computed = digest(&snap.document);
-        if computed != snap.digest {
+        let computed = digest(&self.document);
+        if computed != self.digest {
             return Err(SnapshotError::InvalidDigest {
-                expected: snap.digest,
+                expected: self.digest.clone(),
                 computed,
             });
         }
-        Ok(snap)
+        Ok(())
     }
 
     /// Build the edge's model from the snapshot, through the same validation
@@ -529,9 +542,9 @@ pub struct Cutter<'f> {
 pub struct SharedCut {
     org: String,
     digest: String,
-    /// The document's pretty JSON, indented one level (as it sits inside the
-    /// snapshot's pretty JSON).
-    document: Vec<u8>,
+    /// The document's compact JSON, as digested and as it sits inside the
+    /// snapshot's JSON.
+    document: Arc<[u8]>,
 }
 
 fn index_by<T>(items: &[T], key: impl Fn(&T) -> String) -> HashMap<String, Vec<usize>> {
@@ -781,20 +794,11 @@ impl<'f> Cutter<'f> {
             revoked_certificates: &doc.revoked_certificates,
         };
         // Serialising plain structs and vectors cannot fail.
-        let compact = serde_json::to_vec(&view).unwrap_or_default();
-        let pretty = serde_json::to_vec_pretty(&view).unwrap_or_default();
-        // JSON strings hold no raw newline: every newline is layout.
-        let mut document = Vec::with_capacity(pretty.len() + pretty.len() / 8);
-        for &b in &pretty {
-            document.push(b);
-            if b == b'\n' {
-                document.extend_from_slice(b"  ");
-            }
-        }
+        let document = serde_json::to_vec(&view).unwrap_or_default();
         SharedCut {
             org: local.to_string(),
-            digest: hex(&Sha256::digest(&compact)),
-            document,
+            digest: hex(&Sha256::digest(&document)),
+            document: document.into(),
         }
     }
 
@@ -808,19 +812,39 @@ impl SharedCut {
     /// The JSON of the snapshot of `edge` (one of the group's) at `version`:
     /// [`EdgeSnapshot::to_json`] of what [`EdgeSnapshot::build`] cuts.
     pub fn snapshot_json(&self, edge: &str, version: u64) -> Vec<u8> {
+        let head = self.snapshot_head(edge, version);
+        let mut out = Vec::with_capacity(head.len() + self.document.len() + 1);
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&self.document);
+        out.push(b'}');
+        out
+    }
+
+    /// The snapshot's JSON up to its document: [`SharedCut::snapshot_json`]
+    /// is this, the document, and `}`.
+    pub fn snapshot_head(&self, edge: &str, version: u64) -> String {
         // Strings serialise infallibly.
         let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
-        let head = format!(
-            "{{\n  \"format\": {SNAPSHOT_FORMAT},\n  \"version\": {version},\n  \"edge\": {},\n  \"org\": {},\n  \"digest\": {},\n  \"document\": ",
+        format!(
+            "{{\"format\":{SNAPSHOT_FORMAT},\"version\":{version},\"edge\":{},\"org\":{},\"digest\":{},\"document\":",
             quoted(edge),
             quoted(&self.org),
             quoted(&self.digest),
-        );
-        let mut out = Vec::with_capacity(head.len() + self.document.len() + 2);
-        out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(&self.document);
-        out.extend_from_slice(b"\n}");
-        out
+        )
+    }
+
+    pub fn org(&self) -> &str {
+        &self.org
+    }
+
+    /// The SHA-256 (hex) of the document's JSON.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The document's JSON, shared.
+    pub fn document(&self) -> Arc<[u8]> {
+        self.document.clone()
     }
 
     /// The size of the shared document's JSON, in bytes.

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use federation::policy::{Flow, PolicySet};
+use federation::signed::{SignedSnapshot, SigningKey};
 use federation::snapshot::Cutter;
 use federation::validate::parse_time;
 use federation::{EdgeSnapshot, Federation, FederationSpec, Sources};
@@ -31,6 +32,7 @@ fn load(sources: &Sources) -> (FederationSpec, Federation) {
 fn assert_same_bytes(spec: &FederationSpec, fed: &Federation, version: u64) -> (usize, usize) {
     let cutter = Cutter::new(spec, fed);
     let groups = cutter.groups();
+    let key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8().unwrap()).unwrap();
     let mut edges = 0;
     for group in &groups {
         let cut = cutter.cut(group[0]);
@@ -45,6 +47,16 @@ fn assert_same_bytes(spec: &FederationSpec, fed: &Federation, version: u64) -> (
             );
             // And it reads back, digest checked.
             EdgeSnapshot::from_json(fast.as_bytes()).unwrap();
+            // Signed, in parts, it is the envelope of the simple one.
+            let parts = key.sign_cut(&cut, id, version);
+            assert_eq!(parts.len(), parts.to_vec().len());
+            assert_eq!(
+                String::from_utf8(parts.to_vec()).unwrap(),
+                String::from_utf8(key.sign(&simple).to_json()).unwrap(),
+                "signed {id}"
+            );
+            let back = SignedSnapshot::verify(&parts.to_vec(), &key.public()).unwrap();
+            assert_eq!((back.edge.as_str(), back.version), (id, version));
             edges += 1;
         }
     }

@@ -87,7 +87,7 @@ impl Client {
 
     /// Verify `bytes` as a snapshot for this edge, succeeding `held`.
     pub fn check(&self, bytes: &[u8], held: Option<&Held>) -> anyhow::Result<Option<Received>> {
-        let (_, snap) = SignedSnapshot::verify(bytes, &self.key)?;
+        let snap = SignedSnapshot::verify(bytes, &self.key)?;
         match check_succession(&self.edge, held, &snap)? {
             Succession::Same => Ok(None),
             Succession::Newer => {
