@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use control_plane::certs::Ca;
 use federation::identity::Identity;
-use federation::signed::{SignedSnapshot, TrustedKey};
+use federation::signed::{SignedHeader, SignedSnapshot, TrustedKey};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -162,6 +162,8 @@ enum Event {
         received: Instant,
         verified: Instant,
         bytes: usize,
+        /// A whole snapshot (not a signed header for the document held).
+        whole: bool,
     },
     /// Gave up: the reason.
     Failed { edge: usize, reason: String },
@@ -226,6 +228,7 @@ async fn watch_edge(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut have = 0u64;
+    let mut digest = String::new();
     let mut last_error = String::new();
     for _attempt in 0..4 {
         let sender = {
@@ -244,7 +247,7 @@ async fn watch_edge(
         };
         // Bounded: each poll lasts at most 40 s and the bench stops us.
         for _poll in 0..100_000u32 {
-            let path = format!("/v1/snapshot?have={have}&wait=30");
+            let path = format!("/v1/snapshot?have={have}&digest={digest}&wait=30");
             let answer = tokio::select! {
                 r = get(&mut sender, hyper::Method::GET, &path, None, Duration::from_secs(40)) => r,
                 _ = stop.changed() => return,
@@ -265,27 +268,46 @@ async fn watch_edge(
                     break;
                 }
             }
-            let snap = match SignedSnapshot::verify(&body, &key) {
-                Ok(snap) => snap,
+            // A whole snapshot, or (the document unchanged) a newer
+            // version's signed header naming the digest of the one held.
+            let verified = match serde_json::from_slice::<SignedHeader>(&body) {
+                Ok(_) => SignedHeader::verify(&body, &key)
+                    .map(|h| h.header)
+                    .and_then(|h| {
+                        if h.digest == digest {
+                            Ok((h.edge, h.version, h.digest, false))
+                        } else {
+                            Err(federation::signed::SignatureError::DocumentNotHeld {
+                                signed: h.digest,
+                                held: digest.clone(),
+                            })
+                        }
+                    }),
+                Err(_) => {
+                    SignedSnapshot::verify(&body, &key).map(|s| (s.edge, s.version, s.digest, true))
+                }
+            };
+            let (for_edge, version, new_digest, whole) = match verified {
+                Ok(v) => v,
                 Err(e) => {
                     last_error = format!("snapshot refused: {e}");
                     break;
                 }
             };
-            if snap.edge != edge.id || snap.version <= have {
-                last_error = format!(
-                    "snapshot for {} at version {} when holding {have}",
-                    snap.edge, snap.version
-                );
+            if for_edge != edge.id || version <= have {
+                last_error =
+                    format!("snapshot for {for_edge} at version {version} when holding {have}");
                 break;
             }
-            have = snap.version;
+            have = version;
+            digest = new_digest;
             let _ = events.send(Event::Holds {
                 edge: i,
                 version: have,
                 received,
                 verified: Instant::now(),
                 bytes: body.len(),
+                whole,
             });
         }
     }
@@ -483,7 +505,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(tx);
     let mut held = vec![0u64; count];
-    let mut got: Vec<Option<(Instant, Instant, usize)>> = vec![None; count];
+    let mut got: Vec<Option<(Instant, Instant, usize, bool)>> = vec![None; count];
     let mut failed: Vec<String> = Vec::new();
     let mut v1_sizes = Vec::new();
     let mut v1_at = Vec::new();
@@ -616,10 +638,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 received,
                 verified,
                 bytes,
+                whole,
             })) => {
                 if version >= new_version && held[edge] < new_version {
                     holding += 1;
-                    got[edge] = Some((received, verified, bytes));
+                    got[edge] = Some((received, verified, bytes, whole));
                 }
                 held[edge] = version;
             }
@@ -636,7 +659,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ms_between(sent, all_done),
         failed.len()
     );
-    let got: Vec<(Instant, Instant, usize)> = got.into_iter().flatten().collect();
+    let got: Vec<(Instant, Instant, usize, bool)> = got.into_iter().flatten().collect();
     line(
         "received, from apply sent",
         got.iter().map(|g| ms_between(sent, g.0)).collect(),
@@ -653,18 +676,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "received and verified, from ack",
         got.iter().map(|g| ms_between(acked, g.1)).collect(),
     );
-    let mut sizes: Vec<usize> = got.iter().map(|g| g.2).collect();
-    sizes.sort_unstable();
-    if let (Some(min), Some(max)) = (sizes.first(), sizes.last()) {
-        let median = sizes[sizes.len() / 2];
-        println!(
-            "   signed snapshot size: min {:.1} KiB, median {:.1} KiB, max {:.1} KiB (whole document as pretty JSON: {:.1} KiB, {:.0}x the median)",
-            *min as f64 / 1024.0,
-            median as f64 / 1024.0,
-            *max as f64 / 1024.0,
-            doc_json as f64 / 1024.0,
-            doc_json as f64 / median.max(1) as f64
-        );
+    for (whole, what) in [
+        (true, "whole snapshots (document changed)"),
+        (false, "signed headers only (document held)"),
+    ] {
+        let mut sizes: Vec<usize> = got.iter().filter(|g| g.3 == whole).map(|g| g.2).collect();
+        sizes.sort_unstable();
+        if let (Some(min), Some(max)) = (sizes.first(), sizes.last()) {
+            println!(
+                "   {what}: {} edges, min {:.1} KiB, median {:.1} KiB, max {:.1} KiB",
+                sizes.len(),
+                *min as f64 / 1024.0,
+                sizes[sizes.len() / 2] as f64 / 1024.0,
+                *max as f64 / 1024.0,
+            );
+        }
     }
     let after = print_usage("after the new version", pid);
     if let (Some(a), Some(b)) = (before, after) {
@@ -685,8 +711,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             me.peak_kib as f64 / 1024.0
         );
     }
-    if v1_sizes.is_empty() {
-        println!("   no watcher got version 1");
+    v1_sizes.sort_unstable();
+    match (v1_sizes.first(), v1_sizes.last()) {
+        (Some(min), Some(max)) => {
+            let median = v1_sizes[v1_sizes.len() / 2];
+            println!(
+                "   version 1 signed snapshot size: min {:.1} KiB, median {:.1} KiB, max {:.1} KiB (the whole document as pretty JSON: {:.1} KiB, {:.0}x the median)",
+                *min as f64 / 1024.0,
+                median as f64 / 1024.0,
+                *max as f64 / 1024.0,
+                doc_json as f64 / 1024.0,
+                doc_json as f64 / median.max(1) as f64
+            );
+        }
+        _ => println!("   no watcher got version 1"),
     }
     for t in tasks {
         t.abort();

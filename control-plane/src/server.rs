@@ -603,6 +603,10 @@ struct SnapshotQuery {
     /// Seconds to wait for a newer version; 0 answers at once.
     #[serde(default)]
     wait: u64,
+    /// The digest of the document the edge holds: when the newer version's
+    /// document is the same, the answer is its signed header alone.
+    #[serde(default)]
+    digest: Option<String>,
 }
 
 async fn snapshot(
@@ -621,15 +625,22 @@ async fn snapshot(
         let p = rx.borrow_and_update().clone();
         if p.version > q.have {
             return match p.snapshots.get(&edge) {
-                Some(parts) => (
-                    StatusCode::OK,
-                    [
-                        ("content-type", "application/json".to_owned()),
-                        ("fedgate-version", p.version.to_string()),
-                    ],
-                    axum::body::Body::new(Chunks::of(parts)),
-                )
-                    .into_response(),
+                Some(parts) => {
+                    let body = if q.digest.as_deref() == Some(parts.digest.as_str()) {
+                        axum::body::Body::from(parts.header_only.clone())
+                    } else {
+                        axum::body::Body::new(Chunks::of(parts))
+                    };
+                    (
+                        StatusCode::OK,
+                        [
+                            ("content-type", "application/json".to_owned()),
+                            ("fedgate-version", p.version.to_string()),
+                        ],
+                        body,
+                    )
+                        .into_response()
+                }
                 None => error(
                     StatusCode::NOT_FOUND,
                     "not-found",

@@ -41,6 +41,29 @@ struct Header<'a> {
 
 const CONTEXT: &[u8] = b"fedgate edge snapshot, signed header\n";
 
+/// A snapshot's header, as signed: what a [`SignedHeader`] carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotHeader {
+    pub format: u32,
+    pub version: u64,
+    pub edge: String,
+    pub org: String,
+    pub digest: String,
+}
+
+impl SnapshotHeader {
+    fn borrowed(&self) -> Header<'_> {
+        Header {
+            format: self.format,
+            version: self.version,
+            edge: &self.edge,
+            org: &self.org,
+            digest: &self.digest,
+        }
+    }
+}
+
 impl Header<'_> {
     fn message(&self) -> Vec<u8> {
         let mut m = CONTEXT.to_vec();
@@ -115,6 +138,8 @@ pub enum InvalidKey {
 /// The control plane's signing key.
 pub struct SigningKey {
     pair: Ed25519KeyPair,
+    /// [`TrustedKey::id`] of its public key, put in every envelope.
+    id: String,
 }
 
 impl SigningKey {
@@ -122,7 +147,10 @@ impl SigningKey {
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, InvalidKey> {
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
             .map_err(|e| InvalidKey::Pkcs8(e.to_string()))?;
-        Ok(Self { pair })
+        let mut raw = [0u8; 32];
+        raw.copy_from_slice(pair.public_key().as_ref());
+        let id = TrustedKey { raw }.id();
+        Ok(Self { pair, id })
     }
 
     /// A new key as a PKCS#8 document. `rng` fills the seed.
@@ -143,7 +171,7 @@ impl SigningKey {
     pub fn sign(&self, snapshot: &EdgeSnapshot) -> SignedSnapshot {
         SignedSnapshot {
             format: SIGNED_FORMAT,
-            key_id: self.public().id(),
+            key_id: self.id.clone(),
             signature: self.signature(&Header::of(snapshot)),
             snapshot: snapshot.clone(),
         }
@@ -166,15 +194,24 @@ impl SigningKey {
             digest: cut.digest(),
         };
         let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
-        let head = format!(
-            "{{\"format\":{SIGNED_FORMAT},\"key_id\":{},\"signature\":{},\"snapshot\":{}",
-            quoted(&self.public().id()),
-            quoted(&self.signature(&header)),
-            cut.snapshot_head(edge, version),
+        let signature = self.signature(&header);
+        let envelope = format!(
+            "{{\"format\":{SIGNED_FORMAT},\"key_id\":{},\"signature\":{}",
+            quoted(&self.id),
+            quoted(&signature),
         );
+        let head = format!(
+            "{envelope},\"snapshot\":{}",
+            cut.snapshot_head(edge, version)
+        );
+        // Strings and numbers: serialising cannot fail.
+        let header_json = serde_json::to_string(&header).unwrap_or_default();
+        let header_only = format!("{envelope},\"header\":{header_json}}}");
         SignedParts {
             head: head.into_bytes(),
             document: cut.document(),
+            digest: cut.digest().to_owned(),
+            header_only: header_only.into_bytes(),
         }
     }
 }
@@ -185,6 +222,11 @@ impl SigningKey {
 pub struct SignedParts {
     pub head: Vec<u8>,
     pub document: Arc<[u8]>,
+    /// The document's digest.
+    pub digest: String,
+    /// The same signature as a [`SignedHeader`]'s JSON: the answer to an
+    /// edge that already holds a document with this digest.
+    pub header_only: Vec<u8>,
 }
 
 impl SignedParts {
@@ -241,6 +283,10 @@ pub enum SignatureError {
         "the signature does not verify: the document does not match the signed digest (signed {expected}, computed {computed}): it was altered or damaged"
     )]
     AlteredContent { expected: String, computed: String },
+    #[error(
+        "the signed header is for document {signed}, but this edge holds document {held}: fetch the whole snapshot"
+    )]
+    DocumentNotHeld { signed: String, held: String },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
 }
@@ -256,21 +302,8 @@ impl SignedSnapshot {
     /// [`EdgeSnapshot::load`]).
     pub fn verify(bytes: &[u8], key: &TrustedKey) -> Result<EdgeSnapshot, SignatureError> {
         let signed: Self = serde_json::from_slice(bytes)?;
-        if signed.format != SIGNED_FORMAT {
-            return Err(SignatureError::InvalidFormat {
-                found: signed.format,
-            });
-        }
-        if signed.key_id != key.id() {
-            return Err(SignatureError::UnknownKey {
-                expected: key.id(),
-                found: signed.key_id,
-            });
-        }
-        let signature = from_hex(&signed.signature).ok_or(SignatureError::InvalidSignature)?;
-        UnparsedPublicKey::new(&ED25519, key.raw)
-            .verify(&Header::of(&signed.snapshot).message(), &signature)
-            .map_err(|_| SignatureError::InvalidSignature)?;
+        check_envelope(signed.format, &signed.key_id, key)?;
+        verify_signature(key, &Header::of(&signed.snapshot), &signed.signature)?;
         signed.snapshot.check().map_err(|e| match e {
             SnapshotError::InvalidDigest { expected, computed } => {
                 SignatureError::AlteredContent { expected, computed }
@@ -279,6 +312,90 @@ impl SignedSnapshot {
         })?;
         Ok(signed.snapshot)
     }
+}
+
+/// A newer version's signed header without its document: the control
+/// plane's answer to an edge that holds the document already (the same
+/// digest), so that a change elsewhere in the federation costs that edge a
+/// signature, not its whole snapshot again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedHeader {
+    pub format: u32,
+    pub key_id: String,
+    pub signature: String,
+    pub header: SnapshotHeader,
+}
+
+impl SignedHeader {
+    pub fn to_json(&self) -> Vec<u8> {
+        // Strings and numbers: serialising cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parse a signed header and verify its signature against `key`.
+    pub fn verify(bytes: &[u8], key: &TrustedKey) -> Result<Self, SignatureError> {
+        let signed: Self = serde_json::from_slice(bytes)?;
+        check_envelope(signed.format, &signed.key_id, key)?;
+        verify_signature(key, &signed.header.borrowed(), &signed.signature)?;
+        Ok(signed)
+    }
+
+    /// The whole signed snapshot: this header with the document of `held`,
+    /// which must be the same edge's and hold the signed digest.
+    pub fn complete(&self, held: &EdgeSnapshot) -> Result<SignedSnapshot, SignatureError> {
+        let h = &self.header;
+        if held.edge != h.edge {
+            return Err(SnapshotError::WrongEdge {
+                expected: held.edge.clone(),
+                found: h.edge.clone(),
+            }
+            .into());
+        }
+        if held.digest != h.digest {
+            return Err(SignatureError::DocumentNotHeld {
+                signed: h.digest.clone(),
+                held: held.digest.clone(),
+            });
+        }
+        Ok(SignedSnapshot {
+            format: self.format,
+            key_id: self.key_id.clone(),
+            signature: self.signature.clone(),
+            snapshot: EdgeSnapshot {
+                format: h.format,
+                version: h.version,
+                edge: h.edge.clone(),
+                org: h.org.clone(),
+                digest: h.digest.clone(),
+                document: held.document.clone(),
+            },
+        })
+    }
+}
+
+fn check_envelope(format: u32, key_id: &str, key: &TrustedKey) -> Result<(), SignatureError> {
+    if format != SIGNED_FORMAT {
+        return Err(SignatureError::InvalidFormat { found: format });
+    }
+    if key_id != key.id() {
+        return Err(SignatureError::UnknownKey {
+            expected: key.id(),
+            found: key_id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn verify_signature(
+    key: &TrustedKey,
+    header: &Header<'_>,
+    signature: &str,
+) -> Result<(), SignatureError> {
+    let signature = from_hex(signature).ok_or(SignatureError::InvalidSignature)?;
+    UnparsedPublicKey::new(&ED25519, key.raw)
+        .verify(&header.message(), &signature)
+        .map_err(|_| SignatureError::InvalidSignature)
 }
 
 /// What an edge holds, to judge a newer snapshot by.
@@ -436,6 +553,43 @@ mod tests {
             err.to_string().contains("signature does not verify"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_signed_header_completes_only_the_document_it_names() {
+        let k = key();
+        let held = snapshot("dpft/core", 7);
+        let newer = snapshot("dpft/core", 8);
+        let full = k.sign(&newer);
+        let header = SignedHeader {
+            format: full.format,
+            key_id: full.key_id.clone(),
+            signature: full.signature.clone(),
+            header: SnapshotHeader {
+                format: newer.format,
+                version: 8,
+                edge: newer.edge.clone(),
+                org: newer.org.clone(),
+                digest: newer.digest.clone(),
+            },
+        };
+        let back = SignedHeader::verify(&header.to_json(), &k.public()).unwrap();
+        assert_eq!(back.complete(&held).unwrap().to_json(), full.to_json());
+        // Another document held: refused, named.
+        let mut other = held.clone();
+        other.digest = "0".repeat(64);
+        let err = back.complete(&other).unwrap_err();
+        assert!(
+            matches!(err, SignatureError::DocumentNotHeld { .. }),
+            "{err}"
+        );
+        // Another edge's: refused.
+        assert!(back.complete(&snapshot("kvh/core", 7)).is_err());
+        // An altered header fails its signature.
+        let mut forged = header.clone();
+        forged.header.version = 9;
+        let err = SignedHeader::verify(&forged.to_json(), &k.public()).unwrap_err();
+        assert!(matches!(err, SignatureError::InvalidSignature), "{err}");
     }
 
     #[test]

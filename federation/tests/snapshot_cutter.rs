@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use federation::policy::{Flow, PolicySet};
-use federation::signed::{SignedSnapshot, SigningKey};
+use federation::signed::{SignedHeader, SignedSnapshot, SigningKey};
 use federation::snapshot::Cutter;
 use federation::validate::parse_time;
 use federation::{EdgeSnapshot, Federation, FederationSpec, Sources};
@@ -57,6 +57,9 @@ fn assert_same_bytes(spec: &FederationSpec, fed: &Federation, version: u64) -> (
             );
             let back = SignedSnapshot::verify(&parts.to_vec(), &key.public()).unwrap();
             assert_eq!((back.edge.as_str(), back.version), (id, version));
+            // Its header alone, completed with the document, is the same.
+            let header = SignedHeader::verify(&parts.header_only, &key.public()).unwrap();
+            assert_eq!(header.complete(&simple).unwrap().to_json(), parts.to_vec());
             edges += 1;
         }
     }

@@ -4,10 +4,13 @@
 //!   verifies (signature by the trusted key, digest, addressed to this edge);
 //!   a cache that does not verify is refused with the reason and the edge
 //!   fetches afresh. With neither, the edge does not start.
-//! - Then a long poll (`GET /v1/snapshot?have=V&wait=S`) to the control
-//!   plane, over mutual TLS, the server being a control-plane replica of the
-//!   federation; on failure the next replica address, with backoff and
-//!   jitter so that a restart does not stampede.
+//! - Then a long poll (`GET /v1/snapshot?have=V&digest=D&wait=S`) to the
+//!   control plane, over mutual TLS, the server being a control-plane
+//!   replica of the federation; on failure the next replica address, with
+//!   backoff and jitter so that a restart does not stampede. When the newer
+//!   version leaves this edge's document as it is (digest D), the answer is
+//!   the newer version's signed header alone, completed here with the
+//!   document held and then checked as a whole snapshot.
 //! - An offered snapshot is verified, checked against the one held
 //!   ([`federation::signed::check_succession`]: never older, never the same
 //!   version with other content, never another edge's), validated, and then
@@ -20,8 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use federation::EdgeSnapshot;
 use federation::identity::{Identity, peer_cert, trust_domain_of};
-use federation::signed::{Held, SignedSnapshot, Succession, TrustedKey, check_succession};
+use federation::signed::{
+    Held, SignedHeader, SignedSnapshot, Succession, TrustedKey, check_succession,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -55,12 +61,15 @@ pub struct Client {
     edge: String,
     trust_domain: String,
     connector: TlsConnector,
+    /// The snapshot the edge runs, to complete a header-only answer with.
+    held: std::sync::Mutex<Option<Arc<EdgeSnapshot>>>,
 }
 
 /// A snapshot from the control plane (or the cache), verified and loaded.
 pub struct Received {
     pub node: Node,
     pub bytes: Vec<u8>,
+    pub snapshot: Arc<EdgeSnapshot>,
 }
 
 impl Client {
@@ -82,6 +91,7 @@ impl Client {
             edge: edge.to_owned(),
             trust_domain,
             connector: TlsConnector::from(Arc::new(tls)),
+            held: std::sync::Mutex::new(None),
         })
     }
 
@@ -95,9 +105,35 @@ impl Client {
                 Ok(Some(Received {
                     node,
                     bytes: bytes.to_vec(),
+                    snapshot: Arc::new(snap),
                 }))
             }
         }
+    }
+
+    /// The whole signed snapshot from an answer: as sent, or, when the
+    /// control plane sent only a newer version's signed header (the
+    /// document unchanged), that header with the document held.
+    fn expand(&self, bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        // A whole snapshot is refused by this parse at its `snapshot` field.
+        let Ok(header) = serde_json::from_slice::<SignedHeader>(&bytes) else {
+            return Ok(bytes);
+        };
+        SignedHeader::verify(&bytes, &self.key)?;
+        let held = self
+            .held()
+            .context("a signed header, but no snapshot is held")?;
+        tracing::debug!(version = header.header.version, digest = %header.header.digest, "newer version, same document: signed header only");
+        Ok(header.complete(&held)?.to_json())
+    }
+
+    fn held(&self) -> Option<Arc<EdgeSnapshot>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Record the snapshot the edge now runs.
+    fn hold(&self, r: &Received) {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.snapshot.clone());
     }
 
     /// The cached snapshot, if there is one and it verifies.
@@ -137,6 +173,7 @@ impl Client {
         let cache_problem = match self.from_cache() {
             Ok(Some(r)) => {
                 tracing::info!(version = r.node.version, cache = %self.config.cache.display(), "starting from the cached snapshot");
+                self.hold(&r);
                 return Ok(r.node);
             }
             Ok(None) => None,
@@ -150,7 +187,7 @@ impl Client {
         let mut last = String::new();
         for attempt in 0..10_000usize {
             let addr = &self.config.addrs[attempt % self.config.addrs.len()];
-            match self.fetch(addr, 0, Duration::ZERO).await {
+            match self.fetch(addr, 0, None, Duration::ZERO).await {
                 Ok(Some(bytes)) => {
                     let r = self
                         .check(&bytes, None)?
@@ -158,6 +195,7 @@ impl Client {
                     if let Err(e) = self.save(&r.bytes) {
                         tracing::warn!(cause = %e, "cannot write the snapshot cache");
                     }
+                    self.hold(&r);
                     return Ok(r.node);
                 }
                 Ok(None) => last = format!("{addr}: no version published yet"),
@@ -232,14 +270,20 @@ impl Client {
         result.map_err(|_| anyhow!("no answer within {} s", timeout.as_secs()))?
     }
 
-    /// Ask `addr` for a snapshot newer than `have`, waiting up to `wait`.
+    /// Ask `addr` for a snapshot newer than `have`, waiting up to `wait`;
+    /// `digest`, that of the document held, lets the control plane answer
+    /// with a signed header alone when the newer document is the same.
     pub async fn fetch(
         &self,
         addr: &str,
         have: u64,
+        digest: Option<&str>,
         wait: Duration,
     ) -> anyhow::Result<Option<Vec<u8>>> {
-        let path = format!("/v1/snapshot?have={have}&wait={}", wait.as_secs());
+        let mut path = format!("/v1/snapshot?have={have}&wait={}", wait.as_secs());
+        if let Some(d) = digest.filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit())) {
+            path = format!("{path}&digest={d}");
+        }
         let (status, body) = self
             .request(
                 addr,
@@ -301,18 +345,23 @@ impl Client {
                 digest: node.digest.clone(),
             };
             drop(node);
+            let digest = self.held().map(|h| h.digest.clone());
             let fetched = tokio::select! {
-                r = self.fetch(&addr, held.version, self.config.poll_wait) => r,
+                r = self.fetch(&addr, held.version, digest.as_deref(), self.config.poll_wait) => r,
                 _ = shutdown.changed() => return,
             };
             match fetched {
                 Ok(Some(bytes)) => {
                     delay = Duration::from_millis(500);
-                    match self.check(&bytes, Some(&held)) {
+                    let checked = self
+                        .expand(bytes)
+                        .and_then(|bytes| self.check(&bytes, Some(&held)));
+                    match checked {
                         Ok(Some(r)) => {
                             if let Err(e) = self.save(&r.bytes) {
                                 tracing::warn!(cause = %e, "cannot write the snapshot cache");
                             }
+                            self.hold(&r);
                             ctx.set_node(Arc::new(r.node));
                         }
                         Ok(None) => {}
