@@ -25,11 +25,12 @@
 //! Answers come from a [`DnsView`], an index built once per snapshot and
 //! swapped when the node is: a new snapshot changes the answers at once.
 //!
-//! UDP is served by one socket (`SO_REUSEPORT`) and one receive loop per
-//! core. A loop answers A/AAAA of an indexed name itself from bytes encoded
-//! once per snapshot ([`fast`]); every other query goes through hickory's
-//! request handling (inline when authoritative, a task of its own when
-//! forwarded). TCP is hickory's server.
+//! UDP is served by one socket per core on the same port (`SO_REUSEPORT`),
+//! each with its own receive loop. A loop answers A/AAAA of an indexed name
+//! itself, from bytes encoded once per snapshot ([`fast`]); every other
+//! query goes through hickory's request handling (inline when
+//! authoritative, a task of its own when forwarded). A loop picks up a new
+//! view at its next query. TCP is hickory's server.
 
 mod fast;
 #[cfg(test)]
