@@ -16,7 +16,13 @@
 # the target (fed >= unbound in queries/s, fed p99 < 1 ms at half peak) is
 # printed, never asserted.
 #
-#   bash bench/dns.sh      # NET=127.56.0 N=1000 DURATION=10 THREADS=2 CLIENTS=8 OUTSTANDING=200
+# On a shared machine other work moves every figure: the load average is
+# printed with each round, and ROUNDS=3 runs the four measurements in turn
+# three times (fed, unbound, forwarded, fwd-direct, then again) and sums up
+# each figure's median, so that a burst of load elsewhere hits both sides.
+#
+#   bash bench/dns.sh      # NET=127.56.0 N=1000 DURATION=10 THREADS=2 CLIENTS=8 OUTSTANDING=200 ROUNDS=1
+#   EDGE_BIN=/path/to/older/fedgate-edge bash bench/dns.sh   # measure another build of the edge
 #
 # Bounded and self-cleaning: every process it starts is tracked by PID and
 # stopped by PID on exit; the temporary directory is removed; every loop is
@@ -32,9 +38,10 @@ DURATION=${DURATION:-10}        # seconds per dnsperf run
 THREADS=${THREADS:-2}           # unbound num-threads (the edge uses every core)
 CLIENTS=${CLIENTS:-8}           # dnsperf -c (sockets; spreads over SO_REUSEPORT threads)
 OUTSTANDING=${OUTSTANDING:-200} # dnsperf -q
+ROUNDS=${ROUNDS:-1}             # each measurement this many times, in turn; medians summed up
 export FEDGATE_LOG=${FEDGATE_LOG:-warn}
 
-edge_bin="$root/target/release/fedgate-edge"
+edge_bin=${EDGE_BIN:-$root/target/release/fedgate-edge} # another build to compare, if set
 fedctl="$root/target/release/fedctl"
 
 # --- tools ------------------------------------------------------------------
@@ -200,6 +207,7 @@ for ((i = 0; i < N; i++)); do echo "s$i.there.example A"; done >"$tmp/fed.q"
 for ((i = 0; i < N; i++)); do echo "f$i.fwd.test A"; done >"$tmp/fwd.q"
 
 declare -A QPS=() P50=() P99=() AVG=() LOST=()
+declare -A ALL_QPS=() ALL_P99=()
 
 # measure LABEL HOST PORT QUERYFILE
 measure() {
@@ -221,17 +229,34 @@ measure() {
   P99[$label]=$(awk -v n="$n" 'NR == int(n * 0.99) + 1 {printf "%.3f", $1 * 1000; exit}' "$tmp/$label.lat")
   printf '   %-11s %9s q/s (lost %s, avg %s ms at peak) | at %s q/s: p50 %s ms, p99 %s ms (%s answers)\n' \
     "$label" "${QPS[$label]}" "${LOST[$label]}" "${AVG[$label]}" "$half" "${P50[$label]}" "${P99[$label]}" "$n"
+  ALL_QPS[$label]+=" ${QPS[$label]}"
+  ALL_P99[$label]+=" ${P99[$label]}"
 }
 
-echo "== dnsperf: ${DURATION}s per run, -c $CLIENTS -T 2 -q $OUTSTANDING; unbound num-threads $THREADS; $(nproc) cores"
-measure fed "$EDGE" "$DNS_PORT" "$tmp/fed.q"
-measure unbound "$BASE" "$UB_PORT" "$tmp/fed.q"
-measure forwarded "$EDGE" "$DNS_PORT" "$tmp/fwd.q"
-measure fwd-direct "$UPSTREAM" "$UB_PORT" "$tmp/fwd.q"
+# median WORDS...: the middle value (the lower middle of an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "== dnsperf: ${DURATION}s per run, -c $CLIENTS -T 2 -q $OUTSTANDING; unbound num-threads $THREADS; $(nproc) cores; $ROUNDS round(s)"
+for ((round = 1; round <= ROUNDS; round++)); do
+  echo "   round $round: load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  measure fed "$EDGE" "$DNS_PORT" "$tmp/fed.q"
+  measure unbound "$BASE" "$UB_PORT" "$tmp/fed.q"
+  measure forwarded "$EDGE" "$DNS_PORT" "$tmp/fwd.q"
+  measure fwd-direct "$UPSTREAM" "$UB_PORT" "$tmp/fwd.q"
+done
+echo "   after: load average $(cut -d' ' -f1-3 /proc/loadavg)"
+if ((ROUNDS > 1)); then
+  for label in fed unbound forwarded fwd-direct; do
+    # shellcheck disable=SC2086 # the lists are words
+    QPS[$label]=$(median ${ALL_QPS[$label]})
+    # shellcheck disable=SC2086
+    P99[$label]=$(median ${ALL_P99[$label]})
+  done
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
-echo "== summary"
+if ((ROUNDS > 1)); then echo "== summary (medians of $ROUNDS rounds)"; else echo "== summary"; fi
 printf '   federation names: fedgate %s q/s vs unbound %s q/s: ratio %s (target >= 1.00)\n' \
   "${QPS[fed]}" "${QPS[unbound]}" "$(ratio "${QPS[fed]}" "${QPS[unbound]}")"
 printf '   federation names p99 at half peak: %s ms (target < 1 ms); unbound %s ms\n' "${P99[fed]}" "${P99[unbound]}"

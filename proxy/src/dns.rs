@@ -24,9 +24,21 @@
 //!
 //! Answers come from a [`DnsView`], an index built once per snapshot and
 //! swapped when the node is: a new snapshot changes the answers at once.
+//!
+//! UDP is served by one socket per core on the same port (`SO_REUSEPORT`),
+//! each with its own receive loop. A loop answers A/AAAA of an indexed name
+//! itself, from bytes encoded once per snapshot ([`fast`]); every other
+//! query goes through hickory's request handling (inline when
+//! authoritative, a task of its own when forwarded). A loop picks up a new
+//! view at its next query. TCP is hickory's server.
+
+mod fast;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::Poll;
 use std::time::Duration;
@@ -44,7 +56,7 @@ use hickory_proto::op::{
 };
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tokio::net::{TcpListener, UdpSocket};
@@ -95,10 +107,10 @@ pub async fn start(
     sni: Option<SocketAddr>,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
-    let udp = UdpSocket::bind(config.listen)
-        .await
+    let loops = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let udp = bind_udp(config.listen, loops)
         .with_context(|| format!("cannot listen for dns (udp) on {}", config.listen))?;
-    let local = udp.local_addr()?;
+    let local = udp[0].local_addr()?;
     let tcp = TcpListener::bind(local)
         .await
         .with_context(|| format!("cannot listen for dns (tcp) on {local}"))?;
@@ -110,19 +122,18 @@ pub async fn start(
             sni_ip,
             &ctx.metrics,
         ))),
+        generation: AtomicU64::new(0),
         limiter: RateLimiter::new(config.rate),
         stats: Stats::new(ctx.clone()),
         config: config.clone(),
     });
-    // UDP: one receive loop per core on the shared socket, each answering
-    // inline (only a forwarded query becomes a task of its own).
-    let udp = Arc::new(udp);
+    // UDP: one receive loop per socket, each answering inline (only a
+    // forwarded query becomes a task of its own).
     let handler = Arc::new(Handler {
         shared: shared.clone(),
     });
-    let loops = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for _ in 0..loops {
-        tasks.spawn(udp_loop(udp.clone(), handler.clone()));
+    for socket in udp {
+        tasks.spawn(udp_loop(Arc::new(socket), handler.clone()));
     }
     // TCP: hickory's server (framing, idle timeout, pipelining).
     let mut server = Server::new(Handler {
@@ -140,12 +151,14 @@ pub async fn start(
             tracing::info!(
                 version = view.version,
                 names = view.names.len(),
+                fast = view.fast.len(),
                 zones = view.zones.len(),
                 "dns answers updated"
             );
             if let Ok(mut v) = shared.view.write() {
                 *v = view;
             }
+            shared.generation.fetch_add(1, Ordering::Release);
         }
     });
     tasks.spawn(async move {
@@ -156,9 +169,34 @@ pub async fn start(
     Ok(())
 }
 
+/// `count` UDP sockets on `listen`, sharing its port (`SO_REUSEPORT`): the
+/// kernel spreads clients over them by address and port. A plain bind
+/// comes first, so that an address in use (by another edge, say) is still
+/// an error, as it was with one socket.
+fn bind_udp(listen: SocketAddr, count: usize) -> std::io::Result<Vec<UdpSocket>> {
+    let addr = std::net::UdpSocket::bind(listen)?.local_addr()?;
+    (0..count.max(1))
+        .map(|_| {
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            UdpSocket::from_std(socket.into())
+        })
+        .collect()
+}
+
 /// Receive queries on `socket` and answer them; runs until aborted.
 async fn udp_loop(socket: Arc<UdpSocket>, handler: Arc<Handler>) {
+    let shared = &handler.shared;
     let mut buf = vec![0u8; 4096];
+    let mut out = Vec::with_capacity(fast::MAX_ANSWER);
+    let mut generation = shared.generation.load(Ordering::Acquire);
+    let mut view = shared.view();
     loop {
         let (n, src) = match socket.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -167,11 +205,38 @@ async fn udp_loop(socket: Arc<UdpSocket>, handler: Arc<Handler>) {
                 continue;
             }
         };
-        let Ok(request) = Request::from_bytes(buf[..n].to_vec(), src, Protocol::Udp) else {
+        if src.port() == 0 {
+            continue;
+        }
+        let now = shared.generation.load(Ordering::Acquire);
+        if now != generation {
+            generation = now;
+            view = shared.view();
+        }
+        // A/AAAA of an indexed name: answered from the snapshot's bytes.
+        let packet = &buf[..n];
+        if let Some(answered) = fast::answer(
+            &view.fast,
+            packet,
+            || view.is_local_client(src.ip()),
+            &mut out,
+        ) {
+            if !shared.limiter.allow(src.ip()) {
+                shared.stats.limited.inc();
+                tracing::debug!(client = %src, "dns rate limit exceeded; dropped");
+                continue;
+            }
+            shared.stats.count(answered.kind, ResponseCode::NoError);
+            if let Err(e) = socket.send_to(&out, src).await {
+                tracing::debug!(cause = %e, client = %src, "cannot send dns answer");
+            }
+            continue;
+        }
+        let Ok(request) = Request::from_bytes(packet.to_vec(), src, Protocol::Udp) else {
             tracing::debug!(client = %src, "malformed dns query dropped");
             continue;
         };
-        if request.metadata.message_type != MessageType::Query || src.port() == 0 {
+        if request.metadata.message_type != MessageType::Query {
             continue;
         }
         let responder = UdpResponder {
@@ -212,14 +277,29 @@ impl ResponseHandler for UdpResponder {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let max = response.edns().map_or(512, Edns::max_payload);
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max);
-        let info = response.destructive_emit(&mut encoder)?;
+        let (bytes, info) = encode_udp(response)?;
         self.socket.send_to(&bytes, self.dst).await?;
         Ok(info)
     }
+}
+
+/// A UDP answer's bytes, truncated to the client's buffer.
+fn encode_udp<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+) -> Result<(Vec<u8>, ResponseInfo), NetError> {
+    let max = response.edns().map_or(512, Edns::max_payload);
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(max);
+    let info = response.destructive_emit(&mut encoder)?;
+    Ok((bytes, info))
 }
 
 /// What the edge answers for a snapshot: an index of names and zones.
@@ -232,6 +312,8 @@ pub struct DnsView {
     /// Zone apexes, remote and own.
     zones: HashMap<LowerName, Zone>,
     upstreams: Vec<Upstream>,
+    /// A/AAAA of `names`, encoded for the UDP fast path.
+    fast: fast::FastIndex,
 }
 
 struct NameEntry {
@@ -396,18 +478,58 @@ impl DnsView {
                 }
             })
             .collect();
-        Self {
+        let mut view = Self {
             version: node.version,
             node: node.clone(),
             names,
             zones,
             upstreams,
-        }
+            fast: fast::FastIndex::default(),
+        };
+        view.fast = fast::FastIndex::build(
+            view.names.iter().map(|(name, entry)| {
+                let wire = name.to_bytes().unwrap_or_default();
+                (wire, entry.internal)
+            }),
+            MAX_UDP_PAYLOAD,
+            |name, qtype| view.template(name, qtype),
+        );
+        view
+    }
+
+    /// The hickory path's UDP answer to an EDNS query for `name` (wire
+    /// format) and `qtype`, with ID 0 and no flags, asked from this member's
+    /// own networks: [`fast`]'s template.
+    fn template(&self, name: &[u8], qtype: RecordType) -> Option<Vec<u8>> {
+        let mut query = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        query.extend_from_slice(name);
+        query.extend_from_slice(&u16::from(qtype).to_be_bytes());
+        query.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+        query.extend_from_slice(&[0]);
+        query.extend_from_slice(&u16::from(RecordType::OPT).to_be_bytes());
+        query.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
+        query.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let src = SocketAddr::from(([0, 0, 0, 0], 0));
+        let request = Request::from_bytes(query, src, Protocol::Udp).ok()?;
+        let info = request.request_info().ok()?;
+        let entry = self.names.get(info.query.name())?;
+        let kind = if entry.internal {
+            Kind::Internal
+        } else {
+            Kind::Federation
+        };
+        let answer = name_answer(self, entry, qtype, kind)?;
+        let edns = response_edns(request.edns.as_ref()?);
+        let msg = authoritative(self, &request, Some(&edns), &answer);
+        encode_udp(msg).ok().map(|(bytes, _)| bytes)
     }
 
     /// Whether `ip` is on one of this member's declared networks.
     fn is_local_client(&self, ip: IpAddr) -> bool {
-        self.node.source_network(ip).is_some()
+        self.node
+            .routing
+            .classify(self.node.org().as_str(), ip)
+            .is_some()
     }
 }
 
@@ -426,7 +548,7 @@ fn enclosing(zones: &HashMap<LowerName, Zone>, name: &LowerName) -> Option<Lower
 }
 
 /// The kinds of answer, as counted in `fedgate_dns_queries_total`.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Federation = 0,
     Internal,
@@ -533,9 +655,21 @@ impl RateLimiter {
 
 struct Shared {
     view: RwLock<Arc<DnsView>>,
+    /// Bumped after each new view: a receive loop keeps its own `Arc` until
+    /// this changes.
+    generation: AtomicU64,
     limiter: RateLimiter,
     stats: Stats,
     config: DnsConfig,
+}
+
+impl Shared {
+    fn view(&self) -> Arc<DnsView> {
+        match self.view.read() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
 }
 
 struct Handler {
@@ -591,9 +725,7 @@ impl RequestHandler for Handler {
         // EDNS: answer in kind, never above MAX_UDP_PAYLOAD, version 0 only.
         let mut resp_edns = None;
         if let Some(req) = &request.edns {
-            let mut e = Edns::new();
-            e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
-            e.set_version(0);
+            let e = response_edns(req);
             if req.version() > 0 {
                 let builder = MessageResponseBuilder::new(&request.queries, Some(&e));
                 let msg = builder.error_msg(&request.metadata, ResponseCode::BADVERS);
@@ -628,10 +760,7 @@ impl RequestHandler for Handler {
             .await;
         };
         let query = info.query;
-        let view = match shared.view.read() {
-            Ok(v) => v.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        let view = shared.view();
         let qtype = query.query_type();
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             return error(
@@ -672,19 +801,45 @@ impl RequestHandler for Handler {
             return forward(shared, &view, &mut response, request, query, edns).await;
         };
         shared.stats.count(answer.kind, answer.rcode);
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.response_code = answer.rcode;
-        metadata.authoritative = answer.authoritative;
-        metadata.recursion_available = !view.upstreams.is_empty();
-        let msg = MessageResponseBuilder::new(&request.queries, edns).build(
-            metadata,
-            answer.answers.iter().chain(answer.answers2.iter()),
-            std::iter::empty(),
-            answer.soa.iter(),
-            std::iter::empty(),
-        );
+        let msg = authoritative(&view, request, edns, &answer);
         send(&mut response, msg, request).await
     }
+}
+
+/// The EDNS of an answer to a query with `req`: in kind, never above
+/// MAX_UDP_PAYLOAD, version 0.
+fn response_edns(req: &Edns) -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+    e.set_version(0);
+    e
+}
+
+/// The message for an answer from the view.
+fn authoritative<'q, 'a>(
+    view: &DnsView,
+    request: &'q Request,
+    edns: Option<&'q Edns>,
+    answer: &Answer<'a>,
+) -> MessageResponse<
+    'q,
+    'a,
+    impl Iterator<Item = &'a Record> + Send + 'a,
+    impl Iterator<Item = &'a Record> + Send + 'a,
+    impl Iterator<Item = &'a Record> + Send + 'a,
+    impl Iterator<Item = &'a Record> + Send + 'a,
+> {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = answer.rcode;
+    metadata.authoritative = answer.authoritative;
+    metadata.recursion_available = !view.upstreams.is_empty();
+    MessageResponseBuilder::new(&request.queries, edns).build(
+        metadata,
+        answer.answers.iter().chain(answer.answers2.iter()),
+        std::iter::empty(),
+        answer.soa.iter(),
+        std::iter::empty(),
+    )
 }
 
 /// The authoritative answer for `query` from `view`, or `None` when the
@@ -693,7 +848,6 @@ fn lookup<'v>(view: &'v DnsView, query: &LowerQuery, src: IpAddr) -> Option<Answ
     let name = query.name();
     let qtype = query.query_type();
     if let Some(entry) = view.names.get(name) {
-        let zone = view.zones.get(&entry.zone)?;
         let kind = if entry.internal {
             if !view.is_local_client(src) {
                 return Some(Answer::error(Kind::Refused, ResponseCode::Refused));
@@ -702,21 +856,7 @@ fn lookup<'v>(view: &'v DnsView, query: &LowerQuery, src: IpAddr) -> Option<Answ
         } else {
             Kind::Federation
         };
-        let (answers, answers2): (&[Record], &[Record]) = match qtype {
-            RecordType::A => (&entry.a, &[]),
-            RecordType::AAAA => (&entry.aaaa, &[]),
-            RecordType::ANY => (&entry.a, &entry.aaaa),
-            _ => (&[], &[]),
-        };
-        let empty = answers.is_empty() && answers2.is_empty();
-        return Some(Answer {
-            kind,
-            rcode: ResponseCode::NoError,
-            authoritative: true,
-            answers,
-            answers2,
-            soa: if empty { &zone.soa } else { &[] },
-        });
+        return name_answer(view, entry, qtype, kind);
     }
     let apex = enclosing(&view.zones, name)?;
     let zone = view.zones.get(&apex)?;
@@ -746,6 +886,31 @@ fn lookup<'v>(view: &'v DnsView, query: &LowerQuery, src: IpAddr) -> Option<Answ
         answers: &[],
         answers2: &[],
         soa: &zone.soa,
+    })
+}
+
+/// The answer for an indexed name (a service, or an empty non-terminal).
+fn name_answer<'v>(
+    view: &'v DnsView,
+    entry: &'v NameEntry,
+    qtype: RecordType,
+    kind: Kind,
+) -> Option<Answer<'v>> {
+    let zone = view.zones.get(&entry.zone)?;
+    let (answers, answers2): (&[Record], &[Record]) = match qtype {
+        RecordType::A => (&entry.a, &[]),
+        RecordType::AAAA => (&entry.aaaa, &[]),
+        RecordType::ANY => (&entry.a, &entry.aaaa),
+        _ => (&[], &[]),
+    };
+    let empty = answers.is_empty() && answers2.is_empty();
+    Some(Answer {
+        kind,
+        rcode: ResponseCode::NoError,
+        authoritative: true,
+        answers,
+        answers2,
+        soa: if empty { &zone.soa } else { &[] },
     })
 }
 
