@@ -10,11 +10,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::audit::FlowRecord;
-use crate::overlay::{BoxStream, Transport, read_frame};
+use crate::overlay::{FlowStream, Transport, read_frame};
 use crate::tls::Peer;
 use crate::{Ctx, enforce, now, relay};
 
-async fn answer(stream: &mut BoxStream, answer: &FlowAnswer) -> std::io::Result<()> {
+async fn answer(stream: &mut FlowStream, answer: &FlowAnswer) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(32);
     answer.encode(&mut buf).map_err(std::io::Error::other)?;
     stream.write_all(&buf).await?;
@@ -22,7 +22,7 @@ async fn answer(stream: &mut BoxStream, answer: &FlowAnswer) -> std::io::Result<
 }
 
 /// Serve one flow opened by `peer`.
-pub async fn serve(ctx: Arc<Ctx>, peer: &Arc<Peer>, mut stream: BoxStream, transport: Transport) {
+pub async fn serve(ctx: Arc<Ctx>, peer: &Arc<Peer>, mut stream: FlowStream, transport: Transport) {
     let start = now();
     let (req, initial) = match tokio::time::timeout(
         ctx.limits.client_hello_timeout,
@@ -196,7 +196,8 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Arc<Peer>, mut stream: BoxStream, trans
             port: req.port,
         },
     );
-    let (a, b, ended) = relay::relay(&mut stream, &mut upstream, ctx.limits.flow_idle, guard).await;
+    let (b, a, ended) =
+        relay::relay_flow(&mut upstream, &mut stream, ctx.limits.flow_idle, guard).await;
     match &ended {
         relay::Ended::Idle => tracing::info!(
             idle_secs = ctx.limits.flow_idle.as_secs(),

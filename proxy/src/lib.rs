@@ -16,8 +16,9 @@
 //!
 //! Layout: [`node`] what the edge knows, [`reload`] how a new snapshot
 //! replaces it; [`tls`] mutual TLS and peer checks;
-//! [`overlay`] links to peer edges; [`visit`] the visited edge's side of a
-//! flow, [`home`] the home edge's; [`ingress`] the client-facing listeners;
+//! [`overlay`] links to peer edges, [`udp`] its QUIC socket; [`visit`] the
+//! visited edge's side of a flow, [`home`] the home edge's; [`ingress`] the
+//! client-facing listeners;
 //! [`dns`] split-horizon DNS; [`audit`] the hash-chained flow log;
 //! [`metrics`] and [`admin`] operations.
 //!
@@ -42,6 +43,7 @@ pub mod overlay;
 pub mod relay;
 pub mod reload;
 pub mod tls;
+pub mod udp;
 pub mod visit;
 
 use std::collections::HashMap;

@@ -19,12 +19,33 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::tls::{self, Material, Peer};
-use crate::{Ctx, Listen, enforce, home, now};
+use crate::{Ctx, Listen, enforce, home, now, udp};
 
-/// A flow's byte stream to or from a peer edge, whatever the transport.
+/// A byte stream that is not a QUIC stream: TLS over TCP, or TCP to a
+/// local service.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-pub type BoxStream = Box<dyn Stream>;
+
+/// A flow's byte stream to or from a peer edge, whatever the transport. A
+/// QUIC stream stays visible so that the relay can move its bytes as owned
+/// chunks ([`crate::relay::relay_quic`]) instead of copying them through
+/// `AsyncRead`/`AsyncWrite`.
+pub enum FlowStream {
+    /// A stream of the peer's QUIC connection.
+    Quic(QuicStream),
+    /// TLS over TCP to the peer, or TCP to a service of our own.
+    Io(Box<dyn Stream>),
+}
+
+impl FlowStream {
+    fn quic(send: quinn::SendStream, recv: quinn::RecvStream) -> Self {
+        Self::Quic(QuicStream { send, recv })
+    }
+
+    pub fn io(stream: impl Stream + 'static) -> Self {
+        Self::Io(Box::new(stream))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -41,46 +62,56 @@ impl Transport {
     }
 }
 
-/// A QUIC stream pair as one duplex stream.
-struct QuicStream {
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+/// The two halves of a flow's QUIC stream.
+pub struct QuicStream {
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
 }
 
-impl AsyncRead for QuicStream {
+impl AsyncRead for FlowStream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.recv).poll_read(cx, buf)
+        match self.get_mut() {
+            Self::Quic(q) => Pin::new(&mut q.recv).poll_read(cx, buf),
+            Self::Io(s) => Pin::new(s).poll_read(cx, buf),
+        }
     }
 }
 
-impl AsyncWrite for QuicStream {
+impl AsyncWrite for FlowStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf).map_err(std::io::Error::other)
+        match self.get_mut() {
+            Self::Quic(q) => AsyncWrite::poll_write(Pin::new(&mut q.send), cx, buf)
+                .map_err(std::io::Error::other),
+            Self::Io(s) => Pin::new(s).poll_write(cx, buf),
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.send).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Quic(q) => Pin::new(&mut q.send).poll_flush(cx),
+            Self::Io(s) => Pin::new(s).poll_flush(cx),
+        }
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.send).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Quic(q) => Pin::new(&mut q.send).poll_shutdown(cx),
+            Self::Io(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }
 
 /// A flow opened to a home edge.
 pub struct Opened {
-    pub stream: BoxStream,
+    pub stream: FlowStream,
     pub answer: FlowAnswer,
     /// Bytes read past the answer.
     pub early: Vec<u8>,
@@ -115,6 +146,16 @@ fn transport_config(ctx: &Ctx) -> Arc<quinn::TransportConfig> {
     t.stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
     t.receive_window(quinn::VarInt::from_u32(32 * 1024 * 1024));
     t.send_window(32 * 1024 * 1024);
+    // Datagrams as large as the path carries: MTU discovery searches up to
+    // the largest UDP payload, so loopback and jumbo-frame LANs move 9-64 KB
+    // per packet instead of 1,452 bytes, and every per-packet cost (AEAD
+    // call, header protection, ACK bookkeeping) falls with the packet count.
+    // On a 1,500-byte path the search stops where it does today, after a
+    // few lost probes; the socket keeps each GSO send within 64 KiB
+    // (`udp::CappedGso`).
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(udp::MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
     Arc::new(t)
 }
 
@@ -155,8 +196,18 @@ impl Overlay {
                     .map_err(|e| anyhow!("QUIC server config: {e}"))?;
                 let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qsc));
                 sc.transport_config(transport_config(&ctx));
-                let mut endpoint = quinn::Endpoint::server(sc, addr)
+                let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+                let socket = std::net::UdpSocket::bind(addr)
+                    .and_then(|s| udp::CappedGso::wrap(s, runtime.as_ref()))
                     .with_context(|| format!("cannot listen on QUIC {addr}"))?;
+                // quinn's default (1,472) is also the largest datagram we
+                // would accept, and so caps the peer's MTU discovery.
+                let mut ec = quinn::EndpointConfig::default();
+                ec.max_udp_payload_size(udp::MAX_UDP_PAYLOAD)
+                    .map_err(|e| anyhow!("QUIC endpoint config: {e}"))?;
+                let mut endpoint =
+                    quinn::Endpoint::new_with_abstract_socket(ec, Some(sc), socket, runtime)
+                        .with_context(|| format!("cannot listen on QUIC {addr}"))?;
                 let qcc = QuicClientConfig::try_from((*client).clone())
                     .map_err(|e| anyhow!("QUIC client config: {e}"))?;
                 let mut cc = quinn::ClientConfig::new(Arc::new(qcc));
@@ -311,13 +362,8 @@ impl Overlay {
                     let ctx = self.ctx.clone();
                     let peer = peer.clone();
                     tokio::spawn(async move {
-                        home::serve(
-                            ctx,
-                            &peer,
-                            Box::new(QuicStream { send, recv }),
-                            Transport::Quic,
-                        )
-                        .await;
+                        home::serve(ctx, &peer, FlowStream::quic(send, recv), Transport::Quic)
+                            .await;
                     });
                 }
                 Err(e) => {
@@ -384,7 +430,7 @@ impl Overlay {
                 home::serve(
                     this.ctx.clone(),
                     &Arc::new(peer),
-                    Box::new(tls),
+                    FlowStream::io(tls),
                     Transport::Tcp,
                 )
                 .await;
@@ -522,7 +568,7 @@ impl Overlay {
     async fn stream_to(
         self: &Arc<Self>,
         peer: &Edge,
-    ) -> anyhow::Result<(BoxStream, Transport, Option<Arc<Peer>>)> {
+    ) -> anyhow::Result<(FlowStream, Transport, Option<Arc<Peer>>)> {
         let link = self.link(peer.id.as_str());
         {
             let mut l = link.lock().await;
@@ -535,7 +581,7 @@ impl Overlay {
                     );
                     if let Ok((send, recv)) = conn.open_bi().await {
                         tracing::debug!(peer = %peer.id, "flow stream opened");
-                        return Ok((Box::new(QuicStream { send, recv }), Transport::Quic, None));
+                        return Ok((FlowStream::quic(send, recv), Transport::Quic, None));
                     }
                 }
                 l.quic = None;
@@ -550,7 +596,7 @@ impl Overlay {
                     Ok(conn) => {
                         let (send, recv) = conn.open_bi().await?;
                         l.quic = Some(conn);
-                        return Ok((Box::new(QuicStream { send, recv }), Transport::Quic, None));
+                        return Ok((FlowStream::quic(send, recv), Transport::Quic, None));
                     }
                     Err(e) => {
                         tracing::warn!(peer = %peer.id, cause = %e, "QUIC to peer failed; using TLS over TCP, retrying QUIC in the background");
@@ -593,6 +639,10 @@ impl Overlay {
             &[("peer", peer.id.as_str()), ("transport", "tcp")],
             1.0,
         );
-        Ok((Box::new(tls), Transport::Tcp, Some(Arc::new(verified))))
+        Ok((
+            FlowStream::io(tls),
+            Transport::Tcp,
+            Some(Arc::new(verified)),
+        ))
     }
 }

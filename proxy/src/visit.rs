@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::audit::FlowRecord;
-use crate::overlay::{BoxStream, Overlay};
+use crate::overlay::{FlowStream, Overlay};
 use crate::tls::Peer;
 use crate::{Ctx, FlowPermit, enforce, now, relay};
 
@@ -37,7 +37,7 @@ impl Refused {
 
 /// A flow accepted at both ends, ready to relay.
 pub struct Opened {
-    stream: BoxStream,
+    stream: FlowStream,
     /// Bytes the home side sent after its answer.
     early: Vec<u8>,
     /// The home edge, verified, for a TLS-over-TCP flow (watched for
@@ -136,7 +136,7 @@ pub async fn open(
                 let _ = s.set_nodelay(true);
                 record.transport = Some("local".into());
                 Ok(Opened {
-                    stream: Box::new(s),
+                    stream: FlowStream::io(s),
                     early: Vec::new(),
                     tcp_peer: None,
                     record,
@@ -204,7 +204,7 @@ pub async fn relay(ctx: &Ctx, mut opened: Opened, mut client: TcpStream, initial
         }
     };
     let (a, b, ended) =
-        relay::relay(&mut client, &mut opened.stream, ctx.limits.flow_idle, guard).await;
+        relay::relay_flow(&mut client, &mut opened.stream, ctx.limits.flow_idle, guard).await;
     match &ended {
         relay::Ended::Idle => {
             tracing::info!(flow_id = %opened.record.flow_id, idle_secs = ctx.limits.flow_idle.as_secs(), "flow closed: idle");
