@@ -30,7 +30,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use federation::Sources;
+use federation::{Loaded, Sources};
 use federation::identity::{Identity, peer_cert};
 use federation::signed::{SignedParts, SigningKey};
 use federation::snapshot::Cutter;
@@ -105,6 +105,9 @@ pub struct App {
     /// Publications, one at a time: an apply publishes at once and the
     /// store's watch announces the same version; it is cut once.
     publishing: tokio::sync::Mutex<()>,
+    /// The model of the version this replica committed last, validated by
+    /// its apply: published without loading it again.
+    validated: Mutex<Option<(u64, Arc<Loaded>)>>,
     long_poll_max: Duration,
 }
 
@@ -150,13 +153,22 @@ fn sign_all(cutter: &Cutter<'_>, key: &SigningKey, version: u64) -> HashMap<Stri
     snapshots
 }
 
-/// Cut and sign every edge's snapshot of `version`.
-fn publish(version: &Version, key: &SigningKey, now: Timestamp) -> Result<Published, String> {
-    let mut sources = Sources::new();
-    for (name, text) in &version.files {
-        sources.add(name.clone(), text.clone());
-    }
-    let loaded = federation::load(&sources, now);
+/// Cut and sign every edge's snapshot of `version`; `validated` is its
+/// model when this replica has just validated it (an apply), else it is
+/// loaded from the version's files.
+fn publish(
+    version: &Version,
+    key: &SigningKey,
+    now: Timestamp,
+    validated: Option<Arc<Loaded>>,
+) -> Result<Published, String> {
+    let loaded = validated.unwrap_or_else(|| {
+        let mut sources = Sources::new();
+        for (name, text) in &version.files {
+            sources.add(name.clone(), text.clone());
+        }
+        Arc::new(federation::load(&sources, now))
+    });
     let Some(fed) = loaded.federation.as_ref() else {
         let first = loaded
             .diagnostics
@@ -199,6 +211,7 @@ impl App {
             audit,
             apply: tokio::sync::Mutex::new(()),
             publishing: tokio::sync::Mutex::new(()),
+            validated: Mutex::new(None),
             long_poll_max,
         })
     }
@@ -237,10 +250,18 @@ impl App {
             }
         };
         let key = self.key.clone();
+        let validated = self
+            .validated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|(v, _)| *v == target)
+            .map(|(_, l)| l);
         let started = tokio::time::Instant::now();
         // Cutting and signing is CPU work (seconds for 10,000 edges): on a
         // blocking thread, so that long polls and applies go on meanwhile.
-        let cut = tokio::task::spawn_blocking(move || publish(&version, &key, now())).await;
+        let cut =
+            tokio::task::spawn_blocking(move || publish(&version, &key, now(), validated)).await;
         let cut = cut.unwrap_or_else(|e| Err(format!("publication failed: {e}")));
         match cut {
             Ok(p) => {
@@ -294,19 +315,26 @@ impl App {
                 json!({"error": "invalid", "message": "the document has errors; nothing was applied", "diagnostics": report}),
             ));
         }
-        // The document it replaces.
-        let old = match self.store.get(head).await.map_err(store_error)? {
-            Some(v) => {
-                let mut s = Sources::new();
-                for (name, text) in &v.files {
-                    s.add(name.clone(), text.clone());
+        // The document it replaces: the published one when it is the head.
+        let published = self.published();
+        let stored;
+        let old: &DocumentSpec = if published.version == head {
+            &published.document
+        } else {
+            stored = match self.store.get(head).await.map_err(store_error)? {
+                Some(v) => {
+                    let mut s = Sources::new();
+                    for (name, text) in &v.files {
+                        s.add(name.clone(), text.clone());
+                    }
+                    federation::load(&s, now()).spec.to_document()
                 }
-                federation::load(&s, now()).spec.to_document()
-            }
-            None => DocumentSpec::default(),
+                None => DocumentSpec::default(),
+            };
+            &stored
         };
         let new = loaded.spec.to_document();
-        let refusals = authz::check(&caller.identity, &old, &new);
+        let refusals = authz::check(&caller.identity, old, &new);
         if !refusals.is_empty() {
             let list: Vec<String> = refusals.iter().map(ToString::to_string).collect();
             self.audit_refusal(caller, action, &req, "forbidden", json!(refusals));
@@ -319,7 +347,7 @@ impl App {
                 }),
             ));
         }
-        let changes = authz::changes(&old, &new);
+        let changes = authz::changes(old, &new);
         let warnings = render::json(&sources, &loaded.diagnostics);
         if req.dry_run || changes.is_empty() {
             return Ok((
@@ -339,7 +367,10 @@ impl App {
             files: req.files.clone(),
         };
         match self.store.commit(head, &version).await {
-            Ok(()) => {}
+            Ok(()) => {
+                *self.validated.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((head + 1, Arc::new(loaded)));
+            }
             Err(StoreError::Conflict { head, .. }) => {
                 self.audit_refusal(caller, action, &req, "conflict", json!({"head": head}));
                 return Err((
