@@ -10,7 +10,7 @@
 //! | `POST /v1/rollback` | admins | a new version with the files of an earlier one |
 //! | `GET /v1/history` | admins | every version: author, time, message, changes |
 //! | `GET /v1/status` | admins | this replica, its store, every edge's report |
-//! | `GET /v1/snapshot?have=N&wait=S` | edges | its own signed snapshot once newer than N (long poll) |
+//! | `GET /v1/snapshot?have=N&digest=D&wait=S` | edges | its own signed snapshot once newer than N (long poll); its signed header alone when the document is still D |
 //! | `POST /v1/report` | edges | the version it runs and its peer links |
 //! | `GET /v1/healthz` | anyone with a certificate | `ok` |
 //!
