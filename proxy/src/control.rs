@@ -123,7 +123,7 @@ impl Client {
         let held = self
             .held()
             .context("a signed header, but no snapshot is held")?;
-        tracing::debug!(version = header.header.version, digest = %header.header.digest, "newer version, same document: signed header only");
+        tracing::info!(version = header.header.version, digest = %header.header.digest, "newer version, same document: signed header only");
         Ok(header.complete(&held)?.to_json())
     }
 

@@ -261,4 +261,46 @@ async fn changes_reach_every_edge_at_once_and_only_when_accepted() {
     for line in log.lines() {
         chain.handle_line(line).expect("admin audit chain");
     }
+
+    // Home adds a service no one else may reach: away's document stays as
+    // it is, so away gets version 5 as a signed header alone, completes it
+    // with the document it holds, and runs it (and caches it).
+    let v5 = document(
+        &w,
+        &Options {
+            extra_policies: OPEN_SECRET,
+            extra_services: format!(
+                "  - {{org: home, name: archive, dns: [archive.home.example], address: {}, ports: [7013], protocol: tcp}}\n",
+                tests::ip(w.net, 30)
+            ),
+            ..Options::default()
+        },
+    );
+    let (status, body) = api(
+        &w,
+        &home_admin,
+        "POST",
+        "/v1/apply",
+        Some(json!({"expected_version": 4, "message": "archive, home only", "files": files(&w, &v5)})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], 5);
+    wait_version(home_admin_addr, 5).await;
+    wait_version(away_admin_addr, 5).await;
+    let away_log = _fed.away.log_text();
+    assert!(
+        away_log.contains("same document: signed header only") && away_log.contains("version=5"),
+        "{away_log}"
+    );
+    assert!(
+        !_fed
+            .home
+            .log_text()
+            .contains("same document: signed header only"),
+        "home's document changed with every version"
+    );
+    tunnel(&w, "secret.home.example:7011")
+        .await
+        .expect("secret still open to away at version 5");
 }
