@@ -225,6 +225,10 @@ async fn get(
 /// version, the document's digest, and whether it was a whole snapshot.
 type Verified = (String, u64, String, bool);
 
+/// Per edge, of the new version: received, verified (out of the queue),
+/// size, whole or header only, its own verification time.
+type Got = (Instant, Instant, usize, bool, Duration);
+
 /// A verified answer and how long its verification took (on the verifier's
 /// thread, queueing aside).
 type Checked = Result<(Verified, Duration), String>;
@@ -557,7 +561,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(tx);
     let mut held = vec![0u64; count];
-    let mut got: Vec<Option<(Instant, Instant, usize, bool, Duration)>> = vec![None; count];
+    let mut got: Vec<Option<Got>> = vec![None; count];
     let mut failed: Vec<String> = Vec::new();
     let mut v1_sizes = Vec::new();
     let mut v1_at = Vec::new();
@@ -712,7 +716,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ms_between(sent, all_done),
         failed.len()
     );
-    let got: Vec<(Instant, Instant, usize, bool, Duration)> = got.into_iter().flatten().collect();
+    let got: Vec<Got> = got.into_iter().flatten().collect();
     line(
         "received, from apply sent",
         got.iter().map(|g| ms_between(sent, g.0)).collect(),
