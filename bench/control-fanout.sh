@@ -10,7 +10,7 @@
 #     <- an admin's POST /v1/apply (a new policy), then per-edge delay until
 #        it holds the new version; the control plane's RSS and CPU from /proc
 #
-#   bash bench/control-fanout.sh     # SIZES="1000 10000" NET=127.77.0 DEADLINE=300 MIN_AVAILABLE_MIB=3072 KEEP=0
+#   bash bench/control-fanout.sh     # SIZES="1000 10000" CHANGE=policy|revocation NET=127.77.0 DEADLINE=300 MIN_AVAILABLE_MIB=3072 KEEP=0
 #
 # Prints figures against the target (10,000 edges within 1 s at p99); asserts
 # nothing. Bounded and self-cleaning: every process it starts is tracked by
@@ -25,6 +25,7 @@ SIZES=${SIZES:-1000 10000}
 EDGES_PER_ORG=${EDGES_PER_ORG:-10}
 POLICIES_PER_ORG=${POLICIES_PER_ORG:-5}
 DEADLINE=${DEADLINE:-300}            # seconds, per phase of the watcher
+CHANGE=${CHANGE:-policy}             # policy (one member's documents change) or revocation (every edge's does)
 MIN_AVAILABLE_MIB=${MIN_AVAILABLE_MIB:-3072}  # stop everything below this much free memory
 export FEDGATE_LOG=${FEDGATE_LOG:-warn,control_plane=info}
 ADDR="$NET.1:7443"
@@ -137,7 +138,7 @@ for n in $SIZES; do
 
   timeout $((DEADLINE * 3 + 120)) "$watchers" --control "$ADDR" --ca "$tmp/ca" \
     --signing-pub "$tmp/control/signing.pub" --config "$dir/fed" \
-    --control-pid "$cpid" --deadline-secs "$DEADLINE" &
+    --control-pid "$cpid" --deadline-secs "$DEADLINE" --change "$CHANGE" &
   wpid=$!
   PIDS+=("$wpid")
   guard "$cpid" "$wpid" $((DEADLINE * 3 + 120)) &

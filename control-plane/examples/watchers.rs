@@ -53,6 +53,11 @@ const USAGE: &str = "usage: watchers --control ADDR --ca DIR --signing-pub FILE 
   --count N             watch only the first N edges (default: every edge)
   --control-pid PID     report this process's RSS and CPU (the control plane)
   --change-org ORG      whose admin applies the change (default: the first organisation)
+  --change KIND         policy: ORG opens a service to another member (changes the
+                        documents of ORG and its partners: the others get a signed
+                        header only); revocation: ORG revokes a certificate serial
+                        (every snapshot lists every revoked serial: every edge gets
+                        a whole snapshot). Default: policy
   --connect-parallel K  TLS handshakes in flight at once (default: 64)
   --deadline-secs S     bound on each phase: connect, version 1, the new version (default: 300)";
 
@@ -64,6 +69,7 @@ struct Args {
     count: Option<usize>,
     control_pid: Option<u32>,
     change_org: Option<String>,
+    revocation: bool,
     connect_parallel: usize,
     deadline: Duration,
 }
@@ -98,6 +104,11 @@ fn parse_args() -> anyhow::Result<Args> {
         count: num(take("--count"), "--count")?.map(|n| n as usize),
         control_pid: num(take("--control-pid"), "--control-pid")?.map(|n| n as u32),
         change_org: take("--change-org"),
+        revocation: match take("--change").as_deref() {
+            None | Some("policy") => false,
+            Some("revocation") => true,
+            Some(other) => bail!("--change is `policy` or `revocation`, not `{other}`\n{USAGE}"),
+        },
         connect_parallel: num(take("--connect-parallel"), "--connect-parallel")?
             .unwrap_or(64)
             .clamp(1, 4096) as usize,
@@ -646,15 +657,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let policy = format!(
         "  - {{id: bench-change-{version}, description: Fan-out bench change, from: {{orgs: [{target}]}}, to: {{services: [{service}]}}, action: allow{agreement}}}\n"
     );
-    let new_text = if text.ends_with('\n') {
-        format!("{text}{policy}")
+    let text = if text.ends_with('\n') {
+        text
     } else {
-        format!("{text}\n{policy}")
+        format!("{text}\n")
+    };
+    let (new_text, message) = if args.revocation {
+        if text.contains("\nrevoked_certificates:") {
+            bail!(
+                "the bench's revocation change appends `revoked_certificates:`; the document has one already"
+            );
+        }
+        (
+            format!(
+                "{text}revoked_certificates:\n  - {{serial: \"0b:e1:c4:{version:02x}\", holder: {change_org}/lost-laptop, reason: fan-out bench}}\n"
+            ),
+            format!("fan-out bench: {change_org} revokes a certificate"),
+        )
+    } else {
+        (
+            format!("{text}{policy}"),
+            format!("fan-out bench: open {service} to {target}"),
+        )
     };
     files.insert(name, Value::String(new_text));
     let request = serde_json::to_vec(&json!({
         "expected_version": version,
-        "message": format!("fan-out bench: open {service} to {target}"),
+        "message": message,
         "files": files,
     }))?;
     let before = usage_opt(pid);
