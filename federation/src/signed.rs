@@ -238,7 +238,7 @@ impl SignedParts {
     }
 
     pub fn is_empty(&self) -> bool {
-        false
+        self.len() == 0
     }
 
     pub fn to_vec(&self) -> Vec<u8> {
