@@ -26,7 +26,9 @@
 //! swapped when the node is: a new snapshot changes the answers at once.
 //!
 //! UDP is served by one socket per core on the same port (`SO_REUSEPORT`),
-//! each with its own receive loop. A loop answers A/AAAA of an indexed name
+//! each with its own receive loop ([`udp`]), which takes queued queries in
+//! batches (`recvmmsg`) and sends its answers in batches (`sendmmsg`). A
+//! loop answers A/AAAA of an indexed name
 //! itself, from bytes encoded once per snapshot ([`fast`]); every other
 //! query goes through hickory's request handling (inline when
 //! authoritative, a task of its own when forwarded). A loop picks up a new
@@ -35,18 +37,18 @@
 mod fast;
 #[cfg(test)]
 mod tests;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
 use hickory_net::NetError;
-use hickory_net::runtime::{Time, TokioRuntimeProvider, TokioTime};
+use hickory_net::runtime::{Time, TokioRuntimeProvider};
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::{DnsExchange, DnsHandle, Protocol};
@@ -56,10 +58,10 @@ use hickory_proto::op::{
 };
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_proto::serialize::binary::BinEncodable;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -108,7 +110,7 @@ pub async fn start(
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
     let loops = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let udp = bind_udp(config.listen, loops)
+    let udp = udp::bind(config.listen, loops)
         .with_context(|| format!("cannot listen for dns (udp) on {}", config.listen))?;
     let local = udp[0].local_addr()?;
     let tcp = TcpListener::bind(local)
@@ -133,7 +135,7 @@ pub async fn start(
         shared: shared.clone(),
     });
     for socket in udp {
-        tasks.spawn(udp_loop(Arc::new(socket), handler.clone()));
+        tasks.spawn(udp::serve(Arc::new(socket), handler.clone()));
     }
     // TCP: hickory's server (framing, idle timeout, pipelining).
     let mut server = Server::new(Handler {
@@ -167,139 +169,6 @@ pub async fn start(
         }
     });
     Ok(())
-}
-
-/// `count` UDP sockets on `listen`, sharing its port (`SO_REUSEPORT`): the
-/// kernel spreads clients over them by address and port. A plain bind
-/// comes first, so that an address in use (by another edge, say) is still
-/// an error, as it was with one socket.
-fn bind_udp(listen: SocketAddr, count: usize) -> std::io::Result<Vec<UdpSocket>> {
-    let addr = std::net::UdpSocket::bind(listen)?.local_addr()?;
-    (0..count.max(1))
-        .map(|_| {
-            let socket = socket2::Socket::new(
-                socket2::Domain::for_address(addr),
-                socket2::Type::DGRAM,
-                Some(socket2::Protocol::UDP),
-            )?;
-            socket.set_reuse_port(true)?;
-            socket.set_nonblocking(true)?;
-            socket.bind(&addr.into())?;
-            UdpSocket::from_std(socket.into())
-        })
-        .collect()
-}
-
-/// Receive queries on `socket` and answer them; runs until aborted.
-async fn udp_loop(socket: Arc<UdpSocket>, handler: Arc<Handler>) {
-    let shared = &handler.shared;
-    let mut buf = vec![0u8; 4096];
-    let mut out = Vec::with_capacity(fast::MAX_ANSWER);
-    let mut generation = shared.generation.load(Ordering::Acquire);
-    let mut view = shared.view();
-    loop {
-        let (n, src) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(cause = %e, "dns receive failed");
-                continue;
-            }
-        };
-        if src.port() == 0 {
-            continue;
-        }
-        let now = shared.generation.load(Ordering::Acquire);
-        if now != generation {
-            generation = now;
-            view = shared.view();
-        }
-        // A/AAAA of an indexed name: answered from the snapshot's bytes.
-        let packet = &buf[..n];
-        if let Some(answered) = fast::answer(
-            &view.fast,
-            packet,
-            || view.is_local_client(src.ip()),
-            &mut out,
-        ) {
-            if !shared.limiter.allow(src.ip()) {
-                shared.stats.limited.inc();
-                tracing::debug!(client = %src, "dns rate limit exceeded; dropped");
-                continue;
-            }
-            shared.stats.count(answered.kind, ResponseCode::NoError);
-            if let Err(e) = socket.send_to(&out, src).await {
-                tracing::debug!(cause = %e, client = %src, "cannot send dns answer");
-            }
-            continue;
-        }
-        let Ok(request) = Request::from_bytes(packet.to_vec(), src, Protocol::Udp) else {
-            tracing::debug!(client = %src, "malformed dns query dropped");
-            continue;
-        };
-        if request.metadata.message_type != MessageType::Query {
-            continue;
-        }
-        let responder = UdpResponder {
-            socket: socket.clone(),
-            dst: src,
-        };
-        let h = handler.clone();
-        let mut answer = Box::pin(async move {
-            h.handle_request::<_, TokioTime>(&request, responder).await;
-        });
-        // Authoritative answers complete on the first poll; a forwarded
-        // query waits for its upstream in a task of its own.
-        let done =
-            std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx).is_ready())).await;
-        if !done {
-            tokio::spawn(answer);
-        }
-    }
-}
-
-/// Sends one answer on the UDP socket, truncated to the client's buffer.
-#[derive(Clone)]
-struct UdpResponder {
-    socket: Arc<UdpSocket>,
-    dst: SocketAddr,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for UdpResponder {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let (bytes, info) = encode_udp(response)?;
-        self.socket.send_to(&bytes, self.dst).await?;
-        Ok(info)
-    }
-}
-
-/// A UDP answer's bytes, truncated to the client's buffer.
-fn encode_udp<'a>(
-    response: MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-    >,
-) -> Result<(Vec<u8>, ResponseInfo), NetError> {
-    let max = response.edns().map_or(512, Edns::max_payload);
-    let mut bytes = Vec::with_capacity(512);
-    let mut encoder = BinEncoder::new(&mut bytes);
-    encoder.set_max_size(max);
-    let info = response.destructive_emit(&mut encoder)?;
-    Ok((bytes, info))
 }
 
 /// What the edge answers for a snapshot: an index of names and zones.
@@ -521,7 +390,7 @@ impl DnsView {
         let answer = name_answer(self, entry, qtype, kind)?;
         let edns = response_edns(request.edns.as_ref()?);
         let msg = authoritative(self, &request, Some(&edns), &answer);
-        encode_udp(msg).ok().map(|(bytes, _)| bytes)
+        udp::encode(msg).ok().map(|(bytes, _)| bytes)
     }
 
     /// Whether `ip` is on one of this member's declared networks.

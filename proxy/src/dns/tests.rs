@@ -16,7 +16,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponse;
 use tokio::sync::{Semaphore, watch};
 
-use super::{DnsConfig, DnsView, Handler, Kind, RateLimiter, Shared, Stats, encode_udp, fast};
+use super::{DnsConfig, DnsView, Handler, Kind, RateLimiter, Shared, Stats, fast, udp};
 use crate::audit::AuditLog;
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -97,7 +97,7 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (bytes, info) = encode_udp(response)?;
+        let (bytes, info) = udp::encode(response)?;
         *self.0.lock().expect("capture") = Some(bytes);
         Ok(info)
     }
