@@ -26,13 +26,12 @@
 //! swapped when the node is: a new snapshot changes the answers at once.
 //!
 //! UDP is served by one socket per core on the same port (`SO_REUSEPORT`),
-//! each with its own receive loop ([`udp`]), which takes queued queries in
+//! each served by a thread of its own ([`udp`]) that takes queued queries in
 //! batches (`recvmmsg`) and sends its answers in batches (`sendmmsg`). A
-//! loop answers A/AAAA of an indexed name
-//! itself, from bytes encoded once per snapshot ([`fast`]); every other
-//! query goes through hickory's request handling (inline when
-//! authoritative, a task of its own when forwarded). A loop picks up a new
-//! view at its next query. TCP is hickory's server.
+//! thread answers A/AAAA of an indexed name itself, from bytes encoded once
+//! per snapshot ([`fast`]); every other query goes through hickory's request
+//! handling, in a task on the runtime. A thread picks up a new view at its
+//! next batch. TCP is hickory's server.
 
 mod fast;
 #[cfg(test)]
@@ -129,14 +128,18 @@ pub async fn start(
         stats: Stats::new(ctx.clone()),
         config: config.clone(),
     });
-    // UDP: one receive loop per socket, each answering inline (only a
-    // forwarded query becomes a task of its own).
+    // UDP: a thread per socket, answering the fast path's queries itself and
+    // handing the rest to the runtime.
     let handler = Arc::new(Handler {
         shared: shared.clone(),
     });
-    for socket in udp {
-        tasks.spawn(udp::serve(Arc::new(socket), handler.clone()));
-    }
+    let stop = udp::spawn(udp, &handler, &tokio::runtime::Handle::current())
+        .context("cannot start the dns (udp) threads")?;
+    // The threads stop when this task is aborted with the others.
+    tasks.spawn(async move {
+        let _stop = stop;
+        std::future::pending::<()>().await;
+    });
     // TCP: hickory's server (framing, idle timeout, pipelining).
     let mut server = Server::new(Handler {
         shared: shared.clone(),
@@ -524,7 +527,7 @@ impl RateLimiter {
 
 struct Shared {
     view: RwLock<Arc<DnsView>>,
-    /// Bumped after each new view: a receive loop keeps its own `Arc` until
+    /// Bumped after each new view: a serving thread keeps its own `Arc` until
     /// this changes.
     generation: AtomicU64,
     limiter: RateLimiter,

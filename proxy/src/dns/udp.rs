@@ -1,21 +1,27 @@
 //! DNS over UDP: one socket per core on the same port, each served by a
-//! loop that takes queries in batches and sends the fast path's answers in
-//! batches.
+//! thread of its own that takes queries in batches and sends the fast
+//! path's answers in batches.
 //!
-//! A loop waits until its socket is readable, then takes every queued query
-//! (up to [`BATCH`]) with one `recvmmsg` (quinn-udp's batched receive), and
-//! sends the answers it made itself with one `sendmmsg` (rustix). Under load
-//! that is two system calls for a whole batch instead of two per query;
-//! with one query waiting it is the same two calls as before. A query the
-//! fast path does not answer goes through hickory's request handling, which
-//! sends its own answer (inline when authoritative, in a task of its own when
-//! forwarded).
+//! A thread blocks in `recvmmsg` until a query arrives, taking with it every
+//! query already queued (up to [`BATCH`]; nix), and sends the answers it made
+//! itself with one `sendmmsg` (rustix). Under load that is two system calls
+//! for a whole batch instead of two per query; with one query waiting, it is
+//! the same two calls, and the kernel wakes the very thread that waits on
+//! the socket (as unbound's threads are woken), with no event loop between.
+//! The queries of a batch that the fast path does not answer go to
+//! hickory's request handling on the runtime, in one task, which sends
+//! their answers.
+//!
+//! The threads stop within [`POLL`] of the [`Stop`] guard being dropped (the
+//! DNS tasks are aborted), and their sockets close with them.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use std::time::Duration;
 
 use hickory_net::NetError;
 use hickory_net::runtime::TokioTime;
@@ -25,24 +31,26 @@ use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
-use quinn::udp::{RecvMeta, UdpSocketState};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::runtime::Handle;
 
 use super::{Handler, fast};
 
 /// Queries taken with one receive, and most answers sent with one send.
-const BATCH: usize = quinn::udp::BATCH_SIZE;
-/// Room for one datagram; a longer query is cut short and fails to parse.
+const BATCH: usize = 32;
+/// Room for one datagram; a longer query is cut short and dropped.
 const DATAGRAM: usize = 4096;
+/// How often a waiting thread looks whether it is to stop.
+const POLL: Duration = Duration::from_millis(200);
 
 /// `count` UDP sockets on `listen`, sharing its port (`SO_REUSEPORT`): the
 /// kernel spreads clients over them by address and port. A plain bind
 /// comes first, so that an address in use (by another edge, say) is still
-/// an error, as it was with one socket.
+/// an error, as it was with one socket. The sockets block, with a receive
+/// timeout of [`POLL`].
 pub(super) fn bind(listen: SocketAddr, count: usize) -> std::io::Result<Vec<UdpSocket>> {
-    let addr = std::net::UdpSocket::bind(listen)?.local_addr()?;
+    let addr = UdpSocket::bind(listen)?.local_addr()?;
     (0..count.max(1))
         .map(|_| {
             let socket = socket2::Socket::new(
@@ -51,81 +59,133 @@ pub(super) fn bind(listen: SocketAddr, count: usize) -> std::io::Result<Vec<UdpS
                 Some(socket2::Protocol::UDP),
             )?;
             socket.set_reuse_port(true)?;
-            socket.set_nonblocking(true)?;
+            socket.set_read_timeout(Some(POLL))?;
             socket.bind(&addr.into())?;
-            UdpSocket::from_std(socket.into())
+            Ok(socket.into())
         })
         .collect()
 }
 
-/// Receive queries on `socket` and answer them; runs until aborted.
-pub(super) async fn serve(socket: Arc<UdpSocket>, handler: Arc<Handler>) {
-    let state = match UdpSocketState::new((&*socket).into()) {
-        Ok(state) => state,
-        Err(e) => {
-            tracing::error!(cause = %e, "cannot set up the dns socket; udp not served on it");
-            return;
-        }
-    };
+/// Stops the serving threads when dropped.
+pub(super) struct Stop(Arc<AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Serve each socket on a thread of its own; the threads run until the
+/// returned guard is dropped.
+pub(super) fn spawn(
+    sockets: Vec<UdpSocket>,
+    handler: &Arc<Handler>,
+    runtime: &Handle,
+) -> std::io::Result<Stop> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let guard = Stop(stop.clone());
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let (handler, runtime, stop) = (handler.clone(), runtime.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("dns-udp-{i}"))
+            .spawn(move || serve(&Arc::new(socket), &handler, &runtime, &stop))?;
+    }
+    Ok(guard)
+}
+
+/// Receive queries on `socket` and answer them, until `stop`.
+fn serve(socket: &Arc<UdpSocket>, handler: &Arc<Handler>, runtime: &Handle, stop: &AtomicBool) {
     let shared = &handler.shared;
-    let mut bufs = Box::new([[0u8; DATAGRAM]; BATCH]);
-    let mut meta = [RecvMeta::default(); BATCH];
+    let mut bufs = vec![[0u8; DATAGRAM]; BATCH];
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut received = Vec::with_capacity(BATCH);
     let mut replies = Replies::default();
+    let mut queries = Slow::new();
     let mut generation = shared.generation.load(Ordering::Acquire);
     let mut view = shared.view();
-    loop {
-        let received = socket
-            .async_io(Interest::READABLE, || {
-                let mut slices = bufs.each_mut().map(|b| IoSliceMut::new(b));
-                state.recv((&*socket).into(), &mut slices, &mut meta)
-            })
-            .await;
-        let received = match received {
-            Ok(n) => n,
-            Err(e) => {
+    while !stop.load(Ordering::Acquire) {
+        if let Err(e) = receive(socket, &mut headers, &mut bufs, &mut received) {
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+            ) {
                 tracing::debug!(cause = %e, "dns receive failed");
-                continue;
             }
-        };
+            continue;
+        }
         let now = shared.generation.load(Ordering::Acquire);
         if now != generation {
             generation = now;
             view = shared.view();
         }
-        for (buf, meta) in bufs.iter().zip(&meta).take(received) {
-            let src = meta.addr;
-            if src.port() == 0 {
-                continue;
-            }
-            // Several datagrams from one client may arrive as one (GRO).
-            for packet in buf[..meta.len].chunks(meta.stride.max(1)) {
-                // A/AAAA of an indexed name: answered from the snapshot's bytes.
-                let out = replies.next_buffer();
-                if let Some(answered) =
-                    fast::answer(&view.fast, packet, || view.is_local_client(src.ip()), out)
-                {
-                    if !shared.limiter.allow(src.ip()) {
-                        shared.stats.limited.inc();
-                        tracing::debug!(client = %src, "dns rate limit exceeded; dropped");
-                        continue;
-                    }
-                    shared.stats.count(answered.kind, ResponseCode::NoError);
-                    replies.push(src);
-                    if replies.is_full() {
-                        replies.send(&socket).await;
-                    }
-                } else {
-                    slow(&socket, &handler, packet, src).await;
+        for (buf, got) in bufs.iter().zip(&received) {
+            let Some((len, src)) = *got else { continue };
+            let packet = &buf[..len];
+            // A/AAAA of an indexed name: answered from the snapshot's bytes.
+            let out = replies.next_buffer();
+            if let Some(answered) =
+                fast::answer(&view.fast, packet, || view.is_local_client(src.ip()), out)
+            {
+                if !shared.limiter.allow(src.ip()) {
+                    shared.stats.limited.inc();
+                    tracing::debug!(client = %src, "dns rate limit exceeded; dropped");
+                    continue;
                 }
+                shared.stats.count(answered.kind, ResponseCode::NoError);
+                replies.push(src);
+            } else {
+                slow(socket, packet, src, &mut queries);
             }
         }
-        replies.send(&socket).await;
+        replies.send(socket);
+        hand_over(&mut queries, handler, runtime);
     }
 }
 
-/// A query for hickory's request handling: answered inline when
-/// authoritative, in a task of its own when forwarded upstream.
-async fn slow(socket: &Arc<UdpSocket>, handler: &Arc<Handler>, packet: &[u8], src: SocketAddr) {
+/// One `recvmmsg`: waits for the first query (at most [`POLL`]), then takes
+/// every one already queued, up to [`BATCH`]. Fills `received` with each
+/// query's length and sender, in the order of `bufs`: `None` for a query
+/// that cannot be answered (cut short, longer than [`DATAGRAM`]; from port
+/// 0 or no address).
+fn receive(
+    socket: &UdpSocket,
+    headers: &mut MultiHeaders<SockaddrStorage>,
+    bufs: &mut [[u8; DATAGRAM]],
+    received: &mut Vec<Option<(usize, SocketAddr)>>,
+) -> std::io::Result<()> {
+    received.clear();
+    let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+        bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+    let results = recvmmsg(
+        socket.as_raw_fd(),
+        headers,
+        slices.iter_mut(),
+        MsgFlags::MSG_WAITFORONE,
+        None,
+    )?;
+    for msg in results {
+        let src = msg.address.as_ref().and_then(socket_addr);
+        let whole = !msg.flags.contains(MsgFlags::MSG_TRUNC);
+        received.push(
+            src.filter(|a| a.port() != 0 && whole)
+                .map(|src| (msg.bytes, src)),
+        );
+    }
+    Ok(())
+}
+
+fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// A query for hickory's request handling, kept for [`hand_over`].
+fn slow(socket: &Arc<UdpSocket>, packet: &[u8], src: SocketAddr, slow: &mut Slow) {
     let Ok(request) = Request::from_bytes(packet.to_vec(), src, Protocol::Udp) else {
         tracing::debug!(client = %src, "malformed dns query dropped");
         return;
@@ -137,16 +197,34 @@ async fn slow(socket: &Arc<UdpSocket>, handler: &Arc<Handler>, packet: &[u8], sr
         socket: socket.clone(),
         dst: src,
     };
-    let h = handler.clone();
-    let mut answer = Box::pin(async move {
-        h.handle_request::<_, TokioTime>(&request, responder).await;
-    });
-    // Authoritative answers complete on the first poll; a forwarded query
-    // waits for its upstream in a task of its own.
-    let done = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx).is_ready())).await;
-    if !done {
-        tokio::spawn(answer);
+    slow.push((request, responder));
+}
+
+/// A batch's queries for hickory's request handling.
+type Slow = Vec<(Request, UdpResponder)>;
+
+/// Hand a batch's slow queries to the runtime in one task (one wake of the
+/// runtime per batch, not per query), which answers each: at once when
+/// authoritative, in a task of its own when forwarded upstream.
+fn hand_over(queries: &mut Slow, handler: &Arc<Handler>, runtime: &Handle) {
+    if queries.is_empty() {
+        return;
     }
+    let queries = std::mem::take(queries);
+    let handler = handler.clone();
+    runtime.spawn(async move {
+        for (request, responder) in queries {
+            let h = handler.clone();
+            let mut answer = Box::pin(async move {
+                h.handle_request::<_, TokioTime>(&request, responder).await;
+            });
+            let done =
+                std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx).is_ready())).await;
+            if !done {
+                tokio::spawn(answer);
+            }
+        }
+    });
 }
 
 /// Fast-path answers waiting to be sent, in buffers kept from batch to
@@ -172,24 +250,15 @@ impl Replies {
         self.to.push(dst.into());
     }
 
-    fn is_full(&self) -> bool {
-        self.to.len() >= BATCH
-    }
-
     /// Send every kept answer: one `sendmmsg` when the socket takes them
     /// all, as it does unless its send buffer is full. An answer that
     /// cannot be sent is logged and dropped (the client asks again), so
-    /// each call makes progress and the loop ends.
-    async fn send(&mut self, socket: &UdpSocket) {
+    /// each round makes progress and the loop ends.
+    fn send(&mut self, socket: &UdpSocket) {
         let total = self.to.len();
         let mut sent = 0;
         while sent < total {
-            let result = socket
-                .async_io(Interest::WRITABLE, || {
-                    send_batch(socket, &self.answers[sent..total], &self.to[sent..total])
-                })
-                .await;
-            match result {
+            match send_batch(socket, &self.answers[sent..total], &self.to[sent..total]) {
                 Ok(n) => sent += n.max(1),
                 Err(e) => {
                     tracing::debug!(cause = %e, client = ?self.to[sent], "cannot send dns answer");
@@ -226,6 +295,9 @@ fn send_batch(
 /// Sends one answer of the hickory path, truncated to the client's buffer.
 #[derive(Clone)]
 struct UdpResponder {
+    /// The serving thread's socket: blocking, so sent to without waiting
+    /// (an answer the send buffer has no room for is dropped, as the
+    /// network may drop it; the client asks again).
     socket: Arc<UdpSocket>,
     dst: SocketAddr,
 }
@@ -244,7 +316,8 @@ impl ResponseHandler for UdpResponder {
         >,
     ) -> Result<ResponseInfo, NetError> {
         let (bytes, info) = encode(response)?;
-        self.socket.send_to(&bytes, self.dst).await?;
+        rustix::net::sendto(&*self.socket, &bytes, SendFlags::DONTWAIT, &self.dst)
+            .map_err(std::io::Error::from)?;
         Ok(info)
     }
 }
