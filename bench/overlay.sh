@@ -33,7 +33,7 @@ export FEDGATE_LOG=${FEDGATE_LOG:-warn}
 RUN_TIMEOUT=$((DURATION + 25))       # per measured command
 
 tool="$root/bench/overlay/tool.py"
-edge_bin="$root/target/release/fedgate-edge"
+edge_bin=${EDGE_BIN:-$root/target/release/fedgate-edge} # another build to compare, if set
 fedctl="$root/target/release/fedctl"
 
 # --- tools ------------------------------------------------------------------

@@ -16,6 +16,9 @@ use crate::visit::{self, Refused};
 use crate::{Ctx, Listen};
 
 const MAX_HEAD: usize = 16 * 1024;
+/// At most this much of what a VIP client sent before its flow opened goes
+/// with the opening (an HTTP request, say); the rest follows in the relay.
+const FIRST_READ: usize = 4 * 1024;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -246,8 +249,8 @@ async fn sni(
     let service = route.service.clone();
     drop(node);
     // On refusal, closing is the answer; the refusal is logged and audited.
-    if let Ok(opened) = visit::open(ctx, overlay, remote, &service, port, "sni").await {
-        visit::relay(ctx, opened, client, &buf).await;
+    if let Ok(opened) = visit::open(ctx, overlay, remote, &service, port, "sni", &buf, None).await {
+        visit::relay(ctx, opened, client).await;
     }
     Ok(())
 }
@@ -265,8 +268,29 @@ async fn vip(
         .get(&local)
         .cloned()
         .context("no service at this VIP")?;
-    if let Ok(opened) = visit::open(ctx, overlay, remote, &service, local.port(), "vip").await {
-        visit::relay(ctx, opened, client, &[]).await;
+    // Whatever the client sent already (a request right after connecting)
+    // goes with the flow's opening.
+    let mut first = vec![0u8; FIRST_READ];
+    let n = match client.try_read(&mut first) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e.into()),
+    };
+    first.truncate(n);
+    let opened = visit::open(
+        ctx,
+        overlay,
+        remote,
+        &service,
+        local.port(),
+        "vip",
+        &first,
+        Some(&client),
+    )
+    .await;
+    drop(first);
+    if let Ok(opened) = opened {
+        visit::relay(ctx, opened, client).await;
     }
     Ok(())
 }
@@ -417,12 +441,23 @@ async fn connect(
         );
         return Ok(());
     };
-    match visit::open(ctx, overlay, remote, &service, port, "connect").await {
+    match visit::open(
+        ctx,
+        overlay,
+        remote,
+        &service,
+        port,
+        "connect",
+        &buf[head_len..],
+        None,
+    )
+    .await
+    {
         Ok(opened) => {
             client
                 .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                 .await?;
-            visit::relay(ctx, opened, client, &buf[head_len..]).await;
+            visit::relay(ctx, opened, client).await;
         }
         Err(Refused {
             denied,
@@ -532,10 +567,10 @@ async fn socks(
         socks_reply(&mut client, REPLY_HOST_UNREACHABLE).await?;
         return Ok(());
     };
-    match visit::open(ctx, overlay, remote, &service, port, "socks").await {
+    match visit::open(ctx, overlay, remote, &service, port, "socks", &[], None).await {
         Ok(opened) => {
             socks_reply(&mut client, REPLY_OK).await?;
-            visit::relay(ctx, opened, client, &[]).await;
+            visit::relay(ctx, opened, client).await;
         }
         Err(refused) => {
             let code = if refused.denied {

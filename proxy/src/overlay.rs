@@ -159,6 +159,55 @@ fn transport_config(ctx: &Ctx) -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// The most client bytes sent to the home edge before its answer.
+pub const FIRST_MAX: usize = 64 * 1024;
+
+/// Read the home edge's answer off `stream`; meanwhile forward what `client`
+/// sends into `stream` (and append it to `sent`) until [`FIRST_MAX`] bytes
+/// are sent in all, or the client closes its side (the relay sees that
+/// again). Both reads are cancel-safe, so no byte is lost between them.
+async fn answer_forwarding(
+    stream: &mut FlowStream,
+    mut client: Option<&TcpStream>,
+    sent: &mut Vec<u8>,
+) -> anyhow::Result<(FlowAnswer, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    let mut from_client = vec![0u8; 4096];
+    loop {
+        if let Some((value, used)) = FlowAnswer::decode(&buf)? {
+            return Ok((value, buf.split_off(used)));
+        }
+        let watching = client.filter(|_| sent.len() < FIRST_MAX);
+        tokio::select! {
+            n = stream.read(&mut chunk) => {
+                let n = n?;
+                if n == 0 {
+                    bail!("peer closed the stream before a whole header");
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            ready = async { watching?.readable().await.ok() }, if watching.is_some() => {
+                let (Some(c), Some(())) = (watching, ready) else {
+                    client = None;
+                    continue;
+                };
+                let room = FIRST_MAX - sent.len();
+                match c.try_read(&mut from_client[..room.min(4096)]) {
+                    Ok(0) => client = None,
+                    Ok(n) => {
+                        stream.write_all(&from_client[..n]).await?;
+                        stream.flush().await?;
+                        sent.extend_from_slice(&from_client[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => client = None,
+                }
+            }
+        }
+    }
+}
+
 /// Read a frame off the front of a stream: the value and any bytes read past it.
 pub async fn read_frame<T, S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -542,15 +591,30 @@ impl Overlay {
     /// Open a flow to `peer`: over its QUIC connection if up, else over a
     /// new TLS-over-TCP connection. Returns the stream, the home edge's
     /// answer, bytes read past the answer, and the transport.
-    pub async fn open(self: &Arc<Self>, peer: &Edge, req: &FlowRequest) -> anyhow::Result<Opened> {
+    ///
+    /// The client's bytes do not wait for the answer: `first` (what is in
+    /// hand) goes in the same write as the header, and what `client` sends
+    /// while the answer is on its way is forwarded too (and appended to
+    /// `first`, so that an attempt at another edge sends it all again), up
+    /// to [`FIRST_MAX`] bytes in all. The home edge holds them until it has
+    /// decided and connected, and drops them if it refuses; so a client's
+    /// first bytes cost no round trip between the edges.
+    pub async fn open(
+        self: &Arc<Self>,
+        peer: &Edge,
+        req: &FlowRequest,
+        first: &mut Vec<u8>,
+        client: Option<&TcpStream>,
+    ) -> anyhow::Result<Opened> {
         let (mut stream, transport, tcp_peer) = self.stream_to(peer).await?;
-        let mut header = Vec::with_capacity(64);
+        let mut header = Vec::with_capacity(64 + first.len());
         req.encode(&mut header)?;
+        header.extend_from_slice(first);
         stream.write_all(&header).await?;
         stream.flush().await?;
         let (answer, rest) = tokio::time::timeout(
             self.ctx.limits.connect_timeout + self.ctx.limits.handshake_timeout,
-            read_frame(&mut stream, FlowAnswer::decode),
+            answer_forwarding(&mut stream, client, first),
         )
         .await
         .map_err(|_| anyhow!("no answer from {} in time", peer.id))??;

@@ -40,6 +40,8 @@ pub struct Opened {
     stream: FlowStream,
     /// Bytes the home side sent after its answer.
     early: Vec<u8>,
+    /// The client's bytes sent with the flow's opening (`first`).
+    sent: u64,
     /// The home edge, verified, for a TLS-over-TCP flow (watched for
     /// revocation; a QUIC link is watched as a whole).
     tcp_peer: Option<Arc<Peer>>,
@@ -54,7 +56,11 @@ fn flow_id() -> u128 {
     (now().as_nanosecond() as u128) << 32 ^ u128::from(n) ^ (u128::from(std::process::id()) << 100)
 }
 
-/// Pre-check a client's flow to `service:port` and open it.
+/// Pre-check a client's flow to `service:port` and open it, sending `first`
+/// (the client's bytes already read) with the opening, and, with `stream`
+/// (the client's connection), what the client sends while the home edge
+/// decides ([`Overlay::open`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn open(
     ctx: &Arc<Ctx>,
     overlay: &Arc<Overlay>,
@@ -62,6 +68,8 @@ pub async fn open(
     service: &ServiceId,
     port: u16,
     ingress: &str,
+    first: &[u8],
+    stream: Option<&TcpStream>,
 ) -> Result<Opened, Refused> {
     let node = ctx.node();
     let network = node.source_network(client.ip());
@@ -132,12 +140,16 @@ pub async fn open(
         )
         .await
         {
-            Ok(Ok(s)) => {
+            Ok(Ok(mut s)) => {
                 let _ = s.set_nodelay(true);
                 record.transport = Some("local".into());
+                if s.write_all(first).await.is_err() {
+                    return Err(refuse(&mut record, false, "upstream-unreachable", None));
+                }
                 Ok(Opened {
                     stream: FlowStream::io(s),
                     early: Vec::new(),
+                    sent: first.len() as u64,
                     tcp_peer: None,
                     record,
                     _permit: permit,
@@ -154,8 +166,9 @@ pub async fn open(
         src_addr: Some(client.ip()),
     };
     let mut last_error = String::from("no edge of the owner");
+    let mut first = first.to_vec();
     for edge in node.fed.edges_of(&svc.org) {
-        match overlay.open(edge, &req).await {
+        match overlay.open(edge, &req, &mut first, stream).await {
             Ok(opened) => {
                 record.peer_edge = Some(edge.id.to_string());
                 record.transport = Some(opened.transport.as_str().into());
@@ -163,6 +176,7 @@ pub async fn open(
                     return Ok(Opened {
                         stream: opened.stream,
                         early: opened.early,
+                        sent: first.len() as u64,
                         tcp_peer: opened.tcp_peer,
                         record,
                         _permit: permit,
@@ -182,15 +196,9 @@ pub async fn open(
 }
 
 /// Relay between the client and an opened flow; audits the flow at its end.
-pub async fn relay(ctx: &Ctx, mut opened: Opened, mut client: TcpStream, initial: &[u8]) {
-    let mut up = 0u64;
+pub async fn relay(ctx: &Ctx, mut opened: Opened, mut client: TcpStream) {
+    let up = opened.sent;
     let mut down = 0u64;
-    if !initial.is_empty() {
-        if opened.stream.write_all(initial).await.is_err() {
-            return;
-        }
-        up += initial.len() as u64;
-    }
     if !opened.early.is_empty() {
         if client.write_all(&opened.early).await.is_err() {
             return;

@@ -141,4 +141,32 @@ async fn denied_flows_are_refused_clearly_and_audited() {
         "home log:\n{}",
         pair.home.log_text()
     );
+
+    // The same through echo's VIP, with the client's bytes sent at once: the
+    // visited edge forwards them with the flow's opening, before the home
+    // edge's answer; the home edge refuses and they never reach the echo
+    // service (it would send them back): the client reads end of stream.
+    let vip = addr(&w, 130, 7007);
+    let echoed = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(vip).expect("connect to the VIP");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"early bytes for a denied flow").unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).map(|_| out)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        echoed.as_deref().ok(),
+        Some(&b""[..]),
+        "a refused flow is closed, nothing echoed: {echoed:?}"
+    );
+    let vip_home = audit_record(&w, "home", |r| {
+        r["service"] == "home/echo" && r["flow_id"] != home["flow_id"]
+    })
+    .await;
+    assert_eq!(vip_home["result"], "denied");
+    assert_eq!(vip_home["rules"][0], "block-echo");
+    assert_eq!(vip_home["bytes_up"], 0, "{vip_home}");
 }
