@@ -25,9 +25,9 @@
 //! Answers come from a [`DnsView`], an index built once per snapshot and
 //! swapped when the node is: a new snapshot changes the answers at once.
 //!
-//! UDP is served by one socket per core on the same port (`SO_REUSEPORT`),
-//! each served by a thread of its own ([`udp`]) that takes queued queries in
-//! batches (`recvmmsg`) and sends its answers in batches (`sendmmsg`). A
+//! UDP is one socket read by a thread per core ([`udp`]); a thread takes
+//! the queued queries in batches (`recvmmsg`) and sends its answers in
+//! batches (`sendmmsg`). A
 //! thread answers A/AAAA of an indexed name itself, from bytes encoded once
 //! per snapshot ([`fast`]); every other query goes through hickory's request
 //! handling, in a task on the runtime. A thread picks up a new view at its

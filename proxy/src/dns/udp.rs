@@ -1,13 +1,12 @@
-//! DNS over UDP: one socket per core on the same port, each served by a
-//! thread of its own that takes queries in batches and sends the fast
-//! path's answers in batches.
+//! DNS over UDP: one socket, read by a thread per core, each taking queries
+//! in batches and sending the fast path's answers in batches.
 //!
 //! A thread blocks in `recvmmsg` until a query arrives, taking with it every
 //! query already queued (up to [`BATCH`]; nix), and sends the answers it made
 //! itself with one `sendmmsg` (rustix). Under load that is two system calls
 //! for a whole batch instead of two per query; with one query waiting, it is
-//! the same two calls, and the kernel wakes the very thread that waits on
-//! the socket (as unbound's threads are woken), with no event loop between.
+//! the same two calls, and the kernel wakes a thread waiting on the socket
+//! directly, with no event loop between.
 //! The queries of a batch that the fast path does not answer go to
 //! hickory's request handling on the runtime, in one task, which sends
 //! their answers.
@@ -44,26 +43,23 @@ const DATAGRAM: usize = 4096;
 /// How often a waiting thread looks whether it is to stop.
 const POLL: Duration = Duration::from_millis(200);
 
-/// `count` UDP sockets on `listen`, sharing its port (`SO_REUSEPORT`): the
-/// kernel spreads clients over them by address and port. A plain bind
-/// comes first, so that an address in use (by another edge, say) is still
-/// an error, as it was with one socket. The sockets block, with a receive
-/// timeout of [`POLL`].
+/// One UDP socket on `listen`, as `count` handles (one per serving
+/// thread), blocking with a receive timeout of [`POLL`].
+///
+/// Every thread reads the one socket, so whichever thread is free takes the
+/// next queries (the kernel wakes one waiter per datagram). Sockets of their
+/// own sharing the port (`SO_REUSEPORT`) would instead tie each client
+/// address to one thread by hash: a few busy clients (a member's resolvers,
+/// a load generator) can then land on one thread and queue there while the
+/// other idles.
 pub(super) fn bind(listen: SocketAddr, count: usize) -> std::io::Result<Vec<UdpSocket>> {
-    let addr = UdpSocket::bind(listen)?.local_addr()?;
-    (0..count.max(1))
-        .map(|_| {
-            let socket = socket2::Socket::new(
-                socket2::Domain::for_address(addr),
-                socket2::Type::DGRAM,
-                Some(socket2::Protocol::UDP),
-            )?;
-            socket.set_reuse_port(true)?;
-            socket.set_read_timeout(Some(POLL))?;
-            socket.bind(&addr.into())?;
-            Ok(socket.into())
-        })
-        .collect()
+    let socket = UdpSocket::bind(listen)?;
+    socket.set_read_timeout(Some(POLL))?;
+    let mut handles = (1..count.max(1))
+        .map(|_| socket.try_clone())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    handles.push(socket);
+    Ok(handles)
 }
 
 /// Stops the serving threads when dropped.
@@ -75,8 +71,8 @@ impl Drop for Stop {
     }
 }
 
-/// Serve each socket on a thread of its own; the threads run until the
-/// returned guard is dropped.
+/// Serve each socket handle on a thread of its own; the threads run until
+/// the returned guard is dropped.
 pub(super) fn spawn(
     sockets: Vec<UdpSocket>,
     handler: &Arc<Handler>,
