@@ -164,8 +164,9 @@ pub const FIRST_MAX: usize = 64 * 1024;
 
 /// Read the home edge's answer off `stream`; meanwhile forward what `client`
 /// sends into `stream` (and append it to `sent`) until [`FIRST_MAX`] bytes
-/// are sent in all, or the client closes its side (the relay sees that
-/// again). Both reads are cancel-safe, so no byte is lost between them.
+/// are sent in all, the client closes its side (the relay sees that again),
+/// or the home edge stops reading (a refusal: its answer still comes). Both
+/// reads are cancel-safe, so no byte is lost between them.
 async fn answer_forwarding(
     stream: &mut FlowStream,
     mut client: Option<&TcpStream>,
@@ -196,9 +197,18 @@ async fn answer_forwarding(
                 match c.try_read(&mut from_client[..room.min(4096)]) {
                     Ok(0) => client = None,
                     Ok(n) => {
-                        stream.write_all(&from_client[..n]).await?;
-                        stream.flush().await?;
+                        // Kept first, so another edge gets them if this one fails.
                         sent.extend_from_slice(&from_client[..n]);
+                        let wrote = async {
+                            stream.write_all(&from_client[..n]).await?;
+                            stream.flush().await
+                        };
+                        if wrote.await.is_err() {
+                            // The home edge stopped reading: it has refused
+                            // (its answer says why) or the stream is gone
+                            // (the read fails). Either way, read on.
+                            client = None;
+                        }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => client = None,

@@ -169,4 +169,12 @@ async fn denied_flows_are_refused_clearly_and_audited() {
     assert_eq!(vip_home["result"], "denied");
     assert_eq!(vip_home["rules"][0], "block-echo");
     assert_eq!(vip_home["bytes_up"], 0, "{vip_home}");
+    // The visited edge records the home edge's reason, not a failure to reach it.
+    let vip_visited = audit_record(&w, "away", |r| r["flow_id"] == vip_home["flow_id"]).await;
+    assert_eq!(vip_visited["result"], "denied", "{vip_visited}");
+    assert_eq!(
+        vip_visited["reason"], "home:denied-by-rule",
+        "{vip_visited}"
+    );
+    assert_eq!(vip_visited["ingress"], "vip", "{vip_visited}");
 }
