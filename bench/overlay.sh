@@ -29,6 +29,8 @@ DURATION=${DURATION:-5}              # seconds per iperf3 / wrk run
 FLOWS=${FLOWS:-10000}                # idle flows through fedgate
 PEER_FLOWS=${PEER_FLOWS:-9000}       # idle flows through fedgate-tcp, stunnel, haproxy, plain (2 fds per flow per side)
 CONNECTS=${CONNECTS:-1000}           # sequential connects per path
+ROUNDS=${ROUNDS:-1}                  # wrk rounds, paths in turn; figures are medians
+round_tag=$([ "$ROUNDS" -gt 1 ] && echo "round " || true)
 export FEDGATE_LOG=${FEDGATE_LOG:-warn}
 RUN_TIMEOUT=$((DURATION + 25))       # per measured command
 
@@ -427,7 +429,7 @@ done
 
 # --- HTTP: keep-alive and a new connection per request --------------------------
 part http && echo "== HTTP: wrk -t2 -c32 -d${DURATION}s --latency (keep-alive; then Connection: close)"
-part http && for mode in ka nc; do
+part http && for ((round = 1; round <= ROUNDS; round++)); do for mode in ka nc; do
   settle
   for p in "${PATHS[@]}"; do
     hdr=()
@@ -436,11 +438,11 @@ part http && for mode in ka nc; do
     timeout "$RUN_TIMEOUT" wrk -t2 -c32 -d"${DURATION}s" --latency "${hdr[@]}" "http://${HTTP[$p]}/hello.txt" >"$tmp/wrk-$mode-$p.txt" 2>&1 || true
     put_cpu "$p" "wrk_$mode" "$t0"
     out=$(python3 "$tool" wrk "$tmp/wrk-$mode-$p.txt")
-    echo "   $mode $p: $out"
+    echo "   $mode $p${round_tag:+ $round_tag$round}: $out"
     put "$p" "wrk_$mode" "$out"
     sleep 2
   done
-done
+done; done
 
 # --- connection setup -------------------------------------------------------------
 part connects && settle && echo "== connection setup: $CONNECTS x (connect, 1-byte echo, close), one at a time"

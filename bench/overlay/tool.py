@@ -234,17 +234,32 @@ PEERS = ["direct", "stunnel", "haproxy", "plain"]
 
 def report(path):
     """Print the figures of a results file (PATH<TAB>KEY<TAB>JSON lines)."""
-    res = {}
+    runs = {}
     with open(path) as f:
         for line in f:
             p, key, js = line.rstrip("\n").split("\t", 2)
             try:
-                res.setdefault(p, {})[key] = json.loads(js)
+                v = json.loads(js)
             except ValueError:
-                res.setdefault(p, {})[key] = {}
+                v = {}
+            runs.setdefault(p, {}).setdefault(key, []).append(v)
+    # A key measured in several rounds (ROUNDS=N) is reported as the median
+    # of each field over its rounds; `res` holds the last round's record for
+    # what is not a figure (errors, idle flow counts).
+    res = {p: {k: v[-1] for k, v in keys.items()} for p, keys in runs.items()}
+
+    def median(vals):
+        vals = sorted(v for v in vals if v is not None)
+        if not vals:
+            return None
+        mid = len(vals) // 2
+        return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+
+    def series(p, key, field):
+        return [r.get(field) for r in runs.get(p, {}).get(key, [])]
 
     def get(p, key, field, scale=1.0):
-        v = res.get(p, {}).get(key, {}).get(field)
+        v = median(series(p, key, field))
         return None if v is None else v * scale
 
     def idle_per_flow(p, side):
@@ -266,9 +281,10 @@ def report(path):
         return None if p == "direct" or c is None or not b else c / (b / 1e9)
 
     def cpu_per_req(p, key):
-        c = get(p, "cpu_" + key, "cpu_s")
-        n = get(p, key, "requests")
-        return None if p == "direct" or c is None or not n else c * 1e6 / n
+        if p == "direct":
+            return None
+        pairs = zip(series(p, "cpu_" + key, "cpu_s"), series(p, key, "requests"))
+        return median([c * 1e6 / n for c, n in pairs if c is not None and n])
 
     rows = [
         # label, getter, format, lower is better
@@ -356,6 +372,25 @@ def report(path):
     line("keep-alive req/s", rows[2][1], False, ">= 1.20x")
     line("new-connection req/s", rows[5][1], False, ">= 5.00x")
     line("keep-alive p99 (ms)", rows[4][1], True, "<= 1.00x (no worse)")
+
+    # With ROUNDS=N, each round's ratio against that round's better pair:
+    # the pairs and fedgate drift together on a shared machine, so a
+    # round's ratio moves less than the figures do.
+    def per_round(key, field, lower):
+        fg = series("fedgate", key, field)
+        if len(fg) < 2:
+            return
+        peers = [series(p, key, field) for p in ("stunnel", "haproxy")]
+        out = []
+        for i, v in enumerate(fg):
+            vs = [s[i] for s in peers if i < len(s) and s[i]]
+            out.append(None if v is None or not vs else v / (min(vs) if lower else max(vs)))
+        shown = " ".join("-" if r is None else f"{r:.2f}x" for r in out)
+        print(f"      {key} {field}, each round: {shown}; median {ratio(median(out), 1.0)}")
+
+    for key, field, lower in (("wrk_ka", "rps", False), ("wrk_ka", "p99_us", True),
+                              ("wrk_nc", "rps", False), ("wrk_nc", "p99_us", True)):
+        per_round(key, field, lower)
     nc99 = rows[7][1]("fedgate")
     c99 = rows[9][1]("fedgate")
     rss = rows[10][1]("fedgate")

@@ -362,7 +362,7 @@ impl Client {
                                 tracing::warn!(cause = %e, "cannot write the snapshot cache");
                             }
                             self.hold(&r);
-                            ctx.set_node(Arc::new(r.node));
+                            ctx.set_node(r.node);
                         }
                         Ok(None) => {}
                         Err(e) => {

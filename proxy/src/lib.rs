@@ -167,8 +167,12 @@ impl Ctx {
 
     /// Run `node` from now on (a new snapshot, already checked); flows in
     /// progress keep the one they hold, and re-check themselves against it.
-    pub fn set_node(&self, node: Arc<Node>) {
-        let old = self.node().version;
+    /// Every VIP given out stays with its service ([`node::VipTable`]).
+    pub fn set_node(&self, mut node: Node) {
+        let running = self.node();
+        node.keep_vips(&running);
+        let old = running.version;
+        warn_unassigned(&node);
         self.metrics
             .set("fedgate_snapshot_version", &[], node.version as f64);
         tracing::info!(
@@ -178,7 +182,7 @@ impl Ctx {
             policies = node.fed.policies.len(),
             "snapshot applied"
         );
-        self.node.send_replace(node);
+        self.node.send_replace(Arc::new(node));
     }
 
     /// Take a slot for one flow, overall and for `peer`; `None` when full.
@@ -293,6 +297,24 @@ pub fn now() -> Timestamp {
     Timestamp::now()
 }
 
+/// Say which remote services have no VIP because the prefix is full.
+fn warn_unassigned(node: &Node) {
+    if !node.vip_table.unassigned.is_empty() {
+        let services: Vec<&str> = node
+            .vip_table
+            .unassigned
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        tracing::warn!(
+            prefix = ?node.edge.vip_prefix,
+            given = node.vip_table.hosts.len(),
+            without = ?services,
+            "the VIP prefix is full: these services have no VIP; widen ingress.vip_prefix"
+        );
+    }
+}
+
 /// Load and check the snapshot file for `edge`.
 pub fn load_node(path: &std::path::Path, edge: &str) -> anyhow::Result<Node> {
     let bytes =
@@ -324,6 +346,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     metrics.set("fedgate_snapshot_version", &[], node.version as f64);
     metrics.set("fedgate_active_flows", &[], 0.0);
     tracing::info!(edge = %config.edge, version = node.version, services = node.fed.services.len(), policies = node.fed.policies.len(), "snapshot loaded");
+    warn_unassigned(&node);
     let ctx = Arc::new(Ctx {
         node: watch::channel(Arc::new(node)).0,
         audit,

@@ -2,12 +2,13 @@
 //! policies, routes and service VIPs. Replaced whole when a new snapshot
 //! arrives; a flow holds the `Arc<Node>` it started with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, bail};
 use federation::model::{Edge, OrgId, Protocol, ServiceId};
 use federation::{EdgeSnapshot, Federation, PolicySet, RoutingTable};
+use ipnet::IpNet;
 use jiff::Timestamp;
 
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct Node {
     /// Each remote TCP service this edge may reach, at its own address from
     /// the ingress prefix, on each of its ports.
     pub vips: BTreeMap<SocketAddr, ServiceId>,
+    /// The address behind `vips` of each service ([`VipTable`]).
+    pub vip_table: VipTable,
 }
 
 impl Node {
@@ -36,7 +39,8 @@ impl Node {
         };
         let policies = PolicySet::compile(&fed);
         let routing = RoutingTable::new(&fed);
-        let vips = vips(&fed, &edge);
+        let vip_table = VipTable::assign(edge.vip_prefix, &vip_services(&fed, &edge), None);
+        let vips = vip_table.by_address(&vip_services(&fed, &edge));
         Ok(Self {
             version: snap.version,
             digest: snap.digest.clone(),
@@ -45,7 +49,17 @@ impl Node {
             policies,
             routing,
             vips,
+            vip_table,
         })
+    }
+
+    /// Take over the VIPs `running` gave out ([`VipTable`]): run on a node
+    /// before it succeeds `running`.
+    pub fn keep_vips(&mut self, running: &Node) {
+        let services = vip_services(&self.fed, &self.edge);
+        self.vip_table =
+            VipTable::assign(self.edge.vip_prefix, &services, Some(&running.vip_table));
+        self.vips = self.vip_table.by_address(&services);
     }
 
     pub fn org(&self) -> &OrgId {
@@ -64,25 +78,192 @@ impl Node {
     }
 }
 
-/// VIPs in service-id order from the prefix's second address on, so that
-/// every edge with the same snapshot assigns the same addresses.
-fn vips(fed: &Federation, edge: &Edge) -> BTreeMap<SocketAddr, ServiceId> {
-    let mut out = BTreeMap::new();
-    let Some(prefix) = edge.vip_prefix else {
-        return out;
-    };
-    let mut hosts = prefix.hosts();
-    let mut remote: Vec<_> = fed
-        .services
+/// Which address each remote TCP service has from the edge's VIP prefix.
+///
+/// An edge keeps every address it has given out for as long as it runs:
+/// a new snapshot that adds, removes or renames services moves no other
+/// service's VIP, so a client (or a resolver's cache) holding a VIP keeps
+/// reaching the same service. A new service takes the first address of the
+/// prefix that has never been given out; an address given up by a removed
+/// service is given out again only when no other is free, the longest-free
+/// first, so that a stale DNS answer does not lead to another service while
+/// the prefix has room. At start (or when the prefix changes) the addresses
+/// are given in service-id order from the prefix's first host, so that an
+/// edge started from the same snapshot gives the same addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VipTable {
+    /// Each service's address.
+    pub hosts: BTreeMap<ServiceId, IpAddr>,
+    /// Addresses given up since the edge started, the longest-free first.
+    released: Vec<IpAddr>,
+    /// Services left without an address: the prefix is full.
+    pub unassigned: Vec<ServiceId>,
+}
+
+impl VipTable {
+    /// Give `services` (id and ports, in any order) addresses from
+    /// `prefix`, keeping those `prev` gave.
+    pub fn assign(
+        prefix: Option<IpNet>,
+        services: &BTreeMap<ServiceId, Vec<u16>>,
+        prev: Option<&VipTable>,
+    ) -> Self {
+        let mut out = Self::default();
+        let Some(prefix) = prefix else {
+            return out;
+        };
+        let empty = Self::default();
+        let prev = prev.unwrap_or(&empty);
+        let mut taken = BTreeSet::new();
+        for id in services.keys() {
+            if let Some(ip) = prev.hosts.get(id).filter(|ip| prefix.contains(*ip)) {
+                out.hosts.insert(id.clone(), *ip);
+                taken.insert(*ip);
+            }
+        }
+        let gone = prev
+            .hosts
+            .iter()
+            .filter(|(id, _)| !services.contains_key(*id))
+            .map(|(_, ip)| *ip);
+        let mut released: Vec<IpAddr> = Vec::new();
+        for ip in prev.released.iter().copied().chain(gone) {
+            if prefix.contains(&ip) && !taken.contains(&ip) && !released.contains(&ip) {
+                released.push(ip);
+            }
+        }
+        let avoid: BTreeSet<IpAddr> = taken.iter().chain(&released).copied().collect();
+        let mut fresh = prefix.hosts().filter(move |ip| !avoid.contains(ip));
+        for id in services.keys() {
+            if out.hosts.contains_key(id) {
+                continue;
+            }
+            let ip = match fresh.next() {
+                Some(ip) => ip,
+                None if !released.is_empty() => released.remove(0),
+                None => {
+                    out.unassigned.push(id.clone());
+                    continue;
+                }
+            };
+            out.hosts.insert(id.clone(), ip);
+        }
+        out.released = released;
+        out
+    }
+
+    /// The listening address of every service port.
+    fn by_address(
+        &self,
+        services: &BTreeMap<ServiceId, Vec<u16>>,
+    ) -> BTreeMap<SocketAddr, ServiceId> {
+        let mut out = BTreeMap::new();
+        for (id, ip) in &self.hosts {
+            for port in services.get(id).into_iter().flatten() {
+                out.insert(SocketAddr::new(*ip, *port), id.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The remote TCP services an edge gives VIPs to, with their ports.
+fn vip_services(fed: &Federation, edge: &Edge) -> BTreeMap<ServiceId, Vec<u16>> {
+    fed.services
         .iter()
         .filter(|s| s.org != edge.org && s.protocol == Protocol::Tcp)
-        .collect();
-    remote.sort_by(|a, b| a.id.cmp(&b.id));
-    for s in remote {
-        let Some(ip) = hosts.next() else { break };
-        for port in &s.ports {
-            out.insert(SocketAddr::new(ip, *port), s.id.clone());
-        }
+        .map(|s| (s.id.clone(), s.ports.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services(ids: &[&str]) -> BTreeMap<ServiceId, Vec<u16>> {
+        ids.iter()
+            .map(|id| (ServiceId::new(id), vec![7000]))
+            .collect()
     }
-    out
+
+    fn at(t: &VipTable, id: &str) -> Option<String> {
+        t.hosts.get(&ServiceId::new(id)).map(ToString::to_string)
+    }
+
+    fn prefix(s: &str) -> Option<IpNet> {
+        Some(s.parse().expect("prefix"))
+    }
+
+    #[test]
+    fn at_start_in_service_id_order_from_the_first_host() {
+        let t = VipTable::assign(prefix("198.18.0.128/29"), &services(&["b/y", "a/x"]), None);
+        assert_eq!(at(&t, "a/x").as_deref(), Some("198.18.0.129"));
+        assert_eq!(at(&t, "b/y").as_deref(), Some("198.18.0.130"));
+        assert!(t.unassigned.is_empty());
+    }
+
+    #[test]
+    fn a_new_service_moves_no_other_vip() {
+        let p = prefix("198.18.0.128/29");
+        let t1 = VipTable::assign(p, &services(&["b/y", "c/z"]), None);
+        // `a/a` sorts first: fresh, it would take .129 and move both others.
+        let t2 = VipTable::assign(p, &services(&["a/a", "b/y", "c/z"]), Some(&t1));
+        assert_eq!(at(&t2, "b/y"), at(&t1, "b/y"));
+        assert_eq!(at(&t2, "c/z"), at(&t1, "c/z"));
+        assert_eq!(at(&t2, "a/a").as_deref(), Some("198.18.0.131"));
+    }
+
+    #[test]
+    fn a_removed_services_address_is_given_out_last() {
+        // A /29 has six hosts: .129 to .134.
+        let p = prefix("198.18.0.128/29");
+        let t1 = VipTable::assign(p, &services(&["a/1", "a/2", "a/3"]), None);
+        let t2 = VipTable::assign(p, &services(&["a/1", "a/3"]), Some(&t1));
+        assert_eq!(at(&t2, "a/3").as_deref(), Some("198.18.0.131"));
+        // A stale answer for a/2 (.130) must not reach a new service while
+        // the prefix has room.
+        let t3 = VipTable::assign(
+            p,
+            &services(&["a/1", "a/3", "b/1", "b/2", "b/3"]),
+            Some(&t2),
+        );
+        let given: Vec<_> = ["b/1", "b/2", "b/3"].iter().map(|id| at(&t3, id)).collect();
+        assert_eq!(
+            given,
+            [
+                Some("198.18.0.132".into()),
+                Some("198.18.0.133".into()),
+                Some("198.18.0.134".into())
+            ]
+        );
+        // Full: the released address is reused, then services go without.
+        let t4 = VipTable::assign(
+            p,
+            &services(&["a/1", "a/3", "b/1", "b/2", "b/3", "c/1", "c/2"]),
+            Some(&t3),
+        );
+        assert_eq!(at(&t4, "c/1").as_deref(), Some("198.18.0.130"));
+        assert_eq!(t4.unassigned, vec![ServiceId::new("c/2")]);
+        // Unchanged input, unchanged table.
+        let t5 = VipTable::assign(
+            p,
+            &services(&["a/1", "a/3", "b/1", "b/2", "b/3", "c/1", "c/2"]),
+            Some(&t4),
+        );
+        assert_eq!(t5, t4);
+    }
+
+    #[test]
+    fn a_new_prefix_starts_afresh() {
+        let t1 = VipTable::assign(prefix("198.18.0.128/29"), &services(&["b/y"]), None);
+        let t2 = VipTable::assign(
+            prefix("198.18.1.0/29"),
+            &services(&["a/x", "b/y"]),
+            Some(&t1),
+        );
+        assert_eq!(at(&t2, "a/x").as_deref(), Some("198.18.1.1"));
+        assert_eq!(at(&t2, "b/y").as_deref(), Some("198.18.1.2"));
+        let none = VipTable::assign(None, &services(&["a/x"]), Some(&t2));
+        assert!(none.hosts.is_empty());
+    }
 }

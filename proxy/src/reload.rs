@@ -90,7 +90,7 @@ pub fn apply(
     }
     let node = Node::from_snapshot(&snap, edge, now()).map_err(Refused::Invalid)?;
     let from = running.version;
-    ctx.set_node(Arc::new(node));
+    ctx.set_node(node);
     *running = Running {
         version: snap.version,
         digest: snap.digest,
