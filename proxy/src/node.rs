@@ -55,7 +55,7 @@ impl Node {
 
     /// Take over the VIPs `running` gave out ([`VipTable`]): run on a node
     /// before it succeeds `running`.
-    pub fn keep_vips(&mut self, running: &Node) {
+    pub fn keep_vips(&mut self, running: &Self) {
         let services = vip_services(&self.fed, &self.edge);
         self.vip_table =
             VipTable::assign(self.edge.vip_prefix, &services, Some(&running.vip_table));
@@ -106,7 +106,7 @@ impl VipTable {
     pub fn assign(
         prefix: Option<IpNet>,
         services: &BTreeMap<ServiceId, Vec<u16>>,
-        prev: Option<&VipTable>,
+        prev: Option<&Self>,
     ) -> Self {
         let mut out = Self::default();
         let Some(prefix) = prefix else {
