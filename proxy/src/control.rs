@@ -18,7 +18,7 @@
 //!   file, fsync, rename) — or refused whole, the running one untouched.
 //! - After each poll the edge reports the version it runs and its peer links.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,21 +150,7 @@ impl Client {
 
     /// Write the cache so that after a crash it is whole or absent.
     pub fn save(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let path = &self.config.cache;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write as _;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        crate::write_whole(&self.config.cache, bytes)
     }
 
     /// The first snapshot: the cache, else the control plane (retrying for

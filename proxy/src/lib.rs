@@ -48,7 +48,7 @@ pub mod visit;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -140,6 +140,9 @@ pub struct Config {
     pub dns_listen: Option<SocketAddr>,
     /// How often the snapshot file is checked for a change; `None`: never.
     pub reload_every: Option<Duration>,
+    /// Where the service VIPs given out are kept, so that a restart gives
+    /// each service the address it had; `None`: given afresh at start.
+    pub vip_state: Option<PathBuf>,
 }
 
 /// State shared by every task of the edge.
@@ -153,6 +156,8 @@ pub struct Ctx {
     per_peer: Mutex<HashMap<String, Arc<Semaphore>>>,
     rates: Mutex<HashMap<IpAddr, (u64, u32)>>,
     pub shutdown: watch::Receiver<bool>,
+    /// Where the VIP table is kept across restarts ([`Config::vip_state`]).
+    vip_state: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -173,6 +178,9 @@ impl Ctx {
         node.keep_vips(&running);
         let old = running.version;
         warn_unassigned(&node);
+        if node.vip_table != running.vip_table {
+            save_vip_state(self.vip_state.as_deref(), &node);
+        }
         self.metrics
             .set("fedgate_snapshot_version", &[], node.version as f64);
         tracing::info!(
@@ -297,6 +305,61 @@ pub fn now() -> Timestamp {
     Timestamp::now()
 }
 
+/// Write `path` so that after a crash it is whole or absent: a temporary
+/// file beside it, fsync, rename, fsync of the directory.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The VIP table an edge kept on disk before it stopped, if any. A file that
+/// cannot be read is reported and left for the next save to replace: the
+/// edge then gives the addresses afresh.
+fn load_vip_state(path: &Path) -> Option<node::VipTable> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::error!(file = %path.display(), cause = %e, "cannot read the VIP state; giving VIPs afresh");
+            return None;
+        }
+    };
+    match node::VipTable::from_json(&bytes) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(
+                file = %path.display(),
+                cause = %format!("{e:#}"),
+                "VIP state refused; giving VIPs afresh (the file is rewritten with them)"
+            );
+            None
+        }
+    }
+}
+
+/// Keep `node`'s VIP table on disk, when the edge is configured to.
+fn save_vip_state(path: Option<&Path>, node: &Node) {
+    if let Some(path) = path
+        && let Err(e) = write_whole(path, &node.vip_table.to_json())
+    {
+        tracing::warn!(file = %path.display(), cause = %e, "cannot write the VIP state");
+    }
+}
+
 /// Say which remote services have no VIP because the prefix is full.
 fn warn_unassigned(node: &Node) {
     if !node.vip_table.unassigned.is_empty() {
@@ -316,7 +379,7 @@ fn warn_unassigned(node: &Node) {
 }
 
 /// Load and check the snapshot file for `edge`.
-pub fn load_node(path: &std::path::Path, edge: &str) -> anyhow::Result<Node> {
+pub fn load_node(path: &Path, edge: &str) -> anyhow::Result<Node> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read snapshot {}", path.display()))?;
     let snap = EdgeSnapshot::from_json(&bytes)
@@ -327,7 +390,7 @@ pub fn load_node(path: &std::path::Path, edge: &str) -> anyhow::Result<Node> {
 /// Build the edge and run it until `shutdown` turns true, then drain.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let material = tls::load_material(&config.cert, &config.key, &config.ca)?;
-    let (node, client) = match (&config.control, &config.snapshot) {
+    let (mut node, client) = match (&config.control, &config.snapshot) {
         (Some(cc), _) => {
             let own = std::fs::read(&config.cert)
                 .with_context(|| format!("cannot read {}", config.cert.display()))?;
@@ -346,6 +409,13 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     metrics.set("fedgate_snapshot_version", &[], node.version as f64);
     metrics.set("fedgate_active_flows", &[], 0.0);
     tracing::info!(edge = %config.edge, version = node.version, services = node.fed.services.len(), policies = node.fed.policies.len(), "snapshot loaded");
+    if let Some(path) = &config.vip_state {
+        if let Some(kept) = load_vip_state(path) {
+            node.keep_vips_from(&kept);
+            tracing::info!(file = %path.display(), vips = node.vip_table.hosts.len(), "VIP state restored");
+        }
+        save_vip_state(Some(path), &node);
+    }
     warn_unassigned(&node);
     let ctx = Arc::new(Ctx {
         node: watch::channel(Arc::new(node)).0,
@@ -356,6 +426,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         rates: Mutex::new(HashMap::new()),
         limits: config.limits.clone(),
         shutdown: shutdown.clone(),
+        vip_state: config.vip_state.clone(),
     });
     let mut listen = config.listen.clone();
     {

@@ -63,6 +63,11 @@ struct RunArgs {
     /// plane is away.
     #[arg(long, env = "FEDGATE_CACHE")]
     cache: Option<PathBuf>,
+    /// Keep the service VIPs given out here, so that a restart gives each
+    /// service the address it had; default with --cache: the cache's path
+    /// with `.vips` added.
+    #[arg(long, env = "FEDGATE_VIP_STATE")]
+    vip_state: Option<PathBuf>,
     /// Seconds a long poll to the control plane is held open.
     #[arg(long, default_value_t = 25)]
     poll_secs: u64,
@@ -201,7 +206,15 @@ fn run(args: RunArgs) -> ExitCode {
         rate: args.dns_rate,
         ..proxy::dns::DnsConfig::default()
     };
+    let vip_state = args.vip_state.clone().or_else(|| {
+        control.as_ref().map(|c| {
+            let mut p = c.cache.clone().into_os_string();
+            p.push(".vips");
+            PathBuf::from(p)
+        })
+    });
     let config = Config {
+        vip_state,
         control,
         edge: args.edge,
         snapshot: args.snapshot,

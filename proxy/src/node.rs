@@ -56,9 +56,14 @@ impl Node {
     /// Take over the VIPs `running` gave out ([`VipTable`]): run on a node
     /// before it succeeds `running`.
     pub fn keep_vips(&mut self, running: &Self) {
+        self.keep_vips_from(&running.vip_table);
+    }
+
+    /// Keep the VIPs of `table` (the running node's, or the one an edge
+    /// kept on disk before a restart).
+    pub fn keep_vips_from(&mut self, table: &VipTable) {
         let services = vip_services(&self.fed, &self.edge);
-        self.vip_table =
-            VipTable::assign(self.edge.vip_prefix, &services, Some(&running.vip_table));
+        self.vip_table = VipTable::assign(self.edge.vip_prefix, &services, Some(table));
         self.vips = self.vip_table.by_address(&services);
     }
 
@@ -152,6 +157,52 @@ impl VipTable {
         out
     }
 
+    /// The table as an edge keeps it on disk: the services' addresses and
+    /// those given up, as JSON (`{"format":1,"hosts":{..},"released":[..]}`).
+    pub fn to_json(&self) -> Vec<u8> {
+        let hosts: BTreeMap<&str, IpAddr> = self
+            .hosts
+            .iter()
+            .map(|(id, ip)| (id.as_str(), *ip))
+            .collect();
+        let state = serde_json::json!({
+            "format": VIP_STATE_FORMAT,
+            "hosts": hosts,
+            "released": self.released,
+        });
+        let mut out = serde_json::to_vec_pretty(&state).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    /// Read what [`VipTable::to_json`] wrote; the error says where and what.
+    pub fn from_json(bytes: &[u8]) -> anyhow::Result<Self> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct State {
+            format: u32,
+            hosts: BTreeMap<String, IpAddr>,
+            #[serde(default)]
+            released: Vec<IpAddr>,
+        }
+        let state: State = serde_json::from_slice(bytes)?;
+        if state.format != VIP_STATE_FORMAT {
+            bail!(
+                "format {} is not {VIP_STATE_FORMAT}, the one this edge reads",
+                state.format
+            );
+        }
+        Ok(Self {
+            hosts: state
+                .hosts
+                .iter()
+                .map(|(id, ip)| (ServiceId::new(id), *ip))
+                .collect(),
+            released: state.released,
+            unassigned: Vec::new(),
+        })
+    }
+
     /// The listening address of every service port.
     fn by_address(
         &self,
@@ -166,6 +217,9 @@ impl VipTable {
         out
     }
 }
+
+/// The version of [`VipTable::to_json`]'s layout.
+const VIP_STATE_FORMAT: u32 = 1;
 
 /// The remote TCP services an edge gives VIPs to, with their ports.
 fn vip_services(fed: &Federation, edge: &Edge) -> BTreeMap<ServiceId, Vec<u16>> {
@@ -265,5 +319,31 @@ mod tests {
         assert_eq!(at(&t2, "b/y").as_deref(), Some("198.18.1.2"));
         let none = VipTable::assign(None, &services(&["a/x"]), Some(&t2));
         assert!(none.hosts.is_empty());
+    }
+
+    #[test]
+    fn the_table_survives_a_restart_through_its_json() {
+        let p = prefix("198.18.0.128/29");
+        let t1 = VipTable::assign(p, &services(&["b/y", "c/z", "d/w"]), None);
+        let t2 = VipTable::assign(p, &services(&["a/a", "b/y", "d/w"]), Some(&t1));
+        let back = VipTable::from_json(&t2.to_json()).expect("reads its own JSON");
+        assert_eq!(back, t2, "hosts and released addresses kept");
+        // A restart with the same services gives the same addresses, where
+        // a fresh start would have moved every one.
+        let restarted = VipTable::assign(p, &services(&["a/a", "b/y", "d/w"]), Some(&back));
+        assert_eq!(restarted, t2);
+        let fresh = VipTable::assign(p, &services(&["a/a", "b/y", "d/w"]), None);
+        assert_ne!(at(&fresh, "a/a"), at(&t2, "a/a"));
+    }
+
+    #[test]
+    fn a_damaged_table_is_refused_with_where_and_why() {
+        let e = VipTable::from_json(b"{\"format\": 1, \"hosts\": {\"a/x\": \"not an address\"}}")
+            .expect_err("refused");
+        let text = format!("{e:#}");
+        assert!(text.contains("line 1 column"), "{text}");
+        assert!(text.contains("invalid IP address"), "{text}");
+        let e = VipTable::from_json(b"{\"format\": 2, \"hosts\": {}}").expect_err("refused");
+        assert!(format!("{e:#}").contains("format 2"), "{e:#}");
     }
 }

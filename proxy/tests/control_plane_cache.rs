@@ -45,6 +45,16 @@ async fn an_edge_restarts_from_its_cache_and_refuses_a_bad_one() {
     assert_eq!(status, 200, "{body}");
     wait_version(home_admin_addr, 2).await;
     wait_version(addr(&w, 1, 9100), 2).await;
+    // Beside the cache, the VIPs given out (`--vip-state` by default).
+    let vips: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(w.path("away.cache.json.vips")).expect("VIP state beside the cache"),
+    )
+    .expect("VIP state is JSON");
+    assert_eq!(
+        vips["hosts"]["home/secret"],
+        json!(tests::ip(w.net, 131).to_string()),
+        "{vips}"
+    );
     drop(away);
     assert!(control.terminate(Duration::from_secs(10)).is_some());
 

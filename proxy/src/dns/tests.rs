@@ -66,6 +66,7 @@ fn handler() -> Handler {
         per_peer: Mutex::new(HashMap::new()),
         rates: Mutex::new(HashMap::new()),
         shutdown: watch::channel(false).1,
+        vip_state: None,
     });
     let config = DnsConfig::default();
     let view = DnsView::build(&node, &config, None, &ctx.metrics);
