@@ -8,8 +8,10 @@ use federation::Flow;
 use federation::wire::{FlowAnswer, FlowRequest};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tracing::Instrument as _;
 
 use crate::audit::FlowRecord;
+use crate::node::Node;
 use crate::overlay::{FlowStream, Transport, read_frame};
 use crate::tls::Peer;
 use crate::{Ctx, enforce, now, relay};
@@ -46,7 +48,7 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Arc<Peer>, mut stream: FlowStream, tran
         }
     };
     let node = ctx.node();
-    let mut record = FlowRecord {
+    let record = FlowRecord {
         flow_id: format!("{:032x}", req.flow_id),
         role: "home".into(),
         start: start.to_string(),
@@ -68,8 +70,21 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Arc<Peer>, mut stream: FlowStream, tran
         closed: None,
     };
     let span = tracing::info_span!("flow", role = "home", flow_id = %record.flow_id, peer = %peer, service = %req.service, port = req.port);
-    let _enter = span.enter();
+    authorise(&ctx, peer, stream, &req, initial, &node, record)
+        .instrument(span)
+        .await;
+}
 
+/// The rest of [`serve`], in the flow's span: decide, connect, relay, audit.
+async fn authorise(
+    ctx: &Arc<Ctx>,
+    peer: &Arc<Peer>,
+    mut stream: FlowStream,
+    req: &FlowRequest,
+    initial: Vec<u8>,
+    node: &Node,
+    mut record: FlowRecord,
+) {
     let deny = |record: &mut FlowRecord, reason: &str, rules: Vec<String>| {
         ctx.record_denied(record, reason, rules);
     };

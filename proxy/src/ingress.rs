@@ -10,6 +10,7 @@ use federation::model::{Protocol, ServiceId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::overlay::Overlay;
 use crate::visit::{self, Refused};
@@ -165,19 +166,21 @@ async fn accept_loop(
         let _ = client.set_nodelay(true);
         let ctx = ctx.clone();
         let overlay = overlay.clone();
-        tokio::spawn(async move {
-            let span = tracing::info_span!("ingress", kind = kind.as_str(), %remote);
-            let _e = span.enter();
-            let result = match kind {
-                Kind::Sni => sni(&ctx, &overlay, client, remote, local).await,
-                Kind::Connect => connect(&ctx, &overlay, client, remote, local).await,
-                Kind::Socks => socks(&ctx, &overlay, client, remote).await,
-                Kind::Vip => vip(&ctx, &overlay, client, remote, local).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(cause = %e, "client connection ended");
+        let span = tracing::info_span!("ingress", kind = kind.as_str(), %remote);
+        tokio::spawn(
+            async move {
+                let result = match kind {
+                    Kind::Sni => sni(&ctx, &overlay, client, remote, local).await,
+                    Kind::Connect => connect(&ctx, &overlay, client, remote, local).await,
+                    Kind::Socks => socks(&ctx, &overlay, client, remote).await,
+                    Kind::Vip => vip(&ctx, &overlay, client, remote, local).await,
+                };
+                if let Err(e) = result {
+                    tracing::debug!(cause = %e, "client connection ended");
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 }
 

@@ -1,0 +1,107 @@
+//! Each log line carries the span of its own flow: with many flows at once,
+//! a flow's audit line is logged in the span of that flow (same flow id) and
+//! never inside another client connection's span.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tests::World;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn echo_through(vip: std::net::SocketAddr, msg: String) -> Result<(), String> {
+    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(vip))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    s.write_all(msg.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    s.shutdown().await.map_err(|e| e.to_string())?;
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut back))
+        .await
+        .map_err(|_| "echo timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    if back == msg.as_bytes() {
+        Ok(())
+    } else {
+        Err(format!("echoed {:?}", String::from_utf8_lossy(&back)))
+    }
+}
+
+/// The value of `key=` in `text` (up to the next space or `}`).
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let at = text.find(key)? + key.len();
+    let rest = &text[at..];
+    Some(&rest[..rest.find([' ', '}']).unwrap_or(rest.len())])
+}
+
+/// Lines whose spans belong to another flow or client connection.
+fn misattributed(log: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    for line in log.lines() {
+        if line.matches("ingress{").count() > 1 || line.matches("flow{").count() > 1 {
+            bad.push(line.to_owned());
+            continue;
+        }
+        let Some((spans, event)) = line.split_once("fedgate::audit: flow ") else {
+            continue;
+        };
+        if let (Some(span_flow), Some(event_flow)) = (
+            spans
+                .split_once("flow{")
+                .and_then(|(_, s)| field(s, "flow_id=")),
+            field(event, "flow_id="),
+        ) && span_flow != event_flow
+        {
+            bad.push(line.to_owned());
+        }
+    }
+    bad
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_is_in_its_own_flows_span() {
+    let w = World::new();
+    tests::echo_origin(addr(&w, 11, 7007)).await;
+    let doc = document(&w, &Options::default());
+    let pair = start_pair(&w, &doc, &doc, &[]);
+    // home/echo's VIP (blob, echo: the second address).
+    let vip = addr(&w, 130, 7007);
+    for round in 0..5 {
+        let flows: Vec<_> = (0..16)
+            .map(|i| tokio::spawn(echo_through(vip, format!("round {round} flow {i}"))))
+            .collect();
+        for f in flows {
+            f.await
+                .expect("flow task")
+                .unwrap_or_else(|e| panic!("{e}\n{}", pair.away.log_text()));
+        }
+    }
+    // Every flow audited at both edges (80 each), then the logs checked.
+    for name in ["away", "home"] {
+        for _ in 0..200 {
+            if audit(&w, name).len() >= 80 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(audit(&w, name).len(), 80, "{name}'s audit records");
+    }
+    for (name, log) in [
+        ("away", pair.away.log_text()),
+        ("home", pair.home.log_text()),
+    ] {
+        let audited = log.matches("fedgate::audit: flow ").count();
+        assert!(audited >= 80, "{name} logged {audited} audit lines");
+        let bad = misattributed(&log);
+        assert!(
+            bad.is_empty(),
+            "{name}: {} lines in another flow's span:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+    }
+}
