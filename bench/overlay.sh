@@ -30,6 +30,8 @@ FLOWS=${FLOWS:-10000}                # idle flows through fedgate
 PEER_FLOWS=${PEER_FLOWS:-9000}       # idle flows through fedgate-tcp, stunnel, haproxy, plain (2 fds per flow per side)
 CONNECTS=${CONNECTS:-1000}           # sequential connects per path
 ROUNDS=${ROUNDS:-1}                  # wrk rounds, paths in turn; figures are medians
+NC_CONNS=${NC_CONNS:-32}             # wrk connections at once, new connection per request
+export NC_CONNS
 round_tag=$([ "$ROUNDS" -gt 1 ] && echo "round " || true)
 export FEDGATE_LOG=${FEDGATE_LOG:-warn}
 RUN_TIMEOUT=$((DURATION + 25))       # per measured command
@@ -433,9 +435,10 @@ part http && for ((round = 1; round <= ROUNDS; round++)); do for mode in ka nc; 
   settle
   for p in "${PATHS[@]}"; do
     hdr=()
-    [ "$mode" = nc ] && hdr=(-H 'Connection: close')
+    conns=32
+    [ "$mode" = nc ] && hdr=(-H 'Connection: close') && conns=$NC_CONNS
     t0=$(ticks "$p")
-    timeout "$RUN_TIMEOUT" wrk -t2 -c32 -d"${DURATION}s" --latency "${hdr[@]}" "http://${HTTP[$p]}/hello.txt" >"$tmp/wrk-$mode-$p.txt" 2>&1 || true
+    timeout "$RUN_TIMEOUT" wrk -t2 -c"$conns" -d"${DURATION}s" --latency "${hdr[@]}" "http://${HTTP[$p]}/hello.txt" >"$tmp/wrk-$mode-$p.txt" 2>&1 || true
     put_cpu "$p" "wrk_$mode" "$t0"
     out=$(python3 "$tool" wrk "$tmp/wrk-$mode-$p.txt")
     echo "   $mode $p${round_tag:+ $round_tag$round}: $out"

@@ -396,7 +396,7 @@ def report(path):
     rss = rows[10][1]("fedgate")
     rss_b, rss_a = rows[11][1]("fedgate"), rows[12][1]("fedgate")
     rss_edge = max(rss_b, rss_a) if rss_b is not None and rss_a is not None else None
-    print(f"    {'new-connection p99, wrk':<26} fedgate {fmt(nc99, '{:.3f}'):>10} ms (32 connections at once)       target < 1 ms: {ratio(nc99, 1.0)} of it")
+    print(f"    {'new-connection p99, wrk':<26} fedgate {fmt(nc99, '{:.3f}'):>10} ms ({os.environ.get('NC_CONNS', '32'):>2} connections at once)       target < 1 ms: {ratio(nc99, 1.0)} of it")
     print(f"    {'connect+echo p99, serial':<26} fedgate {fmt(c99, '{:.3f}'):>10} ms (one at a time)                target < 1 ms: {ratio(c99, 1.0)} of it")
     print(f"    {'idle RSS/flow, worse edge':<26} fedgate {fmt(rss_edge, '{:.1f}'):>10} KiB (both edges: {fmt(rss, '{:.1f}')} KiB)           target < 32 KiB on each edge: {ratio(rss_edge, 32.0)} of it")
 
