@@ -1,9 +1,10 @@
-//! Counters and gauges, rendered in the Prometheus text format.
+//! Counters, gauges and histograms, rendered in the Prometheus text format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -12,7 +13,14 @@ pub struct Metrics {
     /// Counters on hot paths (a DNS query): a handle is taken once and
     /// incremented without a lock.
     handles: Mutex<BTreeMap<(&'static str, String), Arc<AtomicU64>>>,
+    histograms: Mutex<BTreeMap<(&'static str, String), Histogram>>,
 }
+
+/// Bucket bounds (seconds) of `fedgate_flow_setup_seconds`: from a flow on
+/// loopback (under a millisecond) to a home edge at its connect timeout.
+pub const SETUP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 const HELP: &[(&str, &str, &str)] = &[
     (
@@ -81,6 +89,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "gauge",
         "Version of the snapshot in force.",
     ),
+    (
+        "fedgate_flow_setup_seconds",
+        "histogram",
+        "Time from a client's flow at the visited edge to the home edge's answer (accepted or refused), by peer and transport.",
+    ),
 ];
 
 /// `{a="x",b="y"}` from label pairs, values escaped.
@@ -115,6 +128,20 @@ impl Metrics {
         Counter(h.entry((name, labels(pairs))).or_default().clone())
     }
 
+    /// A histogram with `bounds` (seconds, ascending), observed without a
+    /// lock ([`Histogram::observe`]).
+    pub fn histogram(
+        &self,
+        name: &'static str,
+        pairs: &[(&str, &str)],
+        bounds: &'static [f64],
+    ) -> Histogram {
+        let mut h = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        h.entry((name, labels(pairs)))
+            .or_insert_with(|| Histogram::new(bounds))
+            .clone()
+    }
+
     pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
         if let Ok(mut g) = self.gauges.lock() {
             g.insert((name, labels(pairs)), v);
@@ -136,6 +163,11 @@ impl Metrics {
             }
         }
         let gauges = self.gauges.lock().map(|g| g.clone()).unwrap_or_default();
+        let histograms = self
+            .histograms
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for ((n, l), v) in &counters {
@@ -148,8 +180,69 @@ impl Metrics {
                     let _ = writeln!(out, "{n}{l} {v}");
                 }
             }
+            for ((n, l), h) in &histograms {
+                if n == name {
+                    h.render(&mut out, n, l);
+                }
+            }
         }
         out
+    }
+}
+
+/// A histogram from [`Metrics::histogram`]: a count per bucket, the sum.
+#[derive(Clone, Debug)]
+pub struct Histogram(Arc<Cells>);
+
+#[derive(Debug)]
+struct Cells {
+    bounds: &'static [f64],
+    /// One per bound, then the overflow (`+Inf`); not cumulative.
+    counts: Vec<AtomicU64>,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self(Arc::new(Cells {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = self
+            .0
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.0.bounds.len());
+        self.0.counts[i].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.0.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// `NAME_bucket{..,le="B"}` (cumulative), `NAME_sum`, `NAME_count`.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let with_le = |le: &str| match labels.strip_suffix('}') {
+            Some(inner) => format!("{inner},le=\"{le}\"}}"),
+            None => format!("{{le=\"{le}\"}}"),
+        };
+        let mut total = 0u64;
+        for (i, count) in self.0.counts.iter().enumerate() {
+            total += count.load(Ordering::Relaxed);
+            let le = self
+                .0
+                .bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
+            let _ = writeln!(out, "{name}_bucket{} {total}", with_le(&le));
+        }
+        let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{labels} {sum}");
+        let _ = writeln!(out, "{name}_count{labels} {total}");
     }
 }
 
@@ -160,5 +253,51 @@ pub struct Counter(Arc<AtomicU64>);
 impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_sum_and_count() {
+        let m = Metrics::default();
+        let h = m.histogram(
+            "fedgate_flow_setup_seconds",
+            &[("peer", "home/edge"), ("transport", "quic")],
+            &[0.001, 0.01],
+        );
+        h.observe(Duration::from_micros(400));
+        h.observe(Duration::from_millis(5));
+        h.observe(Duration::from_millis(20));
+        let text = m.render();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("fedgate_flow_setup_seconds"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "fedgate_flow_setup_seconds_bucket{peer=\"home/edge\",transport=\"quic\",le=\"0.001\"} 1",
+                "fedgate_flow_setup_seconds_bucket{peer=\"home/edge\",transport=\"quic\",le=\"0.01\"} 2",
+                "fedgate_flow_setup_seconds_bucket{peer=\"home/edge\",transport=\"quic\",le=\"+Inf\"} 3",
+                "fedgate_flow_setup_seconds_sum{peer=\"home/edge\",transport=\"quic\"} 0.0254",
+                "fedgate_flow_setup_seconds_count{peer=\"home/edge\",transport=\"quic\"} 3",
+            ]
+        );
+        assert!(text.contains("# TYPE fedgate_flow_setup_seconds histogram"));
+        // The same name and labels: the same histogram.
+        m.histogram(
+            "fedgate_flow_setup_seconds",
+            &[("peer", "home/edge"), ("transport", "quic")],
+            &[0.001, 0.01],
+        )
+        .observe(Duration::from_micros(1));
+        assert!(
+            m.render().contains(
+                "fedgate_flow_setup_seconds_count{peer=\"home/edge\",transport=\"quic\"} 4"
+            )
+        );
     }
 }

@@ -167,9 +167,20 @@ pub async fn open(
     };
     let mut last_error = String::from("no edge of the owner");
     let mut first = first.to_vec();
+    let setup = tokio::time::Instant::now();
     for edge in node.fed.edges_of(&svc.org) {
         match overlay.open(edge, &req, &mut first, stream).await {
             Ok(opened) => {
+                ctx.metrics
+                    .histogram(
+                        "fedgate_flow_setup_seconds",
+                        &[
+                            ("peer", edge.id.as_str()),
+                            ("transport", opened.transport.as_str()),
+                        ],
+                        crate::metrics::SETUP_BUCKETS,
+                    )
+                    .observe(setup.elapsed());
                 record.peer_edge = Some(edge.id.to_string());
                 record.transport = Some(opened.transport.as_str().into());
                 let FlowAnswer::Denied { rule, reason } = opened.answer else {

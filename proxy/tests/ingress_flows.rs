@@ -129,6 +129,21 @@ async fn every_ingress_reaches_the_home_service() {
         metrics.contains("fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} 1"),
         "{metrics}"
     );
+    // How long each of the four flows waited for the home edge's answer.
+    for line in [
+        "fedgate_flow_setup_seconds_bucket{peer=\"home/edge\",transport=\"quic\",le=\"+Inf\"} 4\n",
+        "fedgate_flow_setup_seconds_count{peer=\"home/edge\",transport=\"quic\"} 4\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    let setup_sum: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("fedgate_flow_setup_seconds_sum{peer=\"home/edge\",transport=\"quic\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no setup sum:\n{metrics}"));
+    assert!(setup_sum > 0.0 && setup_sum < 20.0, "{setup_sum}");
     let (ok, _, _) = curl(vec![format!("http://{}/readyz", addr(&w, 2, 9100))]).await;
     assert!(ok, "home not ready");
 
