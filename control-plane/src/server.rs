@@ -116,6 +116,9 @@ pub struct App {
 pub struct Caller {
     pub identity: Identity,
     pub serial: String,
+    /// When the certificate expires: a connection kept open past it is
+    /// refused from its next request on ([`still_trusted`]).
+    pub not_after: Timestamp,
 }
 
 /// Cut and sign every edge's snapshot of `version`: a document per group of
@@ -754,7 +757,38 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/report", post(report))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            still_trusted,
+        ))
         .with_state(app)
+}
+
+/// Every request, not only a connection's first, comes from a certificate
+/// still trusted: one revoked by a newer version, or expired, while its
+/// holder keeps an HTTP/1.1 connection open is refused from its next request
+/// on (403, `untrusted`), as a new connection would be at the handshake.
+async fn still_trusted(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let reason = if app.published().revoked.contains(&caller.serial) {
+        format!(
+            "{} presented revoked certificate serial {}",
+            caller.identity, caller.serial
+        )
+    } else if now() > caller.not_after {
+        format!(
+            "the certificate of {} expired at {}",
+            caller.identity, caller.not_after
+        )
+    } else {
+        return next.run(request).await;
+    };
+    tracing::warn!(caller = %caller.identity, %reason, "request refused: certificate no longer trusted");
+    error(StatusCode::FORBIDDEN, "untrusted", reason)
 }
 
 /// The largest request body: a whole federation document for apply. axum's
@@ -780,6 +814,7 @@ fn identify(
     Ok(Caller {
         identity: cert.identity,
         serial: cert.serial,
+        not_after: cert.not_after,
     })
 }
 

@@ -1,7 +1,9 @@
 //! A revoked certificate closes the live connections of its holder within a
 //! second of the snapshot that revokes it: a federation admin revokes the
 //! visited edge's certificate; the home edge drops the QUIC connection and
-//! with it the flow in progress, and refuses the holder from then on.
+//! with it the flow in progress, and refuses the holder from then on. The
+//! control plane refuses the holder's next request on an HTTP/1.1
+//! connection it kept open from before the revocation.
 
 mod common;
 
@@ -12,6 +14,58 @@ use serde_json::json;
 use tests::World;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// A mutual-TLS connection to the control plane as the holder of `cert`.
+async fn control_connection(
+    w: &World,
+    cert: &(std::path::PathBuf, std::path::PathBuf),
+) -> TlsStream<TcpStream> {
+    let material = federation::mtls::Material::from_pem(
+        &std::fs::read(&cert.0).expect("cert"),
+        &std::fs::read(&cert.1).expect("key"),
+        &std::fs::read(w.ca_pem()).expect("ca"),
+    )
+    .expect("material");
+    let config = federation::mtls::client_config(&material, b"http/1.1").expect("client config");
+    let tcp = TcpStream::connect(addr(w, 5, 7443))
+        .await
+        .expect("control plane");
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(federation::mtls::server_name(), tcp)
+        .await
+        .expect("handshake")
+}
+
+/// One request on a kept-alive connection: the status and the body.
+async fn get(tls: &mut TlsStream<TcpStream>, path: &str) -> (u16, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: control.fedgate.invalid\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut b))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(
+            n == 1,
+            "connection closed: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let status = head[9..12].parse().expect("status");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no content-length: {head}"));
+    let mut body = vec![0u8; length];
+    tls.read_exact(&mut body).await.expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_an_edge_closes_its_connections_within_a_second() {
@@ -40,6 +94,10 @@ async fn revoking_an_edge_closes_its_connections_within_a_second() {
     let mut back = [0u8; 4];
     flow.read_exact(&mut back).await.expect("echo");
 
+    // A connection to the control plane as away/edge, kept open.
+    let mut kept = control_connection(&w, &fed.away_cert).await;
+    assert_eq!(get(&mut kept, "/v1/healthz").await, (200, "ok\n".into()));
+
     // The federation admin revokes away/edge's certificate.
     let revoked = format!(
         "{v1}revoked_certificates:\n  - {{serial: \"{away_serial}\", holder: away/edge, reason: key compromise}}\n"
@@ -64,6 +122,13 @@ async fn revoking_an_edge_closes_its_connections_within_a_second() {
     assert!(
         took < Duration::from_secs(1),
         "the revoked holder's flow lasted {took:?} after the acknowledgement"
+    );
+    // The control plane refuses the next request on the kept connection.
+    let (status, body) = get(&mut kept, "/v1/healthz").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("untrusted") && body.contains("revoked certificate serial"),
+        "{body}"
     );
     let (_, metrics, _) = curl(vec![format!("http://{home_admin_addr}/metrics")]).await;
     assert!(
