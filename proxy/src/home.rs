@@ -161,9 +161,19 @@ async fn authorise(
         return;
     };
     let target = SocketAddr::new(ip, req.port);
+    let connecting = tokio::time::Instant::now();
     let mut upstream =
         match tokio::time::timeout(ctx.limits.connect_timeout, TcpStream::connect(target)).await {
-            Ok(Ok(s)) => s,
+            Ok(Ok(s)) => {
+                ctx.metrics
+                    .histogram(
+                        "fedgate_service_connect_seconds",
+                        &[("service", &req.service)],
+                        crate::metrics::SETUP_BUCKETS,
+                    )
+                    .observe(connecting.elapsed());
+                s
+            }
             Ok(Err(e)) => {
                 tracing::warn!(%target, cause = %e, "cannot reach the service");
                 let _ = answer(

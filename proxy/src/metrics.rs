@@ -16,8 +16,9 @@ pub struct Metrics {
     histograms: Mutex<BTreeMap<(&'static str, String), Histogram>>,
 }
 
-/// Bucket bounds (seconds) of `fedgate_flow_setup_seconds`: from a flow on
-/// loopback (under a millisecond) to a home edge at its connect timeout.
+/// Bucket bounds (seconds) of `fedgate_flow_setup_seconds` and
+/// `fedgate_service_connect_seconds`: from a flow on loopback (under a
+/// millisecond) to a connect timeout.
 pub const SETUP_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
@@ -93,6 +94,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "fedgate_flow_setup_seconds",
         "histogram",
         "Time from a client's flow at the visited edge to the home edge's answer (accepted or refused), by peer and transport.",
+    ),
+    (
+        "fedgate_service_connect_seconds",
+        "histogram",
+        "Time the home edge took to connect to one of its services, by service (connections made).",
     ),
 ];
 

@@ -146,6 +146,20 @@ async fn every_ingress_reaches_the_home_service() {
     assert!(setup_sum > 0.0 && setup_sum < 20.0, "{setup_sum}");
     let (ok, _, _) = curl(vec![format!("http://{}/readyz", addr(&w, 2, 9100))]).await;
     assert!(ok, "home not ready");
+    // The home edge's connects to its services: web three times (CONNECT,
+    // SNI, SOCKS5), echo once (the VIP).
+    let (ok, home_metrics, _) = curl(vec![format!("http://{}/metrics", addr(&w, 2, 9100))]).await;
+    assert!(ok, "home metrics");
+    for line in [
+        "fedgate_service_connect_seconds_count{service=\"home/web\"} 3\n",
+        "fedgate_service_connect_seconds_count{service=\"home/echo\"} 1\n",
+        "fedgate_service_connect_seconds_bucket{service=\"home/echo\",le=\"+Inf\"} 1\n",
+    ] {
+        assert!(
+            home_metrics.contains(line),
+            "{line} missing:\n{home_metrics}"
+        );
+    }
 
     drop(pair);
     for name in ["away", "home"] {
