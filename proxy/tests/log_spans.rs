@@ -8,22 +8,10 @@ use std::time::Duration;
 
 use common::*;
 use tests::World;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn echo_through(vip: std::net::SocketAddr, msg: String) -> Result<(), String> {
-    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(vip))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    s.write_all(msg.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    s.shutdown().await.map_err(|e| e.to_string())?;
-    let mut back = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut back))
-        .await
-        .map_err(|_| "echo timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+/// One flow through `vip` that must echo `msg`.
+async fn echo(vip: std::net::SocketAddr, msg: String) -> Result<(), String> {
+    let back = echo_through(vip, msg.as_bytes()).await?;
     if back == msg.as_bytes() {
         Ok(())
     } else {
@@ -72,7 +60,7 @@ async fn every_line_is_in_its_own_flows_span() {
     let vip = addr(&w, 130, 7007);
     for round in 0..5 {
         let flows: Vec<_> = (0..16)
-            .map(|i| tokio::spawn(echo_through(vip, format!("round {round} flow {i}"))))
+            .map(|i| tokio::spawn(echo(vip, format!("round {round} flow {i}"))))
             .collect();
         for f in flows {
             f.await

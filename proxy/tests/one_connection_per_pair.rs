@@ -3,21 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use tests::World;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn echo_through(vip: std::net::SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut s =
-        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(vip)).await??;
-    s.write_all(msg).await?;
-    s.shutdown().await?;
-    let mut back = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut back)).await??;
-    Ok(back)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flows_both_ways_share_one_connection() {

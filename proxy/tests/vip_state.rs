@@ -11,31 +11,12 @@ use std::time::Duration;
 
 use common::*;
 use tests::{World, ip};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One echo through `vip`: `Ok` with what came back, or why not.
-async fn echo_through(vip: SocketAddr) -> Result<Vec<u8>, String> {
-    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(vip))
-        .await
-        .map_err(|_| format!("connect to {vip} timed out"))?
-        .map_err(|e| format!("connect to {vip}: {e}"))?;
-    s.write_all(vip.to_string().as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    s.shutdown().await.map_err(|e| e.to_string())?;
-    let mut back = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut back))
-        .await
-        .map_err(|_| format!("echo through {vip} timed out"))?
-        .map_err(|e| e.to_string())?;
-    Ok(back)
-}
 
 /// Echo through `vip` (retrying, bounded, while its listener comes up).
 async fn assert_echoes(vip: SocketAddr, log: impl Fn() -> String) {
     let mut last = String::new();
     for _ in 0..50 {
-        match echo_through(vip).await {
+        match echo_through(vip, vip.to_string().as_bytes()).await {
             Ok(back) if back == vip.to_string().as_bytes() => return,
             Ok(back) => last = format!("echoed {:?}", String::from_utf8_lossy(&back)),
             Err(e) => last = e,

@@ -187,6 +187,24 @@ pub(crate) async fn curl(args: Vec<String>) -> (bool, String, String) {
     .expect("curl task")
 }
 
+/// Send `msg` to `addr` (a VIP, say), half-close, and read to the end:
+/// what came back, or why not (5 s to connect, 10 s to answer).
+pub(crate) async fn echo_through(addr: SocketAddr, msg: &[u8]) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connect to {addr} timed out"))?
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    s.write_all(msg).await.map_err(|e| e.to_string())?;
+    s.shutdown().await.map_err(|e| e.to_string())?;
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut back))
+        .await
+        .map_err(|_| format!("echo through {addr} timed out"))?
+        .map_err(|e| e.to_string())?;
+    Ok(back)
+}
+
 /// Every audit record of an edge, as JSON.
 pub(crate) fn audit(w: &World, name: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(w.path(&format!("{name}.audit.jsonl")))
