@@ -39,8 +39,9 @@ impl Node {
         };
         let policies = PolicySet::compile(&fed);
         let routing = RoutingTable::new(&fed);
-        let vip_table = VipTable::assign(edge.vip_prefix, &vip_services(&fed, &edge), None);
-        let vips = vip_table.by_address(&vip_services(&fed, &edge));
+        let services = vip_services(&fed, &edge);
+        let vip_table = VipTable::assign(edge.vip_prefix, &services, None);
+        let vips = vip_table.by_address(&services);
         Ok(Self {
             version: snap.version,
             digest: snap.digest.clone(),
@@ -94,7 +95,9 @@ impl Node {
 /// first, so that a stale DNS answer does not lead to another service while
 /// the prefix has room. At start (or when the prefix changes) the addresses
 /// are given in service-id order from the prefix's first host, so that an
-/// edge started from the same snapshot gives the same addresses.
+/// edge started from the same snapshot gives the same addresses, unless the
+/// edge kept its table on disk (`--vip-state`, [`VipTable::to_json`]): then
+/// every service keeps its address across restarts too.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VipTable {
     /// Each service's address.
@@ -157,19 +160,17 @@ impl VipTable {
         out
     }
 
-    /// The table as an edge keeps it on disk: the services' addresses and
-    /// those given up, as JSON (`{"format":1,"hosts":{..},"released":[..]}`).
+    /// The table as an edge keeps it on disk ([`VipState`]), as JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        let hosts: BTreeMap<&str, IpAddr> = self
-            .hosts
-            .iter()
-            .map(|(id, ip)| (id.as_str(), *ip))
-            .collect();
-        let state = serde_json::json!({
-            "format": VIP_STATE_FORMAT,
-            "hosts": hosts,
-            "released": self.released,
-        });
+        let state = VipState {
+            format: VIP_STATE_FORMAT,
+            hosts: self
+                .hosts
+                .iter()
+                .map(|(id, ip)| (id.to_string(), *ip))
+                .collect(),
+            released: self.released.clone(),
+        };
         let mut out = serde_json::to_vec_pretty(&state).unwrap_or_default();
         out.push(b'\n');
         out
@@ -177,15 +178,7 @@ impl VipTable {
 
     /// Read what [`VipTable::to_json`] wrote; the error says where and what.
     pub fn from_json(bytes: &[u8]) -> anyhow::Result<Self> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct State {
-            format: u32,
-            hosts: BTreeMap<String, IpAddr>,
-            #[serde(default)]
-            released: Vec<IpAddr>,
-        }
-        let state: State = serde_json::from_slice(bytes)?;
+        let state: VipState = serde_json::from_slice(bytes)?;
         if state.format != VIP_STATE_FORMAT {
             bail!(
                 "format {} is not {VIP_STATE_FORMAT}, the one this edge reads",
@@ -218,7 +211,17 @@ impl VipTable {
     }
 }
 
-/// The version of [`VipTable::to_json`]'s layout.
+/// A [`VipTable`] on disk: `{"format":1,"hosts":{SERVICE:IP,..},"released":[IP,..]}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VipState {
+    format: u32,
+    hosts: BTreeMap<String, IpAddr>,
+    #[serde(default)]
+    released: Vec<IpAddr>,
+}
+
+/// The version of [`VipState`]'s layout.
 const VIP_STATE_FORMAT: u32 = 1;
 
 /// The remote TCP services an edge gives VIPs to, with their ports.
