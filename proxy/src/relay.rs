@@ -1,7 +1,7 @@
 //! Relaying a flow's bytes both ways, with half-close, counting every byte
-//! (also when the flow ends in an error) and closing a flow on which nothing
-//! has moved for the flow idle timeout — which also frees a flow whose QUIC
-//! stream writer was never woken after the peer stopped reading.
+//! (also when the flow ends in an error), ending a QUIC flow as soon as the
+//! peer edge stops reading it, and closing a flow on which nothing has moved
+//! for the flow idle timeout.
 //!
 //! A QUIC stream is relayed as owned chunks ([`relay_quic`]): bytes read from
 //! TCP are handed to quinn without a copy, and bytes quinn decrypted are
@@ -197,23 +197,35 @@ where
     let mut from_quic = 0u64;
     let send = &mut quic.send;
     let recv = &mut quic.recv;
+    // The peer stopping the stream (STOP_SENDING) ends the flow at once, like
+    // a TCP reset. A write blocked on the connection's flow control would not
+    // see it: quinn 0.11 answers such a write `Blocked` before it looks at
+    // the stop and does not wake it for the stop again.
+    let stopped = send.stopped();
     let up = async {
-        let mut buf = BytesMut::new();
-        loop {
-            // After a short read the rest of the allocation takes the next
-            // read; quinn holds each chunk until the peer acknowledges it.
-            if buf.capacity() < BUFFER / 4 {
-                buf.reserve(BUFFER);
+        let copy = async {
+            let mut buf = BytesMut::new();
+            loop {
+                // After a short read the rest of the allocation takes the
+                // next read; quinn holds each chunk until the peer
+                // acknowledges it.
+                if buf.capacity() < BUFFER / 4 {
+                    buf.reserve(BUFFER);
+                }
+                let n = tcp_read.read_buf(&mut buf).await?;
+                if n == 0 {
+                    // Half-close: the peer sees the end of the stream.
+                    return send.finish().map_err(std::io::Error::other);
+                }
+                from_tcp += n as u64;
+                activity.touch();
+                send.write_chunk(buf.split().freeze()).await?;
+                activity.touch();
             }
-            let n = tcp_read.read_buf(&mut buf).await?;
-            if n == 0 {
-                // Half-close: the peer sees the end of the stream.
-                return send.finish().map_err(std::io::Error::other);
-            }
-            from_tcp += n as u64;
-            activity.touch();
-            send.write_chunk(buf.split().freeze()).await?;
-            activity.touch();
+        };
+        tokio::select! {
+            result = copy => result,
+            reason = peer_stopped(stopped) => Err(reason),
         }
     };
     let down = async {
@@ -232,6 +244,22 @@ where
     let copy = async { tokio::try_join!(up, down).map(drop) };
     let ended = supervise(copy, &activity, idle, stop).await;
     (from_tcp, from_quic, ended)
+}
+
+/// The error a flow ends with once the peer stops the stream (or the
+/// connection is lost); pending for good when the stream was finished and
+/// acknowledged.
+async fn peer_stopped(
+    stopped: impl Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>,
+) -> std::io::Error {
+    match stopped.await {
+        Ok(Some(code)) => std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            format!("the peer edge stopped reading the flow (code {code})"),
+        ),
+        Ok(None) => std::future::pending().await,
+        Err(e) => std::io::Error::other(e),
+    }
 }
 
 #[cfg(test)]
@@ -297,8 +325,13 @@ mod tests {
     }
 
     /// Two QUIC endpoints on loopback with mutual TLS as the edges use it,
-    /// and a stream opened from the first to the second.
-    async fn quic_pair(w: &::tests::World) -> (QuicStream, QuicStream, quinn::Endpoint) {
+    /// and one connection from the first to the second; the second (the far
+    /// end) runs with `far`'s transport settings. The dialing endpoint is
+    /// returned to be kept alive.
+    async fn quic_conns(
+        w: &::tests::World,
+        far: quinn::TransportConfig,
+    ) -> (quinn::Connection, quinn::Connection, quinn::Endpoint) {
         use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
         let material = |org: &str| {
@@ -307,38 +340,50 @@ mod tests {
         };
         let server = crate::tls::server_config(&material("home")).unwrap();
         let client = crate::tls::client_config(&material("away")).unwrap();
-        let server =
+        let mut server =
             quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server).unwrap()));
+        server.transport_config(Arc::new(far));
         let listener = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
         let mut dialer = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         dialer.set_default_client_config(quinn::ClientConfig::new(Arc::new(
             QuicClientConfig::try_from(client).unwrap(),
         )));
         let to = listener.local_addr().unwrap();
-        let accept = tokio::spawn(async move {
-            let conn = listener.accept().await.unwrap().await.unwrap();
-            let (send, recv) = conn.accept_bi().await.unwrap();
-            (QuicStream { send, recv }, listener)
-        });
-        let conn = dialer
+        let accept = tokio::spawn(async move { listener.accept().await.unwrap().await.unwrap() });
+        let near = dialer
             .connect(to, "edge.fedgate.invalid")
             .unwrap()
             .await
             .unwrap();
-        let (mut send, recv) = conn.open_bi().await.unwrap();
+        (near, accept.await.unwrap(), dialer)
+    }
+
+    /// A stream opened from `near` and accepted at `far`.
+    async fn quic_stream(
+        near: &quinn::Connection,
+        far: &quinn::Connection,
+    ) -> (QuicStream, QuicStream) {
+        let (mut send, recv) = near.open_bi().await.unwrap();
         // A stream reaches the peer with its first byte.
         send.write_all(b"<").await.unwrap();
-        let (mut far, listener) = accept.await.unwrap();
+        let (far_send, mut far_recv) = far.accept_bi().await.unwrap();
         let mut first = [0u8; 1];
-        far.recv.read_exact(&mut first).await.unwrap();
-        drop(listener);
-        (QuicStream { send, recv }, far, dialer)
+        far_recv.read_exact(&mut first).await.unwrap();
+        (
+            QuicStream { send, recv },
+            QuicStream {
+                send: far_send,
+                recv: far_recv,
+            },
+        )
     }
 
     #[tokio::test]
     async fn a_quic_flow_counts_bytes_both_ways_and_carries_half_close() {
         let w = ::tests::World::new();
-        let (mut near, mut far, _endpoint) = quic_pair(&w).await;
+        let (near_conn, far_conn, _endpoint) =
+            quic_conns(&w, quinn::TransportConfig::default()).await;
+        let (mut near, mut far) = quic_stream(&near_conn, &far_conn).await;
         let (tcp, mut tcp_far) = tokio::io::duplex(1024);
         let task = tokio::spawn(async move {
             relay_quic(
@@ -372,5 +417,69 @@ mod tests {
             task.await.unwrap(),
             (up.len() as u64, down.len() as u64, Ended::Closed)
         );
+    }
+
+    /// Two flows share a connection and fill its flow-control window; then
+    /// the far end stops reading one of them (STOP_SENDING, as a home edge
+    /// does when its service has gone). That flow's relay must end then, not
+    /// at the idle timeout: quinn 0.11 answers a write blocked on the
+    /// connection's limit with `Blocked` before it looks at the stop, and the
+    /// credit the stop frees goes to the other flow's writer.
+    #[tokio::test]
+    async fn a_quic_flow_ends_when_the_peer_stops_reading_a_blocked_write() {
+        let w = ::tests::World::new();
+        let mut far_transport = quinn::TransportConfig::default();
+        far_transport.stream_receive_window(quinn::VarInt::from_u32(256 * 1024));
+        far_transport.receive_window(quinn::VarInt::from_u32(128 * 1024));
+        let (near_conn, far_conn, _endpoint) = quic_conns(&w, far_transport).await;
+        let mut relays = Vec::new();
+        let mut fars = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let (mut near, far) = quic_stream(&near_conn, &far_conn).await;
+            fars.push(far);
+            let (tcp, mut tcp_far) = tokio::io::duplex(64 * 1024);
+            relays.push(tokio::spawn(async move {
+                relay_quic(
+                    tcp,
+                    &mut near,
+                    Duration::from_secs(600),
+                    std::future::pending(),
+                )
+                .await
+            }));
+            // Each client sends far more than the windows take (bounded:
+            // 64 MiB) and reads whatever comes back.
+            clients.push(tokio::spawn(async move {
+                let chunk = vec![7u8; 64 * 1024];
+                for _ in 0..1024 {
+                    if tcp_far.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+                let mut rest = Vec::new();
+                let _ = tcp_far.read_to_end(&mut rest).await;
+            }));
+        }
+        // Let the writes block on flow control, with nothing read far away.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            relays.iter().all(|r| !r.is_finished()),
+            "the relays wait on flow control"
+        );
+        let stopped = relays.remove(0);
+        let mut far = fars.remove(0);
+        far.send.finish().unwrap();
+        far.recv.stop(quinn::VarInt::from_u32(0)).unwrap();
+        let (up, down, ended) = tokio::time::timeout(Duration::from_secs(10), stopped)
+            .await
+            .expect("the relay ends once the peer stops reading, not at the idle timeout")
+            .unwrap();
+        assert_eq!(ended, Ended::Failed);
+        assert_eq!(down, 0);
+        assert!(up > 0);
+        assert!(!relays[0].is_finished(), "the other flow goes on");
+        relays.iter().for_each(|task| task.abort());
+        clients.iter().for_each(|task| task.abort());
     }
 }
