@@ -17,6 +17,12 @@
 //!   applied whole ([`Ctx::set_node`]) and written to the cache (temporary
 //!   file, fsync, rename) — or refused whole, the running one untouched.
 //! - After each poll the edge reports the version it runs and its peer links.
+//! - Polls and reports share one kept-alive mutual-TLS connection to the
+//!   replica in use (the control plane re-checks the edge's certificate on
+//!   every request); a new one is made when it closes, when the replica
+//!   changes, or when the replica's certificate has expired.
+//!   `fedgate_control_connections_total` and `fedgate_control_requests_total`
+//!   count both.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +41,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::metrics::{Counter, Metrics};
 use crate::node::Node;
 use crate::overlay::Overlay;
 use crate::tls::Material;
@@ -63,6 +70,26 @@ pub struct Client {
     connector: TlsConnector,
     /// The snapshot the edge runs, to complete a header-only answer with.
     held: std::sync::Mutex<Option<Arc<EdgeSnapshot>>>,
+    /// The connection the next request may reuse.
+    kept: std::sync::Mutex<Option<Kept>>,
+    connections: Counter,
+    requests: Counter,
+}
+
+/// A mutual-TLS HTTP/1.1 connection to a replica, kept for the next request.
+struct Kept {
+    addr: String,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+    /// When the replica's certificate expires: the connection is not reused
+    /// past it.
+    server_not_after: jiff::Timestamp,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
 }
 
 /// A snapshot from the control plane (or the cache), verified and loaded.
@@ -78,6 +105,7 @@ impl Client {
         edge: &str,
         material: &Material,
         own_cert: &[u8],
+        metrics: &Metrics,
     ) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(&config.key)
             .with_context(|| format!("cannot read the control key {}", config.key.display()))?;
@@ -92,6 +120,9 @@ impl Client {
             trust_domain,
             connector: TlsConnector::from(Arc::new(tls)),
             held: std::sync::Mutex::new(None),
+            kept: std::sync::Mutex::new(None),
+            connections: metrics.counter("fedgate_control_connections_total", &[]),
+            requests: metrics.counter("fedgate_control_requests_total", &[]),
         })
     }
 
@@ -203,15 +234,8 @@ impl Client {
         }
     }
 
-    /// One request over a new mutual-TLS connection to replica `addr`.
-    async fn request(
-        &self,
-        addr: &str,
-        method: hyper::Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-    ) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
+    /// A new mutual-TLS connection to replica `addr`, its server checked.
+    async fn connect(&self, addr: &str) -> anyhow::Result<Kept> {
         let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
             .await
             .map_err(|_| anyhow!("connect timed out"))??;
@@ -233,27 +257,102 @@ impl Client {
         if !matches!(server.identity, Identity::Control { .. }) {
             bail!("{addr} is {}, not a control-plane replica", server.identity);
         }
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         let driver = tokio::spawn(async move {
             let _ = conn.await;
         });
+        self.connections.inc();
+        tracing::debug!(replica = %addr, "control-plane connection opened");
+        Ok(Kept {
+            addr: addr.to_owned(),
+            sender,
+            driver,
+            server_not_after: server.not_after,
+        })
+    }
+
+    /// The kept connection to `addr` if it can take a request, else none
+    /// (a kept connection to another replica is closed).
+    fn take_kept(&self, addr: &str) -> Option<Kept> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()?;
+        (kept.addr == addr && !kept.sender.is_closed() && now() <= kept.server_not_after)
+            .then_some(kept)
+    }
+
+    /// One request to replica `addr`, on the kept connection when there is
+    /// one; a kept connection that fails before an answer (the replica
+    /// closed it while idle) is replaced once by a new one.
+    async fn request(
+        &self,
+        addr: &str,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
+        let body = Bytes::from(body.unwrap_or_default());
+        if let Some(kept) = self.take_kept(addr) {
+            match self.send(kept, &method, path, body.clone(), timeout).await {
+                Ok(answer) => return Ok(answer),
+                Err(Retry::Fresh(e)) => {
+                    tracing::debug!(replica = %addr, cause = %format!("{e:#}"), "kept control-plane connection failed; opening a new one");
+                }
+                Err(Retry::No(e)) => return Err(e),
+            }
+        }
+        let conn = self.connect(addr).await?;
+        self.send(conn, &method, path, body, timeout)
+            .await
+            .map_err(Retry::into_inner)
+    }
+
+    /// `method path` on `conn`, which is kept for the next request when the
+    /// answer came whole.
+    async fn send(
+        &self,
+        mut conn: Kept,
+        method: &hyper::Method,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(hyper::StatusCode, Bytes), Retry> {
         let mut builder = hyper::Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(path)
             .header("host", "control.fedgate.invalid");
-        if body.is_some() {
+        if !body.is_empty() {
             builder = builder.header("content-type", "application/json");
         }
-        let req = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let result = tokio::time::timeout(timeout, async {
-            let resp = sender.send_request(req).await?;
+        let req = builder
+            .body(Full::new(body))
+            .map_err(|e| Retry::No(e.into()))?;
+        self.requests.inc();
+        let answer = tokio::time::timeout(timeout, async {
+            conn.sender.ready().await.map_err(Retry::fresh)?;
+            let resp = conn.sender.send_request(req).await.map_err(Retry::fresh)?;
             let status = resp.status();
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, bytes))
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Retry::No(e.into()))?
+                .to_bytes();
+            Ok((status, bytes))
         })
-        .await;
-        driver.abort();
-        result.map_err(|_| anyhow!("no answer within {} s", timeout.as_secs()))?
+        .await
+        .map_err(|_| Retry::No(anyhow!("no answer within {} s", timeout.as_secs())))??;
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.is_none() {
+            *kept = Some(conn);
+        }
+        Ok(answer)
     }
 
     /// Ask `addr` for a snapshot newer than `have`, waiting up to `wait`;
@@ -386,4 +485,24 @@ fn jitter(d: Duration) -> Duration {
     let nanos = u64::from(now().subsec_nanosecond().unsigned_abs());
     let half = (d.as_millis() as u64 / 2).max(1);
     Duration::from_millis(nanos % half)
+}
+
+/// Why a request failed, and whether a new connection may try it again: a
+/// request that got no answer head at all (the kept connection was closed
+/// under it) may; one that timed out or broke mid-answer may not.
+enum Retry {
+    Fresh(anyhow::Error),
+    No(anyhow::Error),
+}
+
+impl Retry {
+    fn fresh(e: hyper::Error) -> Self {
+        Self::Fresh(e.into())
+    }
+
+    fn into_inner(self) -> anyhow::Error {
+        match self {
+            Self::Fresh(e) | Self::No(e) => e,
+        }
+    }
 }

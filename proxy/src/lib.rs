@@ -390,6 +390,7 @@ pub fn load_node(path: &Path, edge: &str) -> anyhow::Result<Node> {
 /// Build the edge and run it until `shutdown` turns true, then drain.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let material = tls::load_material(&config.cert, &config.key, &config.ca)?;
+    let metrics = Metrics::default();
     let (mut node, client) = match (&config.control, &config.snapshot) {
         (Some(cc), _) => {
             let own = std::fs::read(&config.cert)
@@ -398,14 +399,14 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
                 .next()
                 .context("no certificate in --cert")?
                 .context("malformed certificate")?;
-            let client = control::Client::new(cc.clone(), &config.edge, &material, leaf.as_ref())?;
+            let client =
+                control::Client::new(cc.clone(), &config.edge, &material, leaf.as_ref(), &metrics)?;
             (client.initial().await?, Some(Arc::new(client)))
         }
         (None, Some(path)) => (load_node(path, &config.edge)?, None),
         (None, None) => anyhow::bail!("give --snapshot FILE or --control ADDR"),
     };
     let audit = AuditLog::open(config.audit.as_deref())?;
-    let metrics = Metrics::default();
     metrics.set("fedgate_snapshot_version", &[], node.version as f64);
     metrics.set("fedgate_active_flows", &[], 0.0);
     tracing::info!(edge = %config.edge, version = node.version, services = node.fed.services.len(), policies = node.fed.policies.len(), "snapshot loaded");

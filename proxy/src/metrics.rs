@@ -91,6 +91,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Version of the snapshot in force.",
     ),
     (
+        "fedgate_control_connections_total",
+        "counter",
+        "Mutual-TLS connections opened to the control plane (polls and reports share one while it lasts).",
+    ),
+    (
+        "fedgate_control_requests_total",
+        "counter",
+        "Requests made to the control plane (long polls and reports).",
+    ),
+    (
         "fedgate_flow_setup_seconds",
         "histogram",
         "Time from a client's flow at the visited edge to the home edge's answer (accepted or refused), by peer and transport.",

@@ -304,3 +304,84 @@ async fn changes_reach_every_edge_at_once_and_only_when_accepted() {
         .await
         .expect("secret still open to away at version 5");
 }
+
+/// `NAME` (a counter without labels) from the edge's metrics at `admin_addr`.
+async fn counter(admin_addr: std::net::SocketAddr, name: &str) -> u64 {
+    let (ok, out, err) = curl(vec![format!("http://{admin_addr}/metrics")]).await;
+    assert!(ok, "metrics of {admin_addr}: {err}");
+    out.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {out}"))
+}
+
+/// An edge polls and reports over one kept-alive mutual-TLS connection,
+/// version after version, and makes a new one when the control plane
+/// restarts (its connection closed under a long poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_keeps_one_connection_to_the_control_plane() {
+    let w = World::new();
+    let v1 = document(&w, &Options::default());
+    let open = document(
+        &w,
+        &Options {
+            extra_policies: OPEN_SECRET,
+            ..Options::default()
+        },
+    );
+    let fed = start_followed(&w, &v1, &[]).await;
+    let edges = [home_admin(&w), addr(&w, 1, 9100)];
+    let home_admin = admin(&w, Some("home"));
+    let apply = |version: u64, doc: &String| {
+        let body = json!({"expected_version": version - 1, "message": format!("version {version}"), "files": files(&w, doc)});
+        let home_admin = &home_admin;
+        let w = &w;
+        async move {
+            let (status, body) = api(w, home_admin, "POST", "/v1/apply", Some(body)).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["version"], version);
+        }
+    };
+
+    // Versions 2 to 4, each answered to a long poll and reported after.
+    for (version, doc) in [(2, &open), (3, &v1), (4, &open)] {
+        apply(version, doc).await;
+        for e in edges {
+            wait_version(e, version).await;
+        }
+    }
+    for e in edges {
+        let requests = counter(e, "fedgate_control_requests_total").await;
+        // The first fetch and report, then a poll and a report per version.
+        assert!(requests >= 8, "{e}: {requests} requests");
+        assert_eq!(
+            counter(e, "fedgate_control_connections_total").await,
+            1,
+            "{e}: every request on one connection"
+        );
+    }
+
+    // The control plane restarts: each edge's kept connection is closed
+    // under its long poll; the edge connects again and goes on.
+    let Followed {
+        control,
+        home,
+        away,
+        ..
+    } = fed;
+    drop(control);
+    let _control = start_control(&w, &v1);
+    apply(5, &v1).await;
+    for e in edges {
+        wait_version(e, 5).await;
+        assert_eq!(
+            counter(e, "fedgate_control_connections_total").await,
+            2,
+            "{e}: one new connection after the restart"
+        );
+    }
+    for edge in [&home, &away] {
+        let log = edge.log_text();
+        assert!(log.contains("control plane unreachable"), "{log}");
+    }
+}
