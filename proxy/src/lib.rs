@@ -42,6 +42,8 @@ pub mod node;
 pub mod overlay;
 pub mod relay;
 pub mod reload;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod udp;
 pub mod visit;

@@ -255,7 +255,7 @@ impl Overlay {
                     .map_err(|e| anyhow!("QUIC server config: {e}"))?;
                 let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qsc));
                 sc.transport_config(transport_config(&ctx));
-                let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+                let runtime: Arc<dyn quinn::Runtime> = Arc::new(udp::Coalescing);
                 let socket = std::net::UdpSocket::bind(addr)
                     .and_then(|s| udp::CappedGso::wrap(s, runtime.as_ref()))
                     .with_context(|| format!("cannot listen on QUIC {addr}"))?;

@@ -282,6 +282,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::testing::{quic_conns, quic_stream};
 
     #[tokio::test]
     async fn counts_bytes_both_ways_and_carries_half_close() {
@@ -339,65 +340,15 @@ mod tests {
         assert!(up <= 4);
     }
 
-    /// Two QUIC endpoints on loopback with mutual TLS as the edges use it,
-    /// and one connection from the first to the second; the second (the far
-    /// end) runs with `far`'s transport settings. The dialing endpoint is
-    /// returned to be kept alive.
-    async fn quic_conns(
-        w: &::tests::World,
-        far: quinn::TransportConfig,
-    ) -> (quinn::Connection, quinn::Connection, quinn::Endpoint) {
-        use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-
-        let material = |org: &str| {
-            let (cert, key, _) = w.edge_cert(org, "edge", org, None, None);
-            crate::tls::load_material(&cert, &key, &w.ca_pem()).unwrap()
-        };
-        let server = crate::tls::server_config(&material("home")).unwrap();
-        let client = crate::tls::client_config(&material("away")).unwrap();
-        let mut server =
-            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server).unwrap()));
-        server.transport_config(Arc::new(far));
-        let listener = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let mut dialer = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        dialer.set_default_client_config(quinn::ClientConfig::new(Arc::new(
-            QuicClientConfig::try_from(client).unwrap(),
-        )));
-        let to = listener.local_addr().unwrap();
-        let accept = tokio::spawn(async move { listener.accept().await.unwrap().await.unwrap() });
-        let near = dialer
-            .connect(to, "edge.fedgate.invalid")
-            .unwrap()
-            .await
-            .unwrap();
-        (near, accept.await.unwrap(), dialer)
-    }
-
-    /// A stream opened from `near` and accepted at `far`.
-    async fn quic_stream(
-        near: &quinn::Connection,
-        far: &quinn::Connection,
-    ) -> (QuicStream, QuicStream) {
-        let (mut send, recv) = near.open_bi().await.unwrap();
-        // A stream reaches the peer with its first byte.
-        send.write_all(b"<").await.unwrap();
-        let (far_send, mut far_recv) = far.accept_bi().await.unwrap();
-        let mut first = [0u8; 1];
-        far_recv.read_exact(&mut first).await.unwrap();
-        (
-            QuicStream { send, recv },
-            QuicStream {
-                send: far_send,
-                recv: far_recv,
-            },
-        )
-    }
-
     #[tokio::test]
     async fn a_quic_flow_counts_bytes_both_ways_and_carries_half_close() {
         let w = ::tests::World::new();
-        let (near_conn, far_conn, _endpoint) =
-            quic_conns(&w, quinn::TransportConfig::default()).await;
+        let (near_conn, far_conn, _endpoint) = quic_conns(
+            &w,
+            quinn::TransportConfig::default(),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .await;
         let (mut near, mut far) = quic_stream(&near_conn, &far_conn).await;
         let (tcp, mut tcp_far) = tokio::io::duplex(1024);
         let task = tokio::spawn(async move {
@@ -446,7 +397,8 @@ mod tests {
         let mut far_transport = quinn::TransportConfig::default();
         far_transport.stream_receive_window(quinn::VarInt::from_u32(256 * 1024));
         far_transport.receive_window(quinn::VarInt::from_u32(128 * 1024));
-        let (near_conn, far_conn, _endpoint) = quic_conns(&w, far_transport).await;
+        let (near_conn, far_conn, _endpoint) =
+            quic_conns(&w, far_transport, Arc::new(quinn::TokioRuntime)).await;
         let mut relays = Vec::new();
         let mut fars = Vec::new();
         let mut clients = Vec::new();
