@@ -34,6 +34,10 @@ NC_CONNS=${NC_CONNS:-32}             # wrk connections at once, new connection p
 export NC_CONNS
 round_tag=$([ "$ROUNDS" -gt 1 ] && echo "round " || true)
 export FEDGATE_LOG=${FEDGATE_LOG:-warn}
+# The edges' relay threads (`--threads`; an older EDGE_BIN ignores it): one
+# each, since the two edges share this machine's cores with the client and
+# the origin (the haproxy pair keeps nbthread 2, its better setting here).
+export FEDGATE_THREADS=${FEDGATE_THREADS:-1}
 RUN_TIMEOUT=$((DURATION + 25))       # per measured command
 
 tool="$root/bench/overlay/tool.py"
@@ -241,7 +245,7 @@ start_edges() {
   SIDES[$path]="${PID[edge_away$sfx]},${PID[edge_home$sfx]}"
 }
 edge_common=(--ca "$CA" --conn-rate 100000 --max-flows 100000 --max-flows-per-peer 50000 --drain-secs 1)
-echo "== fedgate: home/edge $(a 2), away/edge $(a 1), QUIC overlay (FEDGATE_LOG=$FEDGATE_LOG, audit on)"
+echo "== fedgate: home/edge $(a 2), away/edge $(a 1), QUIC overlay (FEDGATE_LOG=$FEDGATE_LOG, --threads $FEDGATE_THREADS, audit on)"
 start_edges fedgate "" "$(a 1)" "$(a 2)"
 echo "== fedgate-tcp: home/edge $(a 4), away/edge $(a 3), --no-quic: the TLS-over-TCP overlay"
 start_edges fedgate-tcp -tcp "$(a 3)" "$(a 4)" --no-quic

@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -139,6 +140,12 @@ struct RunArgs {
     /// Check the snapshot file for a change this often (milliseconds); 0: never.
     #[arg(long, default_value_t = 200)]
     reload_ms: u64,
+    /// Threads that relay flows; default: one per core. With 1, every flow,
+    /// the overlay's connections and the listeners run on one thread: no
+    /// hand-over between threads, so the least latency and CPU per flow,
+    /// for an edge given one core (or sharing a small machine).
+    #[arg(long, env = "FEDGATE_THREADS")]
+    threads: Option<NonZeroUsize>,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +177,24 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => run(*args),
+    }
+}
+
+/// The runtime the edge runs on: tokio's multi-threaded one with `threads`
+/// workers (default: one per core), or with one thread its single-threaded
+/// one, which hands no task between threads.
+fn runtime(threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    match threads.map(NonZeroUsize::get) {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
 }
 
@@ -237,10 +262,7 @@ fn run(args: RunArgs) -> ExitCode {
             ..Limits::default()
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(args.threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("fedgate-edge: cannot start the runtime: {e}");
