@@ -158,10 +158,10 @@ impl AuditLog {
     }
 }
 
-/// How long the writer lets records gather after writing some: a record
-/// reaches the file at most this much later, and a busy edge wakes the
-/// writer once per interval rather than once per flow (a wake-up and a
-/// `write` that took about 5% of the CPU of each new flow).
+/// How long the writer, woken by a record, lets more gather before writing
+/// them: a record reaches the file about this much later, and a busy edge
+/// wakes the writer once per interval rather than once per flow (a wake-up
+/// and a `write` that took about 5% of the CPU of each new flow).
 pub const GATHER: Duration = Duration::from_millis(5);
 
 /// The writer thread: woken by a record, let more gather for [`GATHER`],
