@@ -231,6 +231,14 @@ mod tests {
         );
     }
 
+    /// The same on the single-threaded runtime an edge runs with
+    /// `--threads 1`.
+    #[tokio::test(flavor = "current_thread")]
+    async fn writes_of_flows_woken_together_share_datagrams_on_one_thread() {
+        let coalesced = datagrams_for_16_writes(Arc::new(Coalescing)).await;
+        assert!(coalesced <= 4, "{coalesced} datagrams for 16 writes");
+    }
+
     /// A batch of ten 9,000-byte datagrams (90 KB, more than one GSO send
     /// may carry) arrives whole, as ten datagrams.
     #[tokio::test]
