@@ -224,10 +224,13 @@ async fn authorise(
     let (b, a, ended) =
         relay::relay_flow(&mut upstream, &mut stream, ctx.limits.flow_idle, guard).await;
     match &ended {
-        relay::Ended::Idle => tracing::info!(
-            idle_secs = ctx.limits.flow_idle.as_secs(),
-            "flow closed: idle"
-        ),
+        relay::Ended::Idle => {
+            tracing::info!(
+                idle_secs = ctx.limits.flow_idle.as_secs(),
+                "flow closed: idle"
+            );
+            record.closed = Some("idle".into());
+        }
         relay::Ended::Stopped(reason) => {
             tracing::info!(%reason, "flow closed by a new snapshot");
             record.closed = Some(reason.clone());

@@ -462,16 +462,15 @@ async fn connect(
                 .await?;
             visit::relay(ctx, opened, client).await;
         }
-        Err(Refused {
-            denied,
-            reason,
-            rule,
-        }) => {
-            let (status, why) = if denied {
+        Err(refused) => {
+            let (status, why) = if refused.denied {
                 ("403 Forbidden", "denied")
+            } else if refused.overloaded() {
+                ("503 Service Unavailable", "busy, try again")
             } else {
                 ("502 Bad Gateway", "failed")
             };
+            let Refused { reason, rule, .. } = refused;
             let rule = rule.map(|r| format!(" by rule {r}")).unwrap_or_default();
             respond(
                 &mut client,

@@ -124,6 +124,13 @@ struct RunArgs {
     /// QUIC idle timeout in seconds.
     #[arg(long, default_value_t = 30)]
     idle_secs: u64,
+    /// Seconds a peer edge has to finish its TLS (or QUIC) handshake.
+    #[arg(long, default_value_t = 5)]
+    handshake_secs: u64,
+    /// Seconds a client has to send its first bytes (ClientHello, CONNECT or
+    /// SOCKS request), and a peer edge its flow header.
+    #[arg(long, default_value_t = 10)]
+    client_hello_secs: u64,
     /// Close a flow on which nothing has moved for this many seconds.
     #[arg(long, default_value_t = 300)]
     flow_idle_secs: u64,
@@ -257,6 +264,8 @@ fn run(args: RunArgs) -> ExitCode {
             conn_rate_per_source: args.conn_rate,
             drain: Duration::from_secs(args.drain_secs),
             idle_timeout: Duration::from_secs(args.idle_secs.max(1)),
+            handshake_timeout: Duration::from_secs(args.handshake_secs.max(1)),
+            client_hello_timeout: Duration::from_secs(args.client_hello_secs.max(1)),
             flow_idle: Duration::from_secs(args.flow_idle_secs.max(1)),
             deny_grace: Duration::from_secs(args.deny_grace_secs),
             ..Limits::default()

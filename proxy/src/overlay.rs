@@ -120,6 +120,23 @@ pub struct Opened {
     pub tcp_peer: Option<Arc<Peer>>,
 }
 
+/// Flow streams a peer may open past its `--max-flows-per-peer`, each to be
+/// refused as "overloaded" (see [`transport_config`]).
+const REFUSAL_MARGIN: usize = 1024;
+
+/// The peer gave no stream credit in time: it is at its limit of flows from
+/// this edge (beyond [`REFUSAL_MARGIN`] of refusals in flight too).
+#[derive(Debug)]
+pub struct PeerBusy(pub String);
+
+impl std::fmt::Display for PeerBusy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} takes no more flows from this edge for now", self.0)
+    }
+}
+
+impl std::error::Error for PeerBusy {}
+
 #[derive(Default)]
 struct Link {
     quic: Option<quinn::Connection>,
@@ -139,8 +156,12 @@ fn transport_config(ctx: &Ctx) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(quinn::IdleTimeout::try_from(ctx.limits.idle_timeout).ok());
     t.keep_alive_interval(Some(ctx.limits.idle_timeout / 3));
+    // Streams past `--max-flows-per-peer` are let in, up to a margin, so
+    // that `home::serve` refuses them at once with "overloaded"; at the
+    // stream limit itself a peer's flows would wait for credit instead.
+    let streams = ctx.limits.max_flows_per_peer.saturating_add(REFUSAL_MARGIN);
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(
-        u32::try_from(ctx.limits.max_flows_per_peer).unwrap_or(u32::MAX),
+        u32::try_from(streams).unwrap_or(u32::MAX),
     ));
     // Bulk transfers: windows large enough for a fast loopback or LAN.
     t.stream_receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
@@ -637,6 +658,47 @@ impl Overlay {
         })
     }
 
+    /// The QUIC connection to `peer`: the one up, else a new one unless QUIC
+    /// is off for it or being retried in the background (`None`: use TCP).
+    async fn quic_link(
+        self: &Arc<Self>,
+        peer: &Edge,
+        link: &Arc<tokio::sync::Mutex<Link>>,
+    ) -> Option<quinn::Connection> {
+        let mut l = link.lock().await;
+        if let Some(conn) = l.quic.as_ref() {
+            if conn.close_reason().is_none() {
+                self.ctx.metrics.set(
+                    "fedgate_peer_rtt_seconds",
+                    &[("peer", peer.id.as_str())],
+                    conn.rtt().as_secs_f64(),
+                );
+                return Some(conn.clone());
+            }
+            l.quic = None;
+            self.ctx.metrics.set(
+                "fedgate_peer_link",
+                &[("peer", peer.id.as_str()), ("transport", "quic")],
+                0.0,
+            );
+        }
+        if l.retrying || self.endpoint.is_none() || peer.quic.is_none() {
+            return None;
+        }
+        match self.quic_connect(peer).await {
+            Ok(conn) => {
+                l.quic = Some(conn.clone());
+                Some(conn)
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.id, cause = %e, "QUIC to peer failed; using TLS over TCP, retrying QUIC in the background");
+                l.retrying = true;
+                self.retry_quic(peer.clone(), link.clone());
+                None
+            }
+        }
+    }
+
     /// A stream to `peer`, its transport, and for TLS over TCP the verified
     /// peer (a QUIC connection is watched as a whole by `serve_streams`).
     async fn stream_to(
@@ -644,40 +706,34 @@ impl Overlay {
         peer: &Edge,
     ) -> anyhow::Result<(FlowStream, Transport, Option<Arc<Peer>>)> {
         let link = self.link(peer.id.as_str());
-        {
-            let mut l = link.lock().await;
-            if let Some(conn) = l.quic.as_ref() {
-                if conn.close_reason().is_none() {
-                    self.ctx.metrics.set(
-                        "fedgate_peer_rtt_seconds",
-                        &[("peer", peer.id.as_str())],
-                        conn.rtt().as_secs_f64(),
-                    );
-                    if let Ok((send, recv)) = conn.open_bi().await {
-                        tracing::debug!(peer = %peer.id, "flow stream opened");
-                        return Ok((FlowStream::quic(send, recv), Transport::Quic, None));
+        // Twice at most: a connection found dead on opening is replaced once.
+        for _ in 0..2 {
+            let Some(conn) = self.quic_link(peer, &link).await else {
+                break;
+            };
+            // Not under the link's lock: waiting here for stream credit (the
+            // peer at its `--max-flows-per-peer`) must not hold up other flows.
+            match tokio::time::timeout(self.ctx.limits.connect_timeout, conn.open_bi()).await {
+                Ok(Ok((send, recv))) => {
+                    tracing::debug!(peer = %peer.id, "flow stream opened");
+                    return Ok((FlowStream::quic(send, recv), Transport::Quic, None));
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer.id, cause = %e, "QUIC connection lost on opening a flow");
+                    let mut l = link.lock().await;
+                    if l.quic
+                        .as_ref()
+                        .is_some_and(|c| c.stable_id() == conn.stable_id())
+                    {
+                        l.quic = None;
+                        self.ctx.metrics.set(
+                            "fedgate_peer_link",
+                            &[("peer", peer.id.as_str()), ("transport", "quic")],
+                            0.0,
+                        );
                     }
                 }
-                l.quic = None;
-                self.ctx.metrics.set(
-                    "fedgate_peer_link",
-                    &[("peer", peer.id.as_str()), ("transport", "quic")],
-                    0.0,
-                );
-            }
-            if !l.retrying && self.endpoint.is_some() && peer.quic.is_some() {
-                match self.quic_connect(peer).await {
-                    Ok(conn) => {
-                        let (send, recv) = conn.open_bi().await?;
-                        l.quic = Some(conn);
-                        return Ok((FlowStream::quic(send, recv), Transport::Quic, None));
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %peer.id, cause = %e, "QUIC to peer failed; using TLS over TCP, retrying QUIC in the background");
-                        l.retrying = true;
-                        self.retry_quic(peer.clone(), link.clone());
-                    }
-                }
+                Err(_) => return Err(PeerBusy(peer.id.to_string()).into()),
             }
         }
         let addr = peer

@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::audit::FlowRecord;
-use crate::overlay::{FlowStream, Overlay};
+use crate::overlay::{FlowStream, Overlay, PeerBusy};
 use crate::tls::Peer;
 use crate::{Ctx, FlowPermit, enforce, now, relay};
 
@@ -27,6 +27,12 @@ pub struct Refused {
 }
 
 impl Refused {
+    /// Refused for want of a free slot (`--max-flows` here, or
+    /// `--max-flows-per-peer` at the home edge): worth retrying soon.
+    pub fn overloaded(&self) -> bool {
+        !self.denied && matches!(self.reason.as_str(), "overloaded" | "home:overloaded")
+    }
+
     pub fn message(&self) -> String {
         match &self.rule {
             Some(rule) => format!("{} (rule {rule})", self.reason),
@@ -166,6 +172,7 @@ pub async fn open(
         src_addr: Some(client.ip()),
     };
     let mut last_error = String::from("no edge of the owner");
+    let mut busy = false;
     let mut first = first.to_vec();
     let setup = tokio::time::Instant::now();
     for edge in node.fed.edges_of(&svc.org) {
@@ -198,9 +205,14 @@ pub async fn open(
             }
             Err(e) => {
                 tracing::warn!(peer = %edge.id, cause = %e, "cannot open a flow to the home edge");
+                busy |= e.is::<PeerBusy>();
                 last_error = e.to_string();
             }
         }
+    }
+    if busy {
+        // A home edge at its limit of flows from us, as if it had answered.
+        return Err(refuse(&mut record, false, "home:overloaded", None));
     }
     tracing::warn!(%service, cause = %last_error, "no home edge reachable");
     Err(refuse(&mut record, false, "home-unreachable", None))
@@ -227,6 +239,7 @@ pub async fn relay(ctx: &Ctx, mut opened: Opened, mut client: TcpStream) {
     match &ended {
         relay::Ended::Idle => {
             tracing::info!(flow_id = %opened.record.flow_id, idle_secs = ctx.limits.flow_idle.as_secs(), "flow closed: idle");
+            opened.record.closed = Some("idle".into());
         }
         relay::Ended::Stopped(reason) => {
             tracing::info!(flow_id = %opened.record.flow_id, %reason, "flow closed by a new snapshot");
