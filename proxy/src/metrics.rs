@@ -86,6 +86,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Peer connections closed because a new snapshot refuses the peer, by reason (revoked, unknown-edge).",
     ),
     (
+        "fedgate_quic_path_lost_total",
+        "counter",
+        "QUIC connections to a peer closed because nothing came back for a flow (UDP blocked under a link that was up); new flows go over TLS on TCP while QUIC is retried.",
+    ),
+    (
         "fedgate_snapshot_version",
         "gauge",
         "Version of the snapshot in force.",

@@ -120,6 +120,35 @@ pub struct Opened {
     pub tcp_peer: Option<Arc<Peer>>,
 }
 
+/// A stream to a peer, and what it runs over.
+struct Way {
+    stream: FlowStream,
+    transport: Transport,
+    /// For TLS over TCP, the verified peer (a QUIC connection is watched as
+    /// a whole by `serve_streams`).
+    tcp_peer: Option<Arc<Peer>>,
+    quic: Option<quinn::Connection>,
+}
+
+/// How long a flow's header may go unacknowledged before the QUIC path is
+/// taken as lost (or four round trips, if longer). The peer acknowledges
+/// within its ACK delay (25 ms) of the header arriving, whatever it then
+/// does with the flow; QUIC resends a lost header within a few round trips.
+const PATH_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Resolves if no ACK frame has come on `conn` since the count was `before`
+/// (taken as a flow's header was sent) after [`PATH_PATIENCE`]; never
+/// resolves otherwise, or without a QUIC connection.
+async fn silent(conn: Option<&quinn::Connection>, before: Option<u64>) {
+    if let (Some(conn), Some(before)) = (conn, before) {
+        tokio::time::sleep((conn.rtt() * 4).max(PATH_PATIENCE)).await;
+        if conn.stats().frame_rx.acks == before {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
 /// Flow streams a peer may open past its `--max-flows-per-peer`, each to be
 /// refused as "overloaded" (see [`transport_config`]).
 const REFUSAL_MARGIN: usize = 1024;
@@ -630,32 +659,83 @@ impl Overlay {
     /// to [`FIRST_MAX`] bytes in all. The home edge holds them until it has
     /// decided and connected, and drops them if it refuses; so a client's
     /// first bytes cost no round trip between the edges.
+    ///
+    /// If the flow went over QUIC and nothing comes back from the peer
+    /// ([`silent`]), the path is taken as lost ([`Overlay::path_lost`]) and,
+    /// when `replayable` (nothing of the client's sent, or a TLS ClientHello,
+    /// which may arrive twice without harm) and no more has been forwarded,
+    /// the flow is opened again over TCP.
     pub async fn open(
         self: &Arc<Self>,
         peer: &Edge,
         req: &FlowRequest,
         first: &mut Vec<u8>,
         client: Option<&TcpStream>,
+        replayable: bool,
     ) -> anyhow::Result<Opened> {
-        let (mut stream, transport, tcp_peer) = self.stream_to(peer).await?;
+        let at_start = first.len();
+        let way = self.stream_to(peer).await?;
+        if let Some(opened) = self.exchange(peer, way, req, first, client).await? {
+            return Ok(opened);
+        }
+        anyhow::ensure!(
+            replayable && first.len() == at_start,
+            "QUIC path to {} lost after the client's bytes were sent; not sending them again",
+            peer.id
+        );
+        let way = self.stream_to(peer).await?;
+        self.exchange(peer, way, req, first, client)
+            .await?
+            .with_context(|| format!("QUIC path to {} lost twice", peer.id))
+    }
+
+    /// Send the flow's header and `first` on `way`, and wait for the answer;
+    /// `None` when the way was QUIC and the path fell silent (now closed).
+    async fn exchange(
+        self: &Arc<Self>,
+        peer: &Edge,
+        way: Way,
+        req: &FlowRequest,
+        first: &mut Vec<u8>,
+        client: Option<&TcpStream>,
+    ) -> anyhow::Result<Option<Opened>> {
+        let Way {
+            mut stream,
+            transport,
+            tcp_peer,
+            quic,
+        } = way;
+        let acks = quic.as_ref().map(|c| c.stats().frame_rx.acks);
         let mut header = Vec::with_capacity(64 + first.len());
         req.encode(&mut header)?;
         header.extend_from_slice(first);
         stream.write_all(&header).await?;
         stream.flush().await?;
-        let (answer, rest) = tokio::time::timeout(
+        let answered = tokio::time::timeout(
             self.ctx.limits.connect_timeout + self.ctx.limits.handshake_timeout,
-            answer_forwarding(&mut stream, client, first),
+            async {
+                tokio::select! {
+                    r = answer_forwarding(&mut stream, client, first) => Some(r),
+                    () = silent(quic.as_ref(), acks) => None,
+                }
+            },
         )
         .await
-        .map_err(|_| anyhow!("no answer from {} in time", peer.id))??;
-        Ok(Opened {
+        .map_err(|_| anyhow!("no answer from {} in time", peer.id))?;
+        let Some(answered) = answered else {
+            if let Some(conn) = &quic {
+                self.path_lost(peer, conn).await;
+            }
+            return Ok(None);
+        };
+        let (answer, rest) = answered?;
+        Ok(Some(Opened {
             stream,
             answer,
             early: rest,
             transport,
             tcp_peer,
-        })
+        }))
     }
 
     /// The QUIC connection to `peer`: the one up, else a new one unless QUIC
@@ -699,12 +779,9 @@ impl Overlay {
         }
     }
 
-    /// A stream to `peer`, its transport, and for TLS over TCP the verified
-    /// peer (a QUIC connection is watched as a whole by `serve_streams`).
-    async fn stream_to(
-        self: &Arc<Self>,
-        peer: &Edge,
-    ) -> anyhow::Result<(FlowStream, Transport, Option<Arc<Peer>>)> {
+    /// A stream to `peer`: over its QUIC connection if up, else over a new
+    /// TLS-over-TCP connection.
+    async fn stream_to(self: &Arc<Self>, peer: &Edge) -> anyhow::Result<Way> {
         let link = self.link(peer.id.as_str());
         // Twice at most: a connection found dead on opening is replaced once.
         for _ in 0..2 {
@@ -716,22 +793,16 @@ impl Overlay {
             match tokio::time::timeout(self.ctx.limits.connect_timeout, conn.open_bi()).await {
                 Ok(Ok((send, recv))) => {
                     tracing::debug!(peer = %peer.id, "flow stream opened");
-                    return Ok((FlowStream::quic(send, recv), Transport::Quic, None));
+                    return Ok(Way {
+                        stream: FlowStream::quic(send, recv),
+                        transport: Transport::Quic,
+                        tcp_peer: None,
+                        quic: Some(conn),
+                    });
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %peer.id, cause = %e, "QUIC connection lost on opening a flow");
-                    let mut l = link.lock().await;
-                    if l.quic
-                        .as_ref()
-                        .is_some_and(|c| c.stable_id() == conn.stable_id())
-                    {
-                        l.quic = None;
-                        self.ctx.metrics.set(
-                            "fedgate_peer_link",
-                            &[("peer", peer.id.as_str()), ("transport", "quic")],
-                            0.0,
-                        );
-                    }
+                    drop(self.link_down(peer, &link, &conn).await);
                 }
                 Err(_) => return Err(PeerBusy(peer.id.to_string()).into()),
             }
@@ -769,10 +840,53 @@ impl Overlay {
             &[("peer", peer.id.as_str()), ("transport", "tcp")],
             1.0,
         );
-        Ok((
-            FlowStream::io(tls),
-            Transport::Tcp,
-            Some(Arc::new(verified)),
-        ))
+        Ok(Way {
+            stream: FlowStream::io(tls),
+            transport: Transport::Tcp,
+            tcp_peer: Some(Arc::new(verified)),
+            quic: None,
+        })
+    }
+
+    /// Take `conn` out of `peer`'s link, if it is still the one there: new
+    /// flows then reconnect (or go over TCP).
+    async fn link_down<'l>(
+        &self,
+        peer: &Edge,
+        link: &'l tokio::sync::Mutex<Link>,
+        conn: &quinn::Connection,
+    ) -> tokio::sync::MutexGuard<'l, Link> {
+        let mut l = link.lock().await;
+        if l.quic
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            l.quic = None;
+            self.ctx.metrics.set(
+                "fedgate_peer_link",
+                &[("peer", peer.id.as_str()), ("transport", "quic")],
+                0.0,
+            );
+        }
+        l
+    }
+
+    /// Nothing came back on `conn` for a flow's header ([`silent`]): close
+    /// it (its flows could not go on), send new flows over TCP and retry
+    /// QUIC in the background, as when QUIC fails at the outset.
+    async fn path_lost(self: &Arc<Self>, peer: &Edge, conn: &quinn::Connection) {
+        conn.close(quinn::VarInt::from_u32(3), b"path-lost");
+        let link = self.link(peer.id.as_str());
+        let mut l = self.link_down(peer, &link, conn).await;
+        self.ctx.metrics.add(
+            "fedgate_quic_path_lost_total",
+            &[("peer", peer.id.as_str())],
+            1,
+        );
+        tracing::warn!(peer = %peer.id, "QUIC path to peer lost: nothing came back for a flow; flows over TLS on TCP, retrying QUIC in the background");
+        if !l.retrying && l.quic.is_none() {
+            l.retrying = true;
+            self.retry_quic(peer.clone(), link.clone());
+        }
     }
 }

@@ -173,10 +173,16 @@ pub async fn open(
     };
     let mut last_error = String::from("no edge of the owner");
     let mut busy = false;
+    // Bytes that may reach the home edge twice without harm, if a QUIC path
+    // is lost under the flow's opening: none, or a TLS ClientHello.
+    let replayable = first.is_empty() || ingress == "sni";
     let mut first = first.to_vec();
     let setup = tokio::time::Instant::now();
     for edge in node.fed.edges_of(&svc.org) {
-        match overlay.open(edge, &req, &mut first, stream).await {
+        match overlay
+            .open(edge, &req, &mut first, stream, replayable)
+            .await
+        {
             Ok(opened) => {
                 ctx.metrics
                     .histogram(

@@ -1,0 +1,252 @@
+//! UDP between the edges blocked, then let through again, by a stand-in
+//! firewall: a UDP forwarder in front of the home edge's QUIC port that
+//! drops every datagram while it is blocked (as a perimeter firewall does;
+//! the home edge itself listens on QUIC as usual). While UDP is blocked,
+//! flows go over TLS on TCP and QUIC is retried in the background; once
+//! UDP passes again, the link comes back up and new flows take QUIC. When
+//! UDP is blocked again under a link that is up, the edge notices within
+//! seconds that nothing comes back (not at the QUIC idle timeout), and the
+//! flow being opened, then the next ones, go over TCP. A flow whose client
+//! bytes were already sent on the lost path is not sent again (they might
+//! have arrived): it fails at once, and the client tries again.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use tests::{World, ip};
+use tokio::net::UdpSocket;
+
+/// Datagrams both ways between one client and `to`, unless blocked.
+struct Firewall {
+    blocked: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Firewall {
+    async fn start(listen: SocketAddr, to: SocketAddr) -> Self {
+        let outer = UdpSocket::bind(listen).await.expect("bind the firewall");
+        let inner = UdpSocket::bind(SocketAddr::new(listen.ip(), 0))
+            .await
+            .expect("bind the firewall's inner side");
+        inner.connect(to).await.expect("connect to the home edge");
+        let blocked = Arc::new(AtomicBool::new(true));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (b, d) = (blocked.clone(), dropped.clone());
+        let task = tokio::spawn(async move {
+            let mut client = None;
+            let (mut up, mut down) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+            loop {
+                tokio::select! {
+                    r = outer.recv_from(&mut up) => {
+                        let Ok((n, from)) = r else { continue };
+                        client = Some(from);
+                        if b.load(Ordering::SeqCst) {
+                            d.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            let _ = inner.send(&up[..n]).await;
+                        }
+                    }
+                    r = inner.recv(&mut down) => {
+                        let Ok(n) = r else { continue };
+                        match client {
+                            Some(c) if !b.load(Ordering::SeqCst) => {
+                                let _ = outer.send_to(&down[..n], c).await;
+                            }
+                            _ => {
+                                d.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            blocked,
+            dropped,
+            task,
+        }
+    }
+
+    fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::SeqCst);
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An echo through the VIP; the transport its audit record at `away` names.
+async fn flow_transport(w: &World, msg: &str) -> String {
+    let back = echo_through(addr(w, 130, 7007), msg.as_bytes()).await;
+    assert_eq!(back.as_deref(), Ok(msg.as_bytes()), "echo of {msg}");
+    let r = audit_record(w, "away", |r| {
+        r["result"] == "allowed" && r["bytes_up"] == msg.len()
+    })
+    .await;
+    r["transport"].as_str().unwrap_or("-").to_string()
+}
+
+async fn quic_link_up(admin: SocketAddr) -> bool {
+    let (_, out, _) = curl(vec![format!("http://{admin}/metrics")]).await;
+    out.contains("fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} 1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
+    let w = World::new();
+    tests::echo_origin(addr(&w, 11, 7007)).await;
+    let origin_cert = w.path("origin.pem");
+    tests::https_origin(
+        addr(&w, 10, 8443),
+        "web.home.example",
+        &origin_cert,
+        "web\n",
+    )
+    .await;
+    let doc = document(&w, &Options::default());
+    // away reaches home's QUIC port only through the firewall (.20).
+    let firewall = Firewall::start(addr(&w, 20, 4433), addr(&w, 2, 4433)).await;
+    let home_quic = format!("quic: \"{}:4433\"", ip(w.net, 2));
+    assert!(doc.contains(&home_quic));
+    let away_doc = doc.replace(&home_quic, &format!("quic: \"{}:4433\"", ip(w.net, 20)));
+    let pair = start_pair(&w, &away_doc, &doc, &[]);
+    let away_admin = addr(&w, 1, 9100);
+
+    // Blocked: the first flow tries QUIC, then goes over TCP; the next one
+    // goes over TCP at once.
+    assert_eq!(flow_transport(&w, "one").await, "tcp");
+    assert!(
+        pair.away.log_text().contains("using TLS over TCP"),
+        "{}",
+        pair.away.log_text()
+    );
+    let started = tokio::time::Instant::now();
+    assert_eq!(flow_transport(&w, "second").await, "tcp");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a flow while QUIC is being retried took {:?}",
+        started.elapsed()
+    );
+    assert!(!quic_link_up(away_admin).await);
+
+    // Retried in the background: handshakes reach the firewall, and are
+    // dropped, with no flow asking for them.
+    let before = firewall.dropped();
+    let mut retried = false;
+    for _ in 0..100 {
+        if firewall.dropped() > before {
+            retried = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(retried, "no QUIC retry within 5 s of the fallback");
+
+    // UDP passes again: the link comes back within the backoff (at most
+    // 30 s between attempts; here the next is due within a few seconds).
+    firewall.set_blocked(false);
+    let mut up = false;
+    for _ in 0..200 {
+        if quic_link_up(away_admin).await {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        up,
+        "QUIC did not come back within 20 s of UDP passing\n{}",
+        pair.away.log_text()
+    );
+    assert_eq!(flow_transport(&w, "the third").await, "quic");
+    let home = audit_record(&w, "home", |r| r["bytes_up"] == 9).await;
+    assert_eq!(home["transport"], "quic");
+
+    // Blocked again, under the link that is up. A CONNECT (nothing of the
+    // client's sent before the answer, so safe to send again) is opened on
+    // the QUIC link, finds the path silent, and goes over TCP instead.
+    firewall.set_blocked(true);
+    let started = tokio::time::Instant::now();
+    let (ok, body, err) = curl(vec![
+        "--proxy".into(),
+        format!("http://{}", addr(&w, 1, 3128)),
+        "--cacert".into(),
+        origin_cert.display().to_string(),
+        "https://web.home.example:8443/".into(),
+    ])
+    .await;
+    let took = started.elapsed();
+    assert!(
+        ok && body == "web\n",
+        "{body} {err}\n{}",
+        pair.away.log_text()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the flow took {took:?} with UDP newly blocked"
+    );
+    let r = audit_record(&w, "away", |r| r["ingress"] == "connect").await;
+    assert_eq!(r["transport"], "tcp");
+    assert!(
+        pair.away.log_text().contains("QUIC path to peer lost"),
+        "{}",
+        pair.away.log_text()
+    );
+    assert!(!quic_link_up(away_admin).await);
+    // The next flows go over TCP at once.
+    let started = tokio::time::Instant::now();
+    assert_eq!(flow_transport(&w, "the fourth").await, "tcp");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let (_, metrics, _) = curl(vec![format!("http://{away_admin}/metrics")]).await;
+    assert!(
+        metrics.contains("fedgate_quic_path_lost_total{peer=\"home/edge\"} 1"),
+        "{metrics}"
+    );
+
+    // Once more, with a flow whose bytes went out on the lost path: refused
+    // within seconds, not sent again; the client's retry goes over TCP.
+    firewall.set_blocked(false);
+    let mut up = false;
+    for _ in 0..400 {
+        if quic_link_up(away_admin).await {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "QUIC did not come back within 40 s the second time");
+    assert_eq!(flow_transport(&w, "over quic again").await, "quic");
+    firewall.set_blocked(true);
+    let started = tokio::time::Instant::now();
+    let lost = echo_through(addr(&w, 130, 7007), b"sent once").await;
+    assert!(
+        lost.as_deref().is_ok_and(<[u8]>::is_empty) || lost.is_err(),
+        "{lost:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the lost flow took {:?} to fail",
+        started.elapsed()
+    );
+    let r = audit_record(&w, "away", |r| r["reason"] == "home-unreachable").await;
+    assert_eq!(r["result"], "denied");
+    assert!(
+        pair.away.log_text().contains("not sending them again"),
+        "{}",
+        pair.away.log_text()
+    );
+    assert_eq!(flow_transport(&w, "sent once, again").await, "tcp");
+}
