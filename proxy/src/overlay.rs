@@ -120,6 +120,29 @@ pub struct Opened {
     pub tcp_peer: Option<Arc<Peer>>,
 }
 
+/// The peer may have the flow (its header, perhaps the client's bytes) but
+/// gave no answer: the flow is not to be sent to another edge unless its
+/// bytes may arrive twice without harm.
+#[derive(Debug)]
+pub struct Unanswered(pub String);
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} may have the flow but gave no answer", self.0)
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
+/// How opening flows to a peer went lately. A peer that failed is tried
+/// after its organisation's other edges until `retry_at` (1 s after the
+/// first failure in a row, doubling to 30 s), then in its place again.
+#[derive(Debug, Default, Clone, Copy)]
+struct Health {
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
+}
+
 /// A stream to a peer, and what it runs over.
 struct Way {
     stream: FlowStream,
@@ -178,6 +201,7 @@ pub struct Overlay {
     endpoint: Option<quinn::Endpoint>,
     connector: TlsConnector,
     links: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Link>>>>,
+    health: Mutex<HashMap<String, Health>>,
     accept_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -332,6 +356,7 @@ impl Overlay {
             endpoint,
             connector: TlsConnector::from(client),
             links: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
             accept_tasks: Mutex::new(Vec::new()),
         });
         if let Some(endpoint) = overlay.endpoint.clone() {
@@ -678,11 +703,13 @@ impl Overlay {
         if let Some(opened) = self.exchange(peer, way, req, first, client).await? {
             return Ok(opened);
         }
-        anyhow::ensure!(
-            replayable && first.len() == at_start,
-            "QUIC path to {} lost after the client's bytes were sent; not sending them again",
-            peer.id
-        );
+        if !(replayable && first.len() == at_start) {
+            return Err(anyhow!(
+                "QUIC path to {} lost after the client's bytes were sent; not sending them again",
+                peer.id
+            )
+            .context(Unanswered(peer.id.to_string())));
+        }
         let way = self.stream_to(peer).await?;
         self.exchange(peer, way, req, first, client)
             .await?
@@ -709,26 +736,30 @@ impl Overlay {
         let mut header = Vec::with_capacity(64 + first.len());
         req.encode(&mut header)?;
         header.extend_from_slice(first);
-        stream.write_all(&header).await?;
-        stream.flush().await?;
-        let answered = tokio::time::timeout(
-            self.ctx.limits.connect_timeout + self.ctx.limits.handshake_timeout,
-            async {
-                tokio::select! {
-                    r = answer_forwarding(&mut stream, client, first) => Some(r),
-                    () = silent(quic.as_ref(), acks) => None,
-                }
-            },
-        )
+        let answered = async {
+            stream.write_all(&header).await?;
+            stream.flush().await?;
+            let answered = tokio::time::timeout(
+                self.ctx.limits.connect_timeout + self.ctx.limits.handshake_timeout,
+                async {
+                    tokio::select! {
+                        r = answer_forwarding(&mut stream, client, first) => r.map(Some),
+                        () = silent(quic.as_ref(), acks) => Ok(None),
+                    }
+                },
+            )
+            .await
+            .map_err(|_| anyhow!("no answer from {} in time", peer.id))??;
+            anyhow::Ok(answered)
+        }
         .await
-        .map_err(|_| anyhow!("no answer from {} in time", peer.id))?;
-        let Some(answered) = answered else {
+        .map_err(|e| e.context(Unanswered(peer.id.to_string())))?;
+        let Some((answer, rest)) = answered else {
             if let Some(conn) = &quic {
                 self.path_lost(peer, conn).await;
             }
             return Ok(None);
         };
-        let (answer, rest) = answered?;
         Ok(Some(Opened {
             stream,
             answer,
@@ -736,6 +767,39 @@ impl Overlay {
             transport,
             tcp_peer,
         }))
+    }
+
+    /// `edges` (one organisation's, in the snapshot's order) in the order
+    /// to try them: those that failed lately ([`Health`]) last.
+    pub fn by_health<'a>(&self, edges: impl Iterator<Item = &'a Edge>) -> Vec<&'a Edge> {
+        let now = tokio::time::Instant::now();
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let mut edges: Vec<&Edge> = edges.collect();
+        edges.sort_by_key(|e| {
+            health
+                .get(e.id.as_str())
+                .and_then(|h| h.retry_at)
+                .is_some_and(|at| at > now)
+        });
+        edges
+    }
+
+    /// A flow to `peer` was answered (accepted or refused): it is well.
+    pub fn answered(&self, peer: &Edge) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if health.remove(peer.id.as_str()).is_some() {
+            tracing::info!(peer = %peer.id, "peer answers flows again");
+        }
+    }
+
+    /// Opening a flow to `peer` failed: try it after the others for a while.
+    pub fn failed(&self, peer: &Edge) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let h = health.entry(peer.id.to_string()).or_default();
+        h.failures = h.failures.saturating_add(1);
+        let backoff = Duration::from_secs(1 << h.failures.min(6).saturating_sub(1))
+            .min(Duration::from_secs(30));
+        h.retry_at = Some(tokio::time::Instant::now() + backoff);
     }
 
     /// The QUIC connection to `peer`: the one up, else a new one unless QUIC

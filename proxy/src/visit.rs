@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::audit::FlowRecord;
-use crate::overlay::{FlowStream, Overlay, PeerBusy};
+use crate::overlay::{FlowStream, Overlay, PeerBusy, Unanswered};
 use crate::tls::Peer;
 use crate::{Ctx, FlowPermit, enforce, now, relay};
 
@@ -178,12 +178,14 @@ pub async fn open(
     let replayable = first.is_empty() || ingress == "sni";
     let mut first = first.to_vec();
     let setup = tokio::time::Instant::now();
-    for edge in node.fed.edges_of(&svc.org) {
+    let at_start = first.len();
+    for edge in overlay.by_health(node.fed.edges_of(&svc.org)) {
         match overlay
             .open(edge, &req, &mut first, stream, replayable)
             .await
         {
             Ok(opened) => {
+                overlay.answered(edge);
                 ctx.metrics
                     .histogram(
                         "fedgate_flow_setup_seconds",
@@ -210,9 +212,17 @@ pub async fn open(
                 return Err(refuse(&mut record, denied, &format!("home:{reason}"), rule));
             }
             Err(e) => {
-                tracing::warn!(peer = %edge.id, cause = %e, "cannot open a flow to the home edge");
-                busy |= e.is::<PeerBusy>();
-                last_error = e.to_string();
+                tracing::warn!(peer = %edge.id, cause = %format!("{e:#}"), "cannot open a flow to the home edge");
+                last_error = format!("{e:#}");
+                if e.is::<PeerBusy>() {
+                    busy = true;
+                    continue;
+                }
+                overlay.failed(edge);
+                if e.is::<Unanswered>() && !(replayable && first.len() == at_start) {
+                    // It may have reached that edge: not to another as well.
+                    break;
+                }
             }
         }
     }
