@@ -502,6 +502,10 @@ impl Overlay {
                 }
                 Err(e) => {
                     tracing::info!(peer = %peer, cause = %e, "peer connection closed");
+                    // Shown down at once (the idle timeout, say), not when
+                    // the next flow finds it closed.
+                    let link = self.link(&peer.edge);
+                    drop(self.link_down(&peer.edge, &link, &conn).await);
                     return;
                 }
             }
@@ -866,7 +870,7 @@ impl Overlay {
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %peer.id, cause = %e, "QUIC connection lost on opening a flow");
-                    drop(self.link_down(peer, &link, &conn).await);
+                    drop(self.link_down(peer.id.as_str(), &link, &conn).await);
                 }
                 Err(_) => return Err(PeerBusy(peer.id.to_string()).into()),
             }
@@ -916,7 +920,7 @@ impl Overlay {
     /// flows then reconnect (or go over TCP).
     async fn link_down<'l>(
         &self,
-        peer: &Edge,
+        peer: &str,
         link: &'l tokio::sync::Mutex<Link>,
         conn: &quinn::Connection,
     ) -> tokio::sync::MutexGuard<'l, Link> {
@@ -928,7 +932,7 @@ impl Overlay {
             l.quic = None;
             self.ctx.metrics.set(
                 "fedgate_peer_link",
-                &[("peer", peer.id.as_str()), ("transport", "quic")],
+                &[("peer", peer), ("transport", "quic")],
                 0.0,
             );
         }
@@ -941,7 +945,7 @@ impl Overlay {
     async fn path_lost(self: &Arc<Self>, peer: &Edge, conn: &quinn::Connection) {
         conn.close(quinn::VarInt::from_u32(3), b"path-lost");
         let link = self.link(peer.id.as_str());
-        let mut l = self.link_down(peer, &link, conn).await;
+        let mut l = self.link_down(peer.id.as_str(), &link, conn).await;
         self.ctx.metrics.add(
             "fedgate_quic_path_lost_total",
             &[("peer", peer.id.as_str())],
