@@ -47,7 +47,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "fedgate_peer_link",
         "gauge",
-        "1 when a QUIC connection to the peer is up, by peer and transport.",
+        "Whether the peer is reached: for quic, 1 while a QUIC connection is up; for tcp, 1 if the last TLS-over-TCP connection to it succeeded, 0 if it failed.",
     ),
     (
         "fedgate_peer_rtt_seconds",

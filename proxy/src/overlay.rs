@@ -839,6 +839,11 @@ impl Overlay {
                 Some(conn)
             }
             Err(e) => {
+                self.ctx.metrics.set(
+                    "fedgate_peer_link",
+                    &[("peer", peer.id.as_str()), ("transport", "quic")],
+                    0.0,
+                );
                 tracing::warn!(peer = %peer.id, cause = %e, "QUIC to peer failed; using TLS over TCP, retrying QUIC in the background");
                 l.retrying = true;
                 self.retry_quic(peer.clone(), link.clone());
@@ -875,6 +880,17 @@ impl Overlay {
                 Err(_) => return Err(PeerBusy(peer.id.to_string()).into()),
             }
         }
+        let way = self.tcp_to(peer).await;
+        self.ctx.metrics.set(
+            "fedgate_peer_link",
+            &[("peer", peer.id.as_str()), ("transport", "tcp")],
+            if way.is_ok() { 1.0 } else { 0.0 },
+        );
+        way
+    }
+
+    /// A new TLS-over-TCP connection to `peer`, its certificate checked.
+    async fn tcp_to(&self, peer: &Edge) -> anyhow::Result<Way> {
         let addr = peer
             .tcp
             .with_context(|| format!("no QUIC link to {} and it has no TCP endpoint", peer.id))?;
@@ -903,11 +919,6 @@ impl Overlay {
                 bail!("peer refused: {e}");
             }
         };
-        self.ctx.metrics.set(
-            "fedgate_peer_link",
-            &[("peer", peer.id.as_str()), ("transport", "tcp")],
-            1.0,
-        );
         Ok(Way {
             stream: FlowStream::io(tls),
             transport: Transport::Tcp,

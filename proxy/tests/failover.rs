@@ -67,6 +67,14 @@ async fn flows_go_to_an_organisations_other_edge_while_one_is_down() {
             .count()
     };
     assert_eq!(tries(&away), 1, "{}", away.log_text());
+    let (_, metrics, _) = curl(vec![format!("http://{}/metrics", addr(&w, 1, 9100))]).await;
+    for shown in [
+        "fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} 0",
+        "fedgate_peer_link{peer=\"home/edge\",transport=\"tcp\"} 0",
+        "fedgate_peer_link{peer=\"home/edge2\",transport=\"quic\"} 1",
+    ] {
+        assert!(metrics.contains(shown), "{shown} not in\n{metrics}");
+    }
     // The next flows go straight to edge2: no new attempt at the edge that
     // is down while its retry time has not come.
     let started = tokio::time::Instant::now();
