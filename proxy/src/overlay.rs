@@ -123,16 +123,9 @@ pub struct Opened {
 /// The peer may have the flow (its header, perhaps the client's bytes) but
 /// gave no answer: the flow is not to be sent to another edge unless its
 /// bytes may arrive twice without harm.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0} may have the flow but gave no answer")]
 pub struct Unanswered(pub String);
-
-impl std::fmt::Display for Unanswered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} may have the flow but gave no answer", self.0)
-    }
-}
-
-impl std::error::Error for Unanswered {}
 
 /// How opening flows to a peer went lately. A peer that failed is tried
 /// after its organisation's other edges until `retry_at` (1 s after the
@@ -178,16 +171,9 @@ const REFUSAL_MARGIN: usize = 1024;
 
 /// The peer gave no stream credit in time: it is at its limit of flows from
 /// this edge (beyond [`REFUSAL_MARGIN`] of refusals in flight too).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0} takes no more flows from this edge for now")]
 pub struct PeerBusy(pub String);
-
-impl std::fmt::Display for PeerBusy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} takes no more flows from this edge for now", self.0)
-    }
-}
-
-impl std::error::Error for PeerBusy {}
 
 #[derive(Default)]
 struct Link {

@@ -10,15 +10,9 @@ use std::time::Duration;
 use common::*;
 use tests::{World, ip};
 
-/// Echo through the VIP; which home edge the flow went to. Each flow of a
-/// test sends a message of its own length, by which its record is found.
+/// Which home edge a flow echoing `msg` went to ([`echo_record`]).
 async fn flow_peer(w: &World, msg: &str) -> String {
-    let back = echo_through(addr(w, 130, 7007), msg.as_bytes()).await;
-    assert_eq!(back.as_deref(), Ok(msg.as_bytes()), "echo of {msg}");
-    let r = audit_record(w, "away", |r| {
-        r["result"] == "allowed" && r["bytes_up"] == msg.len()
-    })
-    .await;
+    let r = echo_record(w, msg).await;
     r["peer_edge"].as_str().unwrap_or("-").to_string()
 }
 
@@ -67,7 +61,7 @@ async fn flows_go_to_an_organisations_other_edge_while_one_is_down() {
             .count()
     };
     assert_eq!(tries(&away), 1, "{}", away.log_text());
-    let (_, metrics, _) = curl(vec![format!("http://{}/metrics", addr(&w, 1, 9100))]).await;
+    let metrics = metrics(addr(&w, 1, 9100)).await;
     for shown in [
         "fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} 0",
         "fedgate_peer_link{peer=\"home/edge\",transport=\"tcp\"} 0",
@@ -92,20 +86,19 @@ async fn flows_go_to_an_organisations_other_edge_while_one_is_down() {
     // home/edge is back: within its retry time (here at most a few
     // seconds), flows go to it again, the first in the snapshot.
     let _home = start_edge(&w, "home", "home/edge", &home_snap, &hc, &hk, &[]);
-    let mut back = false;
-    for i in 0..40u32 {
-        let msg = format!("again {}", "!".repeat(i as usize)); // each its own length
-        if flow_peer(&w, &msg).await == "home/edge" {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let w = &w;
+    let mut i = 0;
+    let back = eventually(40, Duration::from_millis(250), || {
+        i += 1;
+        let msg = format!("again {}", "!".repeat(i)); // each its own length
+        async move { flow_peer(w, &msg).await == "home/edge" }
+    })
+    .await;
     assert!(
         back,
         "flows did not return to home/edge within 10 s\n{}",
         away.log_text()
     );
-    let r = audit_record(&w, "home", |r| r["result"] == "allowed").await;
+    let r = audit_record(w, "home", |r| r["result"] == "allowed").await;
     assert_eq!(r["peer_edge"], "away/edge");
 }

@@ -12,8 +12,9 @@ use common::*;
 use tests::World;
 
 async fn link_state(admin: SocketAddr) -> Option<String> {
-    let (_, out, _) = curl(vec![format!("http://{admin}/metrics")]).await;
-    out.lines()
+    metrics(admin)
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix("fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} "))
         .map(str::to_string)
 }
@@ -70,14 +71,10 @@ async fn an_idle_link_stays_up_and_a_dead_peer_is_shown_down_at_the_idle_timeout
     let (ok, _, err) = tests::run("kill", &["-KILL", &pid]);
     assert!(ok, "kill -KILL {pid}: {err}");
     let killed = tokio::time::Instant::now();
-    let mut down = false;
-    for _ in 0..80 {
-        if link_state(admin).await.as_deref() == Some("0") {
-            down = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let down = eventually(80, Duration::from_millis(100), || async {
+        link_state(admin).await.as_deref() == Some("0")
+    })
+    .await;
     assert!(
         down,
         "the link to a dead peer still showed up 8 s later\n{}",

@@ -61,12 +61,6 @@ async fn connect_status(w: &World) -> String {
     out.trim().to_string()
 }
 
-async fn metrics(admin: SocketAddr) -> String {
-    let (ok, out, err) = curl(vec![format!("http://{admin}/metrics")]).await;
-    assert!(ok, "metrics from {admin}: {err}");
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_edge_refuses_new_flows_until_idle_ones_are_closed() {
     let w = World::new();

@@ -88,20 +88,16 @@ impl Drop for Firewall {
     }
 }
 
-/// An echo through the VIP; the transport its audit record at `away` names.
+/// The transport of a flow echoing `msg` ([`echo_record`]).
 async fn flow_transport(w: &World, msg: &str) -> String {
-    let back = echo_through(addr(w, 130, 7007), msg.as_bytes()).await;
-    assert_eq!(back.as_deref(), Ok(msg.as_bytes()), "echo of {msg}");
-    let r = audit_record(w, "away", |r| {
-        r["result"] == "allowed" && r["bytes_up"] == msg.len()
-    })
-    .await;
+    let r = echo_record(w, msg).await;
     r["transport"].as_str().unwrap_or("-").to_string()
 }
 
 async fn quic_link_up(admin: SocketAddr) -> bool {
-    let (_, out, _) = curl(vec![format!("http://{admin}/metrics")]).await;
-    out.contains("fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} 1")
+    metrics(admin)
+        .await
+        .contains("fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} 1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,27 +141,17 @@ async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     // Retried in the background: handshakes reach the firewall, and are
     // dropped, with no flow asking for them.
     let before = firewall.dropped();
-    let mut retried = false;
-    for _ in 0..100 {
-        if firewall.dropped() > before {
-            retried = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let retried = eventually(100, Duration::from_millis(50), || {
+        let dropped = firewall.dropped();
+        async move { dropped > before }
+    })
+    .await;
     assert!(retried, "no QUIC retry within 5 s of the fallback");
 
     // UDP passes again: the link comes back within the backoff (at most
     // 30 s between attempts; here the next is due within a few seconds).
     firewall.set_blocked(false);
-    let mut up = false;
-    for _ in 0..200 {
-        if quic_link_up(away_admin).await {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let up = eventually(200, Duration::from_millis(100), || quic_link_up(away_admin)).await;
     assert!(
         up,
         "QUIC did not come back within 20 s of UDP passing\n{}",
@@ -210,7 +196,7 @@ async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     let started = tokio::time::Instant::now();
     assert_eq!(flow_transport(&w, "the fourth").await, "tcp");
     assert!(started.elapsed() < Duration::from_secs(1));
-    let (_, metrics, _) = curl(vec![format!("http://{away_admin}/metrics")]).await;
+    let metrics = metrics(away_admin).await;
     assert!(
         metrics.contains("fedgate_quic_path_lost_total{peer=\"home/edge\"} 1"),
         "{metrics}"
@@ -219,14 +205,7 @@ async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     // Once more, with a flow whose bytes went out on the lost path: refused
     // within seconds, not sent again; the client's retry goes over TCP.
     firewall.set_blocked(false);
-    let mut up = false;
-    for _ in 0..400 {
-        if quic_link_up(away_admin).await {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let up = eventually(400, Duration::from_millis(100), || quic_link_up(away_admin)).await;
     assert!(up, "QUIC did not come back within 40 s the second time");
     assert_eq!(flow_transport(&w, "over quic again").await, "quic");
     firewall.set_blocked(true);

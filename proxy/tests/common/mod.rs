@@ -205,6 +205,41 @@ pub(crate) async fn echo_through(addr: SocketAddr, msg: &[u8]) -> Result<Vec<u8>
     Ok(back)
 }
 
+/// The metrics page of the edge whose admin listener is `admin`.
+pub(crate) async fn metrics(admin: SocketAddr) -> String {
+    let (ok, out, err) = curl(vec![format!("http://{admin}/metrics")]).await;
+    assert!(ok, "metrics from {admin}: {err}");
+    out
+}
+
+/// Ask `check` up to `tries` times, `every` apart, until it says yes;
+/// whether it did.
+pub(crate) async fn eventually<F, Fut>(tries: u32, every: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..tries {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(every).await;
+    }
+    false
+}
+
+/// Echo `msg` through the echo service's VIP at `away` and return away's
+/// audit record of the flow. The record is found by the message's length:
+/// give each flow of a test a length of its own.
+pub(crate) async fn echo_record(w: &World, msg: &str) -> serde_json::Value {
+    let back = echo_through(addr(w, 130, 7007), msg.as_bytes()).await;
+    assert_eq!(back.as_deref(), Ok(msg.as_bytes()), "echo of {msg}");
+    audit_record(w, "away", |r| {
+        r["result"] == "allowed" && r["bytes_up"] == msg.len()
+    })
+    .await
+}
+
 /// Every audit record of an edge, as JSON.
 pub(crate) fn audit(w: &World, name: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(w.path(&format!("{name}.audit.jsonl")))
