@@ -16,6 +16,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::tls::{self, Material, Peer};
@@ -175,11 +176,21 @@ const REFUSAL_MARGIN: usize = 1024;
 #[error("{0} takes no more flows from this edge for now")]
 pub struct PeerBusy(pub String);
 
+/// How long a flow waits for a QUIC connection being set up before it goes
+/// over TLS on TCP instead (the connection goes on being set up, and later
+/// flows take it): where UDP is blocked, a flow is late by this much only.
+const QUIC_HEAD_START: Duration = Duration::from_millis(300);
+
 #[derive(Default)]
 struct Link {
     quic: Option<quinn::Connection>,
-    /// A background task is re-establishing QUIC.
+    /// A background task is setting up QUIC (or re-establishing it).
     retrying: bool,
+    /// When that task's first attempt started, for the head start.
+    since: Option<tokio::time::Instant>,
+    /// Counts the task's attempts that ended (up or failed): flows waiting
+    /// out the head start watch it.
+    attempts: watch::Sender<u64>,
 }
 
 pub struct Overlay {
@@ -633,32 +644,53 @@ impl Overlay {
         Ok(conn)
     }
 
-    /// Re-establish QUIC to `peer` in the background, with backoff and jitter.
-    fn retry_quic(self: &Arc<Self>, peer: Edge, link: Arc<tokio::sync::Mutex<Link>>) {
+    /// Set up QUIC to `peer` in the background, the first attempt after
+    /// `first`, then with backoff (1 s doubling to 30 s) and jitter.
+    fn retry_quic(
+        self: &Arc<Self>,
+        peer: Edge,
+        link: Arc<tokio::sync::Mutex<Link>>,
+        first: Duration,
+    ) {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut delay = Duration::from_secs(1);
+            let mut delay = first;
             let mut shutdown = this.ctx.shutdown.clone();
-            for _attempt in 0..10_000u32 {
+            for attempt in 0..10_000u32 {
                 let jitter = Duration::from_millis(
                     u64::from(now().subsec_nanosecond().unsigned_abs()) % 250,
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(delay + jitter) => {}
-                    _ = shutdown.changed() => return,
+                if attempt > 0 || !delay.is_zero() {
+                    tokio::select! {
+                        () = tokio::time::sleep(delay + jitter) => {}
+                        _ = shutdown.changed() => return,
+                    }
                 }
-                match this.quic_connect(&peer).await {
+                let result = this.quic_connect(&peer).await;
+                let mut l = link.lock().await;
+                l.attempts.send_modify(|n| *n += 1);
+                match result {
                     Ok(conn) => {
-                        let mut l = link.lock().await;
-                        l.quic = Some(conn);
+                        if l.quic.as_ref().is_some_and(|c| c.close_reason().is_none()) {
+                            // The peer dialed us meanwhile: one connection
+                            // per pair, so this new one (no flow yet) goes.
+                            conn.close(quinn::VarInt::from_u32(0), b"one connection per pair");
+                        } else {
+                            l.quic = Some(conn);
+                        }
                         l.retrying = false;
+                        l.since = None;
                         return;
+                    }
+                    Err(e) if attempt == 0 => {
+                        tracing::warn!(peer = %peer.id, cause = %e, "QUIC to peer failed; using TLS over TCP, retrying QUIC in the background");
                     }
                     Err(e) => {
                         tracing::debug!(peer = %peer.id, cause = %e, "QUIC retry failed");
-                        delay = (delay * 2).min(Duration::from_secs(30));
                     }
                 }
+                drop(l);
+                delay = (delay * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
             }
         });
     }
@@ -792,50 +824,61 @@ impl Overlay {
         h.retry_at = Some(tokio::time::Instant::now() + backoff);
     }
 
-    /// The QUIC connection to `peer`: the one up, else a new one unless QUIC
-    /// is off for it or being retried in the background (`None`: use TCP).
+    /// The QUIC connection to `peer`: the one up, else one being set up if
+    /// it comes up within [`QUIC_HEAD_START`] (`None`: use TCP, as also when
+    /// QUIC is off for it).
     async fn quic_link(
         self: &Arc<Self>,
         peer: &Edge,
         link: &Arc<tokio::sync::Mutex<Link>>,
     ) -> Option<quinn::Connection> {
-        let mut l = link.lock().await;
-        if let Some(conn) = l.quic.as_ref() {
-            if conn.close_reason().is_none() {
-                self.ctx.metrics.set(
-                    "fedgate_peer_rtt_seconds",
-                    &[("peer", peer.id.as_str())],
-                    conn.rtt().as_secs_f64(),
-                );
-                return Some(conn.clone());
+        let (mut attempts, deadline) = {
+            let mut l = link.lock().await;
+            if let Some(conn) = self.live(peer, &mut l) {
+                return Some(conn);
             }
-            l.quic = None;
-            self.ctx.metrics.set(
-                "fedgate_peer_link",
-                &[("peer", peer.id.as_str()), ("transport", "quic")],
-                0.0,
-            );
-        }
-        if l.retrying || self.endpoint.is_none() || peer.quic.is_none() {
-            return None;
-        }
-        match self.quic_connect(peer).await {
-            Ok(conn) => {
-                l.quic = Some(conn.clone());
-                Some(conn)
+            if self.endpoint.is_none() || peer.quic.is_none() {
+                return None;
             }
-            Err(e) => {
+            if !l.retrying {
+                l.retrying = true;
+                l.since = Some(tokio::time::Instant::now());
+                // Not up until it is.
                 self.ctx.metrics.set(
                     "fedgate_peer_link",
                     &[("peer", peer.id.as_str()), ("transport", "quic")],
                     0.0,
                 );
-                tracing::warn!(peer = %peer.id, cause = %e, "QUIC to peer failed; using TLS over TCP, retrying QUIC in the background");
-                l.retrying = true;
-                self.retry_quic(peer.clone(), link.clone());
-                None
+                self.retry_quic(peer.clone(), link.clone(), Duration::ZERO);
             }
+            let deadline = l.since? + QUIC_HEAD_START;
+            (l.attempts.subscribe(), deadline)
+        };
+        // Within the head start: wait for the attempt under way to end.
+        let _ = tokio::time::timeout_at(deadline, attempts.changed()).await;
+        let mut l = link.lock().await;
+        self.live(peer, &mut l)
+    }
+
+    /// The link's QUIC connection if it is up (one found closed is taken
+    /// out).
+    fn live(&self, peer: &Edge, l: &mut Link) -> Option<quinn::Connection> {
+        let conn = l.quic.as_ref()?;
+        if conn.close_reason().is_none() {
+            self.ctx.metrics.set(
+                "fedgate_peer_rtt_seconds",
+                &[("peer", peer.id.as_str())],
+                conn.rtt().as_secs_f64(),
+            );
+            return Some(conn.clone());
         }
+        l.quic = None;
+        self.ctx.metrics.set(
+            "fedgate_peer_link",
+            &[("peer", peer.id.as_str()), ("transport", "quic")],
+            0.0,
+        );
+        None
     }
 
     /// A stream to `peer`: over its QUIC connection if up, else over a new
@@ -951,7 +994,9 @@ impl Overlay {
         tracing::warn!(peer = %peer.id, "QUIC path to peer lost: nothing came back for a flow; flows over TLS on TCP, retrying QUIC in the background");
         if !l.retrying && l.quic.is_none() {
             l.retrying = true;
-            self.retry_quic(peer.clone(), link.clone());
+            // No head start: flows go over TCP until QUIC is back.
+            l.since = None;
+            self.retry_quic(peer.clone(), link.clone(), Duration::from_secs(1));
         }
     }
 }

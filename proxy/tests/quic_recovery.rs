@@ -118,16 +118,17 @@ async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     let home_quic = format!("quic: \"{}:4433\"", ip(w.net, 2));
     assert!(doc.contains(&home_quic));
     let away_doc = doc.replace(&home_quic, &format!("quic: \"{}:4433\"", ip(w.net, 20)));
-    let pair = start_pair(&w, &away_doc, &doc, &[]);
+    let mut pair = start_pair(&w, &away_doc, &doc, &[]);
     let away_admin = addr(&w, 1, 9100);
 
-    // Blocked: the first flow tries QUIC, then goes over TCP; the next one
-    // goes over TCP at once.
+    // Blocked: the first flow gives QUIC a head start of 300 ms, then goes
+    // over TCP; the next one goes over TCP at once.
+    let started = tokio::time::Instant::now();
     assert_eq!(flow_transport(&w, "one").await, "tcp");
     assert!(
-        pair.away.log_text().contains("using TLS over TCP"),
-        "{}",
-        pair.away.log_text()
+        started.elapsed() < Duration::from_secs(2),
+        "the first flow waited {:?} for QUIC",
+        started.elapsed()
     );
     let started = tokio::time::Instant::now();
     assert_eq!(flow_transport(&w, "second").await, "tcp");
@@ -138,8 +139,11 @@ async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     );
     assert!(!quic_link_up(away_admin).await);
 
-    // Retried in the background: handshakes reach the firewall, and are
-    // dropped, with no flow asking for them.
+    // The handshake under way gives up (after 2 s); QUIC is retried in the
+    // background: handshakes reach the firewall, and are dropped, with no
+    // flow asking for them.
+    pair.away
+        .wait_for("using TLS over TCP", Duration::from_secs(10));
     let before = firewall.dropped();
     let retried = eventually(100, Duration::from_millis(50), || {
         let dropped = firewall.dropped();
