@@ -44,6 +44,29 @@ async fn closed_after(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
     }
 }
 
+/// Wait (bounded) for `n` audit records at `edge` of held flows closed as
+/// idle, and check them: allowed, the 4 bytes of [`held`] each way.
+async fn idle_records(w: &World, edge: &str, n: usize) {
+    let idle = || -> Vec<serde_json::Value> {
+        audit(w, edge)
+            .into_iter()
+            .filter(|r| r["closed"] == "idle")
+            .collect()
+    };
+    eventually(200, Duration::from_millis(25), || {
+        let found = idle().len();
+        async move { found >= n }
+    })
+    .await;
+    let records = idle();
+    assert_eq!(records.len(), n, "{:#?}", audit(w, edge));
+    for r in &records {
+        assert_eq!(r["result"], "allowed");
+        assert_eq!(r["bytes_up"], 4);
+        assert_eq!(r["bytes_down"], 4);
+    }
+}
+
 /// curl's CONNECT through away's proxy to echo.home.example: the status the
 /// proxy answered the CONNECT with.
 async fn connect_status(w: &World) -> String {
@@ -111,30 +134,7 @@ async fn a_full_edge_refuses_new_flows_until_idle_ones_are_closed() {
         idle_for >= Duration::from_millis(3500),
         "idle flows closed after {idle_for:?}, before --flow-idle-secs 4"
     );
-    for _ in 0..200 {
-        let idle: Vec<_> = audit(&w, "away")
-            .into_iter()
-            .filter(|r| r["closed"] == "idle")
-            .collect();
-        if idle.len() == 2 {
-            for r in &idle {
-                assert_eq!(r["result"], "allowed");
-                assert_eq!(r["bytes_up"], 4);
-                assert_eq!(r["bytes_down"], 4);
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(
-        audit(&w, "away")
-            .iter()
-            .filter(|r| r["closed"] == "idle")
-            .count(),
-        2,
-        "{:#?}",
-        audit(&w, "away")
-    );
+    idle_records(&w, "away", 2).await;
     assert!(pair.away.log_text().contains("flow closed: idle"));
 
     // Their slots are free again.
@@ -188,10 +188,7 @@ async fn the_home_edge_refuses_a_peer_over_its_share() {
         "the flow was closed after {:?}, before --flow-idle-secs 3",
         held_at.elapsed()
     );
-    let idle = audit_record(&w, "home", |r| r["closed"] == "idle").await;
-    assert_eq!(idle["result"], "allowed");
-    assert_eq!(idle["bytes_up"], 4);
-    assert_eq!(idle["bytes_down"], 4);
+    idle_records(&w, "home", 1).await;
     assert!(pair.home.log_text().contains("flow closed: idle"));
     assert_eq!(
         echo_through(vip, b"second").await.as_deref(),
