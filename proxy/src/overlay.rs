@@ -425,6 +425,7 @@ impl Overlay {
                             &[("reason", "timeout"), ("transport", "quic")],
                             1,
                         );
+                        tracing::warn!(%remote, transport = "quic", secs = this.ctx.limits.handshake_timeout.as_secs(), "handshake timed out");
                         return;
                     }
                 };
@@ -545,6 +546,7 @@ impl Overlay {
                             &[("reason", "timeout"), ("transport", "tcp")],
                             1,
                         );
+                        tracing::warn!(%remote, transport = "tcp", secs = this.ctx.limits.handshake_timeout.as_secs(), "handshake timed out");
                         return;
                     }
                 };

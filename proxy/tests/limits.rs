@@ -232,6 +232,11 @@ async fn silent_clients_and_peers_are_dropped_at_their_timeouts() {
             .contains("fedgate_handshake_failures_total{reason=\"timeout\",transport=\"tcp\"} 1"),
         "home counts the handshake timeout"
     );
+    assert!(
+        pair.home.log_text().contains("handshake timed out"),
+        "{}",
+        pair.home.log_text()
+    );
     // The edges serve real clients as before.
     assert_eq!(
         echo_through(addr(&w, 130, 7007), b"still here")
