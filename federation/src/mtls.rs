@@ -12,15 +12,25 @@
 //!
 //! Pure: built from PEM bytes (rustls is sans-IO); callers read the files.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, ResolvesClientCert, Resumption,
+    Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+    WebPkiClientVerifier,
+};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 /// Why TLS material or a configuration cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -90,14 +100,195 @@ fn client_verifier(m: &Material) -> Result<Arc<dyn ClientCertVerifier>, InvalidM
         .map_err(|e| InvalidMaterial::Config(e.to_string()))
 }
 
+impl Material {
+    /// The end-entity certificate.
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        &self.certs[0]
+    }
+
+    /// Whether the certificate chains to the CA and is valid at `now`, as a
+    /// peer would check it.
+    pub fn verify_chain(&self, now: UnixTime) -> Result<(), InvalidMaterial> {
+        client_verifier(self)?
+            .verify_client_cert(&self.certs[0], &self.certs[1..], now)
+            .map(|_| ())
+            .map_err(|e| InvalidMaterial::Ca(e.to_string()))
+    }
+}
+
+/// This party's certificate and key as its handshakes present them, and
+/// replaceable while it runs ([`OwnCert::replace`]: a renewed certificate):
+/// every handshake from then on presents the new one, connections already
+/// up keep theirs.
+///
+/// It also keeps the TLS sessions its configurations resume, and forgets
+/// them on a replacement: a resumed session carries the certificates of the
+/// full handshake it came from, so a peer would otherwise go on seeing the
+/// old certificate (and refuse it once its serial is revoked).
+#[derive(Debug)]
+pub struct OwnCert {
+    key: RwLock<Arc<CertifiedKey>>,
+    client_sessions: Arc<Sessions<ClientSessionMemoryCache>>,
+    server_sessions: Arc<Sessions<ServerSessionMemoryCache>>,
+}
+
+/// Sessions kept for resumption (as many as rustls keeps by default).
+const SESSIONS: usize = 256;
+
+impl OwnCert {
+    pub fn new(m: &Material) -> Result<Arc<Self>, InvalidMaterial> {
+        Ok(Arc::new(Self {
+            key: RwLock::new(certified(m)?),
+            client_sessions: Arc::new(Sessions::new(|| {
+                Arc::new(ClientSessionMemoryCache::new(SESSIONS))
+            })),
+            server_sessions: Arc::new(Sessions::new(|| ServerSessionMemoryCache::new(SESSIONS))),
+        }))
+    }
+
+    /// Present `m`'s certificate and key from now on, and resume no session
+    /// made before (refused, and nothing changed, if the key does not
+    /// match).
+    pub fn replace(&self, m: &Material) -> Result<(), InvalidMaterial> {
+        let key = certified(m)?;
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+        self.client_sessions.forget();
+        self.server_sessions.forget();
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A session store that can be emptied at once (by a new one in its place).
+struct Sessions<T> {
+    store: RwLock<Arc<T>>,
+    fresh: fn() -> Arc<T>,
+}
+
+impl<T> std::fmt::Debug for Sessions<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sessions")
+    }
+}
+
+impl<T> Sessions<T> {
+    fn new(fresh: fn() -> Arc<T>) -> Self {
+        Self {
+            store: RwLock::new(fresh()),
+            fresh,
+        }
+    }
+
+    fn current(&self) -> Arc<T> {
+        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn forget(&self) {
+        *self.store.write().unwrap_or_else(|p| p.into_inner()) = (self.fresh)();
+    }
+}
+
+impl ClientSessionStore for Sessions<ClientSessionMemoryCache> {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.current().set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.current().kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.current().set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.current().tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.current().remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.current().insert_tls13_ticket(server_name, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        self.current().take_tls13_ticket(server_name)
+    }
+}
+
+impl StoresServerSessions for Sessions<ServerSessionMemoryCache> {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.current().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.current().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.current().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+fn certified(m: &Material) -> Result<Arc<CertifiedKey>, InvalidMaterial> {
+    CertifiedKey::from_der(m.certs.clone(), m.key.clone_key(), &provider())
+        .map(Arc::new)
+        .map_err(|e| InvalidMaterial::KeyMismatch(e.to_string()))
+}
+
+impl ResolvesServerCert for OwnCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for OwnCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// The listening side: requires a client certificate from the federation CA.
 pub fn server_config(m: &Material, alpn: &[u8]) -> Result<ServerConfig, InvalidMaterial> {
+    server_config_presenting(m, OwnCert::new(m)?, alpn)
+}
+
+/// As [`server_config`], presenting `own` (which may be replaced).
+pub fn server_config_presenting(
+    m: &Material,
+    own: Arc<OwnCert>,
+    alpn: &[u8],
+) -> Result<ServerConfig, InvalidMaterial> {
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| InvalidMaterial::Config(e.to_string()))?
         .with_client_cert_verifier(client_verifier(m)?)
-        .with_single_cert(m.certs.clone(), m.key.clone_key())
-        .map_err(|e| InvalidMaterial::KeyMismatch(e.to_string()))?;
+        .with_cert_resolver(own.clone());
+    cfg.session_storage = own.server_sessions.clone();
     cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok(cfg)
 }
@@ -105,13 +296,22 @@ pub fn server_config(m: &Material, alpn: &[u8]) -> Result<ServerConfig, InvalidM
 /// The connecting side: presents this party's certificate, verifies the
 /// server's chain with [`PeerVerifier`]; the caller checks its identity.
 pub fn client_config(m: &Material, alpn: &[u8]) -> Result<ClientConfig, InvalidMaterial> {
+    client_config_presenting(m, OwnCert::new(m)?, alpn)
+}
+
+/// As [`client_config`], presenting `own` (which may be replaced).
+pub fn client_config_presenting(
+    m: &Material,
+    own: Arc<OwnCert>,
+    alpn: &[u8],
+) -> Result<ClientConfig, InvalidMaterial> {
     let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| InvalidMaterial::Config(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PeerVerifier(client_verifier(m)?)))
-        .with_client_auth_cert(m.certs.clone(), m.key.clone_key())
-        .map_err(|e| InvalidMaterial::KeyMismatch(e.to_string()))?;
+        .with_client_cert_resolver(own.clone());
+    cfg.resumption = Resumption::store(own.client_sessions.clone());
     cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok(cfg)
 }

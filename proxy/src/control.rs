@@ -44,7 +44,7 @@ use tokio_rustls::TlsConnector;
 use crate::metrics::{Counter, Metrics};
 use crate::node::Node;
 use crate::overlay::Overlay;
-use crate::tls::Material;
+use crate::tls::{Material, OwnCert};
 use crate::{Ctx, now};
 
 /// Where the control plane is and whom to trust.
@@ -104,15 +104,16 @@ impl Client {
         config: ControlConfig,
         edge: &str,
         material: &Material,
-        own_cert: &[u8],
+        own: &Arc<OwnCert>,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
+        let own_cert = material.leaf().as_ref();
         let text = std::fs::read_to_string(&config.key)
             .with_context(|| format!("cannot read the control key {}", config.key.display()))?;
         let key = TrustedKey::from_text(&text)
             .with_context(|| format!("malformed control key {}", config.key.display()))?;
         let trust_domain = trust_domain_of(own_cert).context("this edge's certificate")?;
-        let tls = federation::mtls::client_config(material, b"http/1.1")?;
+        let tls = federation::mtls::client_config_presenting(material, own.clone(), b"http/1.1")?;
         Ok(Self {
             config,
             key,

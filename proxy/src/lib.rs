@@ -40,6 +40,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod node;
 pub mod overlay;
+pub mod own_cert;
 pub mod relay;
 pub mod reload;
 #[cfg(test)]
@@ -54,10 +55,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::tls::OwnCert;
 use anyhow::Context;
 use federation::EdgeSnapshot;
 use jiff::Timestamp;
-use rustls::pki_types::pem::PemObject as _;
 use tokio::sync::{Semaphore, watch};
 
 use crate::audit::AuditLog;
@@ -392,17 +393,14 @@ pub fn load_node(path: &Path, edge: &str) -> anyhow::Result<Node> {
 /// Build the edge and run it until `shutdown` turns true, then drain.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let material = tls::load_material(&config.cert, &config.key, &config.ca)?;
+    let own = OwnCert::new(&material)?;
+    let own_cert = own_cert::describe(&material)
+        .with_context(|| format!("malformed certificate {}", config.cert.display()))?;
     let metrics = Metrics::default();
+    own_cert::show_expiry(&metrics, &own_cert);
     let (mut node, client) = match (&config.control, &config.snapshot) {
         (Some(cc), _) => {
-            let own = std::fs::read(&config.cert)
-                .with_context(|| format!("cannot read {}", config.cert.display()))?;
-            let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&own)
-                .next()
-                .context("no certificate in --cert")?
-                .context("malformed certificate")?;
-            let client =
-                control::Client::new(cc.clone(), &config.edge, &material, leaf.as_ref(), &metrics)?;
+            let client = control::Client::new(cc.clone(), &config.edge, &material, &own, &metrics)?;
             (client.initial().await?, Some(Arc::new(client)))
         }
         (None, Some(path)) => (load_node(path, &config.edge)?, None),
@@ -441,7 +439,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         };
         listen.overlay_tcp = listen.overlay_tcp.or(node.edge.tcp);
     }
-    let overlay = overlay::Overlay::start(ctx.clone(), &material, &listen).await?;
+    let overlay = overlay::Overlay::start(ctx.clone(), &material, &own, &listen).await?;
     if let Some(client) = client {
         let (ctx, overlay) = (ctx.clone(), overlay.clone());
         tokio::spawn(client.follow(ctx, overlay));
@@ -468,6 +466,16 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
             ctx.clone(),
             path.clone(),
             config.edge.clone(),
+            every,
+        ));
+    }
+    // A renewed certificate is presented from then on, without a restart.
+    if let Some(every) = config.reload_every {
+        tasks.spawn(own_cert::watch(
+            ctx.clone(),
+            own,
+            own_cert,
+            [config.cert.clone(), config.key.clone(), config.ca.clone()],
             every,
         ));
     }

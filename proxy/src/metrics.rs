@@ -86,6 +86,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Peer connections closed because a new snapshot refuses the peer, by reason (revoked, unknown-edge).",
     ),
     (
+        "fedgate_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the certificate this edge presents expires (Unix time, seconds): alert on it before a renewal is due.",
+    ),
+    (
+        "fedgate_certificate_reloads_total",
+        "counter",
+        "Renewed certificates found in --cert/--key, by result (applied; refused: the one in use stays).",
+    ),
+    (
         "fedgate_quic_path_lost_total",
         "counter",
         "QUIC connections to a peer closed because nothing came back for a flow (UDP blocked under a link that was up); new flows go over TLS on TCP while QUIC is retried.",

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::tls::{self, Material, Peer};
+use crate::tls::{self, Material, OwnCert, Peer};
 use crate::{Ctx, Listen, enforce, home, now, udp};
 
 /// A byte stream that is not a QUIC stream: TLS over TCP, or TCP to a
@@ -312,10 +312,11 @@ impl Overlay {
     pub async fn start(
         ctx: Arc<Ctx>,
         material: &Material,
+        own: &Arc<OwnCert>,
         listen: &Listen,
     ) -> anyhow::Result<Arc<Self>> {
-        let server = Arc::new(tls::server_config(material)?);
-        let client = Arc::new(tls::client_config(material)?);
+        let server = Arc::new(tls::server_config(material, own)?);
+        let client = Arc::new(tls::client_config(material, own)?);
         let mut tasks = Vec::new();
         // QUIC: one endpoint listens and dials, so replies come from the
         // address peers know.

@@ -8,10 +8,11 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use federation::identity::{Identity, PeerCert, peer_cert};
-pub use federation::mtls::{Material, server_name as peer_server_name};
+pub use federation::mtls::{Material, OwnCert, server_name as peer_server_name};
 use federation::wire::ALPN;
 use jiff::Timestamp;
 use rustls::pki_types::CertificateDer;
@@ -39,14 +40,22 @@ pub fn load_material(cert: &Path, key: &Path, ca: &Path) -> anyhow::Result<Mater
     })
 }
 
-/// The overlay's listening side.
-pub fn server_config(m: &Material) -> anyhow::Result<ServerConfig> {
-    Ok(federation::mtls::server_config(m, ALPN)?)
+/// The overlay's listening side, presenting `own` (renewable).
+pub fn server_config(m: &Material, own: &Arc<OwnCert>) -> anyhow::Result<ServerConfig> {
+    Ok(federation::mtls::server_config_presenting(
+        m,
+        own.clone(),
+        ALPN,
+    )?)
 }
 
-/// The overlay's dialling side.
-pub fn client_config(m: &Material) -> anyhow::Result<ClientConfig> {
-    Ok(federation::mtls::client_config(m, ALPN)?)
+/// The overlay's dialling side, presenting `own` (renewable).
+pub fn client_config(m: &Material, own: &Arc<OwnCert>) -> anyhow::Result<ClientConfig> {
+    Ok(federation::mtls::client_config_presenting(
+        m,
+        own.clone(),
+        ALPN,
+    )?)
 }
 
 /// Why a peer that completed the TLS handshake is refused.

@@ -1,0 +1,169 @@
+//! An edge's certificate renewed in place, without a restart: once the new
+//! pair is on disk, new handshakes present it (openssl s_client sees its
+//! serial); the old serial can then be revoked, and the link to the peer
+//! comes back with the new certificate. A pair naming another identity is
+//! refused, and the certificate in use stays.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use tests::World;
+
+/// The serial of the certificate away's overlay TLS listener presents, as
+/// openssl s_client (authenticating as home) sees it: lower-case hex
+/// without leading zeros, as the edges write serials.
+fn presented_serial(w: &World, home: &(std::path::PathBuf, std::path::PathBuf)) -> String {
+    let at = addr(w, 1, 4443).to_string();
+    let (_, out, err) = tests::run(
+        "openssl",
+        &[
+            "s_client",
+            "-connect",
+            &at,
+            "-cert",
+            &home.0.display().to_string(),
+            "-key",
+            &home.1.display().to_string(),
+            "-CAfile",
+            &w.ca_pem().display().to_string(),
+        ],
+    );
+    let start = out
+        .find("-----BEGIN CERTIFICATE-----")
+        .unwrap_or_else(|| panic!("no certificate from s_client: {out} {err}"));
+    let end = out[start..]
+        .find("-----END CERTIFICATE-----")
+        .expect("PEM end")
+        + start
+        + 25;
+    let pem = w.path("presented.pem");
+    std::fs::write(&pem, &out[start..end]).expect("write PEM");
+    let (ok, serial, err) = tests::run(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            &pem.display().to_string(),
+            "-noout",
+            "-serial",
+        ],
+    );
+    assert!(ok, "openssl x509: {err}");
+    serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_lowercase()
+        .trim_start_matches('0')
+        .to_string()
+}
+
+/// Put a certificate and key in place of `cert` and `key`, each written
+/// whole under a temporary name and renamed, the key first.
+fn install(from: &(std::path::PathBuf, std::path::PathBuf), cert: &Path, key: &Path) {
+    for (src, dst) in [(&from.1, key), (&from.0, cert)] {
+        let tmp = dst.with_extension("new");
+        std::fs::copy(src, &tmp).expect("copy");
+        std::fs::rename(&tmp, dst).expect("rename");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_presented_without_a_restart() {
+    let w = World::new();
+    tests::echo_origin(addr(&w, 11, 7007)).await;
+    let doc = document(&w, &Options::default());
+    let home_snap = w.snapshot(&doc, "home/edge", "home.snapshot.json");
+    let away_snap = w.snapshot(&doc, "away/edge", "away.snapshot.json");
+    let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
+    let (ac, ak, old_serial) = w.edge_cert("away", "edge", "away-edge", None, None);
+    let _home = start_edge(
+        &w,
+        "home",
+        "home/edge",
+        &home_snap,
+        &hc,
+        &hk,
+        &["--admin".into(), addr(&w, 2, 9100).to_string()],
+    );
+    let mut away = start_edge(
+        &w,
+        "away",
+        "away/edge",
+        &away_snap,
+        &ac,
+        &ak,
+        &away_ingress(&w),
+    );
+    let home_pair = (hc.clone(), hk.clone());
+    let old = old_serial
+        .to_lowercase()
+        .trim_start_matches('0')
+        .to_string();
+    assert_eq!(presented_serial(&w, &home_pair), old);
+    assert_eq!(echo_record(&w, "one").await["transport"], "quic");
+
+    // Renewed: same identity, new key and serial.
+    let (nc, nk, new_serial) = w.edge_cert("away", "edge", "away-edge-renewed", None, None);
+    let new = new_serial
+        .to_lowercase()
+        .trim_start_matches('0')
+        .to_string();
+    assert_ne!(new, old);
+    install(&(nc, nk), &ac, &ak);
+    away.wait_for("certificate renewed", Duration::from_secs(10));
+    assert_eq!(presented_serial(&w, &home_pair), new);
+    let away_metrics = metrics(addr(&w, 1, 9100)).await;
+    assert!(
+        away_metrics.contains("fedgate_certificate_reloads_total{result=\"applied\"} 1"),
+        "{away_metrics}"
+    );
+    assert!(away_metrics.contains("fedgate_certificate_expiry_timestamp_seconds "));
+
+    // The old serial revoked at home: the link made with it is closed, and
+    // the next flow brings it back with the renewed certificate.
+    let revoked = document(
+        &w,
+        &Options {
+            revoked: vec![old_serial.clone()],
+            ..Options::default()
+        },
+    );
+    w.snapshot_version(&revoked, "home/edge", "home.snapshot.json", 2);
+    wait_version(addr(&w, 2, 9100), 2).await;
+    let w_ref = &w;
+    let back = eventually(40, Duration::from_millis(250), || async move {
+        // Each attempt its own length, to find its record.
+        let n = audit(w_ref, "away").len();
+        let msg = "x".repeat(10 + n);
+        echo_through(addr(w_ref, 130, 7007), msg.as_bytes())
+            .await
+            .is_ok_and(|b| b == msg.as_bytes())
+    })
+    .await;
+    assert!(
+        back,
+        "no flow through home after revoking the old serial\n{}",
+        away.log_text()
+    );
+    let r = audit_record(&w, "home", |r| {
+        r["result"] == "allowed" && r["bytes_up"].as_u64().is_some_and(|b| b >= 10)
+    })
+    .await;
+    assert_eq!(r["peer_edge"], "away/edge");
+
+    // A pair that names another identity (third's edge) is refused; the
+    // renewed certificate stays in use.
+    let (tc, tk, _) = w.edge_cert("third", "edge", "third-edge", None, None);
+    install(&(tc, tk), &ac, &ak);
+    away.wait_for("renewed certificate refused", Duration::from_secs(10));
+    assert!(
+        away.log_text()
+            .contains("it names edge third/edge, not edge away/edge"),
+        "{}",
+        away.log_text()
+    );
+    assert_eq!(presented_serial(&w, &home_pair), new);
+}
