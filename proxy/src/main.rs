@@ -144,7 +144,8 @@ struct RunArgs {
     /// DNS queries per second per client address (also the burst); 0: no limit.
     #[arg(long, default_value_t = 1000)]
     dns_rate: u32,
-    /// Check the snapshot file for a change this often (milliseconds); 0: never.
+    /// Check the snapshot file, and --cert/--key for a renewed certificate,
+    /// this often (milliseconds); 0: never.
     #[arg(long, default_value_t = 200)]
     reload_ms: u64,
     /// Threads that relay flows; default: one per core. With 1, every flow,
