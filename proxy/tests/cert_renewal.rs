@@ -75,34 +75,12 @@ async fn a_renewed_certificate_is_presented_without_a_restart() {
     let w = World::new();
     tests::echo_origin(addr(&w, 11, 7007)).await;
     let doc = document(&w, &Options::default());
-    let home_snap = w.snapshot(&doc, "home/edge", "home.snapshot.json");
-    let away_snap = w.snapshot(&doc, "away/edge", "away.snapshot.json");
-    let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
-    let (ac, ak, old_serial) = w.edge_cert("away", "edge", "away-edge", None, None);
-    let _home = start_edge(
-        &w,
-        "home",
-        "home/edge",
-        &home_snap,
-        &hc,
-        &hk,
-        &["--admin".into(), addr(&w, 2, 9100).to_string()],
-    );
-    let mut away = start_edge(
-        &w,
-        "away",
-        "away/edge",
-        &away_snap,
-        &ac,
-        &ak,
-        &away_ingress(&w),
-    );
-    let home_pair = (hc.clone(), hk.clone());
-    let old = old_serial
-        .to_lowercase()
-        .trim_start_matches('0')
-        .to_string();
-    assert_eq!(presented_serial(&w, &home_pair), old);
+    let mut pair = start_pair(&w, &doc, &doc, &[]);
+    // The files start_pair issued and gave each edge.
+    let (ac, ak) = (w.path("away-edge.pem"), w.path("away-edge.key"));
+    let home_pair = (w.path("home-edge.pem"), w.path("home-edge.key"));
+    // (The serial as s_client shows it: checked against an issued one below.)
+    let old = presented_serial(&w, &home_pair);
     assert_eq!(echo_record(&w, "one").await["transport"], "quic");
 
     // Renewed: same identity, new key and serial.
@@ -113,7 +91,8 @@ async fn a_renewed_certificate_is_presented_without_a_restart() {
         .to_string();
     assert_ne!(new, old);
     install(&(nc, nk), &ac, &ak);
-    away.wait_for("certificate renewed", Duration::from_secs(10));
+    pair.away
+        .wait_for("certificate renewed", Duration::from_secs(10));
     assert_eq!(presented_serial(&w, &home_pair), new);
     let away_metrics = metrics(addr(&w, 1, 9100)).await;
     assert!(
@@ -127,7 +106,7 @@ async fn a_renewed_certificate_is_presented_without_a_restart() {
     let revoked = document(
         &w,
         &Options {
-            revoked: vec![old_serial.clone()],
+            revoked: vec![old.clone()],
             ..Options::default()
         },
     );
@@ -146,7 +125,7 @@ async fn a_renewed_certificate_is_presented_without_a_restart() {
     assert!(
         back,
         "no flow through home after revoking the old serial\n{}",
-        away.log_text()
+        pair.away.log_text()
     );
     let r = audit_record(&w, "home", |r| {
         r["result"] == "allowed" && r["bytes_up"].as_u64().is_some_and(|b| b >= 10)
@@ -158,12 +137,14 @@ async fn a_renewed_certificate_is_presented_without_a_restart() {
     // renewed certificate stays in use.
     let (tc, tk, _) = w.edge_cert("third", "edge", "third-edge", None, None);
     install(&(tc, tk), &ac, &ak);
-    away.wait_for("renewed certificate refused", Duration::from_secs(10));
+    pair.away
+        .wait_for("renewed certificate refused", Duration::from_secs(10));
     assert!(
-        away.log_text()
+        pair.away
+            .log_text()
             .contains("it names edge third/edge, not edge away/edge"),
         "{}",
-        away.log_text()
+        pair.away.log_text()
     );
     assert_eq!(presented_serial(&w, &home_pair), new);
 }
