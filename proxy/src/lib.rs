@@ -55,7 +55,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::tls::OwnCert;
 use anyhow::Context;
 use federation::EdgeSnapshot;
 use jiff::Timestamp;
@@ -64,6 +63,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::audit::AuditLog;
 use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::tls::OwnCert;
 
 /// Operating limits; every one has a sensible default.
 #[derive(Debug, Clone)]
