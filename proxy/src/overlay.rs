@@ -669,6 +669,19 @@ impl Overlay {
                         _ = shutdown.changed() => return,
                     }
                 }
+                // A peer that left the snapshot, or whose QUIC endpoint
+                // changed or went: stop (a flow to it starts afresh).
+                let node = this.ctx.node();
+                let now_at = node.fed.edge(peer.id.as_str()).and_then(|e| e.quic);
+                if now_at != peer.quic {
+                    let mut l = link.lock().await;
+                    l.retrying = false;
+                    l.since = None;
+                    l.attempts.send_modify(|n| *n += 1);
+                    tracing::info!(peer = %peer.id, "QUIC retry stopped: the snapshot no longer has this endpoint");
+                    return;
+                }
+                drop(node);
                 let result = this.quic_connect(&peer).await;
                 let mut l = link.lock().await;
                 l.attempts.send_modify(|n| *n += 1);

@@ -233,3 +233,36 @@ async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     );
     assert_eq!(flow_transport(&w, "sent once, again").await, "tcp");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_is_no_longer_retried_once_the_snapshot_drops_its_endpoint() {
+    let w = World::new();
+    tests::echo_origin(addr(&w, 11, 7007)).await;
+    let doc = document(&w, &Options::default());
+    let firewall = Firewall::start(addr(&w, 20, 4433), addr(&w, 2, 4433)).await;
+    let home_quic = format!("quic: \"{}:4433\", ", ip(w.net, 2));
+    assert!(doc.contains(&home_quic));
+    let away_doc = doc.replace(&home_quic, &format!("quic: \"{}:4433\", ", ip(w.net, 20)));
+    let mut pair = start_pair(&w, &away_doc, &doc, &[]);
+    assert_eq!(flow_transport(&w, "one").await, "tcp");
+    pair.away
+        .wait_for("using TLS over TCP", Duration::from_secs(10));
+
+    // The members agree UDP stays blocked: home's edge offers TLS over TCP
+    // only. away stops retrying QUIC (an attempt under way ends within its
+    // 2 s timeout), and flows go on over TCP.
+    let tcp_only = away_doc.replace(&format!("quic: \"{}:4433\", ", ip(w.net, 20)), "");
+    w.snapshot_version(&tcp_only, "away/edge", "away.snapshot.json", 2);
+    wait_version(addr(&w, 1, 9100), 2).await;
+    pair.away
+        .wait_for("QUIC retry stopped", Duration::from_secs(40));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = firewall.dropped();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        firewall.dropped(),
+        before,
+        "QUIC handshakes went on after the snapshot dropped the endpoint"
+    );
+    assert_eq!(flow_transport(&w, "second").await, "tcp");
+}
