@@ -212,8 +212,8 @@ pub async fn open(
                 return Err(refuse(&mut record, denied, &format!("home:{reason}"), rule));
             }
             Err(e) => {
-                tracing::warn!(peer = %edge.id, cause = %format!("{e:#}"), "cannot open a flow to the home edge");
                 last_error = format!("{e:#}");
+                tracing::warn!(peer = %edge.id, cause = %last_error, "cannot open a flow to the home edge");
                 if e.is::<PeerBusy>() {
                     busy = true;
                     continue;

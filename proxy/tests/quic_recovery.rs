@@ -100,6 +100,18 @@ async fn quic_link_up(admin: SocketAddr) -> bool {
         .contains("fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} 1")
 }
 
+/// The firewall (.20) in front of home's QUIC port, blocked, and the pair
+/// with away's snapshot sending QUIC to it: returns the firewall, away's
+/// document and the pair.
+async fn behind_firewall(w: &World, doc: &str) -> (Firewall, String, Pair) {
+    let firewall = Firewall::start(addr(w, 20, 4433), addr(w, 2, 4433)).await;
+    let home_quic = format!("quic: \"{}:4433\"", ip(w.net, 2));
+    assert!(doc.contains(&home_quic));
+    let away_doc = doc.replace(&home_quic, &format!("quic: \"{}:4433\"", ip(w.net, 20)));
+    let pair = start_pair(w, &away_doc, doc, &[]);
+    (firewall, away_doc, pair)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     let w = World::new();
@@ -113,12 +125,7 @@ async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     )
     .await;
     let doc = document(&w, &Options::default());
-    // away reaches home's QUIC port only through the firewall (.20).
-    let firewall = Firewall::start(addr(&w, 20, 4433), addr(&w, 2, 4433)).await;
-    let home_quic = format!("quic: \"{}:4433\"", ip(w.net, 2));
-    assert!(doc.contains(&home_quic));
-    let away_doc = doc.replace(&home_quic, &format!("quic: \"{}:4433\"", ip(w.net, 20)));
-    let mut pair = start_pair(&w, &away_doc, &doc, &[]);
+    let (firewall, _, mut pair) = behind_firewall(&w, &doc).await;
     let away_admin = addr(&w, 1, 9100);
 
     // Blocked: the first flow gives QUIC a head start of 300 ms, then goes
@@ -239,11 +246,7 @@ async fn quic_is_no_longer_retried_once_the_snapshot_drops_its_endpoint() {
     let w = World::new();
     tests::echo_origin(addr(&w, 11, 7007)).await;
     let doc = document(&w, &Options::default());
-    let firewall = Firewall::start(addr(&w, 20, 4433), addr(&w, 2, 4433)).await;
-    let home_quic = format!("quic: \"{}:4433\", ", ip(w.net, 2));
-    assert!(doc.contains(&home_quic));
-    let away_doc = doc.replace(&home_quic, &format!("quic: \"{}:4433\", ", ip(w.net, 20)));
-    let mut pair = start_pair(&w, &away_doc, &doc, &[]);
+    let (firewall, away_doc, mut pair) = behind_firewall(&w, &doc).await;
     assert_eq!(flow_transport(&w, "one").await, "tcp");
     pair.away
         .wait_for("using TLS over TCP", Duration::from_secs(10));
