@@ -31,7 +31,8 @@ PEER_FLOWS=${PEER_FLOWS:-9000}       # idle flows through fedgate-tcp, stunnel, 
 CONNECTS=${CONNECTS:-1000}           # sequential connects per path
 ROUNDS=${ROUNDS:-1}                  # wrk rounds, paths in turn; figures are medians
 NC_CONNS=${NC_CONNS:-32}             # wrk connections at once, new connection per request
-export NC_CONNS
+NC_LOW=${NC_LOW:-2}                  # the same at low load (2: the fewest wrk -t2 runs)
+export NC_CONNS NC_LOW
 round_tag=$([ "$ROUNDS" -gt 1 ] && echo "round " || true)
 export FEDGATE_LOG=${FEDGATE_LOG:-warn}
 # The edges' relay threads (`--threads`; an older EDGE_BIN ignores it): one
@@ -434,13 +435,14 @@ part bulk && for p in "${PATHS[@]}"; do
 done
 
 # --- HTTP: keep-alive and a new connection per request --------------------------
-part http && echo "== HTTP: wrk -t2 -c32 -d${DURATION}s --latency (keep-alive; then Connection: close)"
-part http && for ((round = 1; round <= ROUNDS; round++)); do for mode in ka nc; do
+part http && echo "== HTTP: wrk -t2 -d${DURATION}s --latency: -c32 keep-alive; Connection: close at -c$NC_CONNS (nc) and -c$NC_LOW (nclow)"
+part http && for ((round = 1; round <= ROUNDS; round++)); do for mode in ka nc nclow; do
   settle
   for p in "${PATHS[@]}"; do
     hdr=()
     conns=32
     [ "$mode" = nc ] && hdr=(-H 'Connection: close') && conns=$NC_CONNS
+    [ "$mode" = nclow ] && hdr=(-H 'Connection: close') && conns=$NC_LOW
     t0=$(ticks "$p")
     timeout "$RUN_TIMEOUT" wrk -t2 -c"$conns" -d"${DURATION}s" --latency "${hdr[@]}" "http://${HTTP[$p]}/hello.txt" >"$tmp/wrk-$mode-$p.txt" 2>&1 || true
     put_cpu "$p" "wrk_$mode" "$t0"
