@@ -22,14 +22,15 @@ use rustls::client::{
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::danger::ClientCertVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{
     ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
     WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
 use rustls::{
-    ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore, ServerConfig, SignatureScheme,
+    ClientConfig, DigitallySignedStruct, DistinguishedName, NamedGroup, RootCertStore,
+    ServerConfig, SignatureScheme,
 };
 
 /// Why TLS material or a configuration cannot be built.
@@ -116,18 +117,22 @@ impl Material {
     }
 }
 
-/// This party's certificate and key as its handshakes present them, and
-/// replaceable while it runs ([`OwnCert::replace`]: a renewed certificate):
-/// every handshake from then on presents the new one, connections already
-/// up keep theirs.
+/// This party's credentials as its handshakes use them: the certificate
+/// and key it presents, and the CA certificates it trusts (the federation
+/// CA; during a CA rollover, the old and the new). Replaceable while it runs
+/// ([`Credentials::replace`]: a renewed certificate, a new CA bundle): every
+/// handshake from then on uses the new ones; connections already up keep
+/// theirs (the caller re-checks their peers, [`Credentials::trusts`]).
 ///
 /// It also keeps the TLS sessions its configurations resume, and forgets
 /// them on a replacement: a resumed session carries the certificates of the
 /// full handshake it came from, so a peer would otherwise go on seeing the
-/// old certificate (and refuse it once its serial is revoked).
+/// old certificate (and refuse it once its serial is revoked), and a peer
+/// whose CA is no longer trusted could resume past the check.
 #[derive(Debug)]
-pub struct OwnCert {
+pub struct Credentials {
     key: RwLock<Arc<CertifiedKey>>,
+    trust: RwLock<Arc<dyn ClientCertVerifier>>,
     client_sessions: Arc<Sessions<ClientSessionMemoryCache>>,
     server_sessions: Arc<Sessions<ServerSessionMemoryCache>>,
 }
@@ -135,10 +140,11 @@ pub struct OwnCert {
 /// Sessions kept for resumption (as many as rustls keeps by default).
 const SESSIONS: usize = 256;
 
-impl OwnCert {
+impl Credentials {
     pub fn new(m: &Material) -> Result<Arc<Self>, InvalidMaterial> {
         Ok(Arc::new(Self {
             key: RwLock::new(certified(m)?),
+            trust: RwLock::new(client_verifier(m)?),
             client_sessions: Arc::new(Sessions::new(|| {
                 Arc::new(ClientSessionMemoryCache::new(SESSIONS))
             })),
@@ -146,19 +152,82 @@ impl OwnCert {
         }))
     }
 
-    /// Present `m`'s certificate and key from now on, and resume no session
-    /// made before (refused, and nothing changed, if the key does not
-    /// match).
+    /// Present `m`'s certificate and key, and trust `m`'s CA certificates,
+    /// from now on, and resume no session made before (refused, and
+    /// nothing changed, if the key does not match).
     pub fn replace(&self, m: &Material) -> Result<(), InvalidMaterial> {
         let key = certified(m)?;
+        let trust = client_verifier(m)?;
         *self.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = trust;
         self.client_sessions.forget();
         self.server_sessions.forget();
         Ok(())
     }
 
+    /// Whether a peer's chain (end entity first), handshaken before, is
+    /// still trusted now: chained to a CA certificate trusted now, valid
+    /// at `now`.
+    pub fn trusts(
+        &self,
+        chain: &[CertificateDer<'static>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let (leaf, rest) = chain
+            .split_first()
+            .ok_or(rustls::Error::NoCertificatesPresented)?;
+        self.verifier().verify_client_cert(leaf, rest, now)?;
+        Ok(())
+    }
+
     fn current(&self) -> Arc<CertifiedKey> {
         self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Client certificates are checked against the CA certificates trusted now.
+impl ClientCertVerifier for Credentials {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // The hints would borrow from a replaceable verifier; they are
+        // optional in TLS 1.3, and no Fedgate party needs them to choose
+        // its certificate (it has one).
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.verifier()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier().supported_verify_schemes()
     }
 }
 
@@ -252,13 +321,13 @@ fn certified(m: &Material) -> Result<Arc<CertifiedKey>, InvalidMaterial> {
         .map_err(|e| InvalidMaterial::KeyMismatch(e.to_string()))
 }
 
-impl ResolvesServerCert for OwnCert {
+impl ResolvesServerCert for Credentials {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
     }
 }
 
-impl ResolvesClientCert for OwnCert {
+impl ResolvesClientCert for Credentials {
     fn resolve(
         &self,
         _root_hint_subjects: &[&[u8]],
@@ -274,19 +343,18 @@ impl ResolvesClientCert for OwnCert {
 
 /// The listening side: requires a client certificate from the federation CA.
 pub fn server_config(m: &Material, alpn: &[u8]) -> Result<ServerConfig, InvalidMaterial> {
-    server_config_presenting(m, OwnCert::new(m)?, alpn)
+    server_config_with(Credentials::new(m)?, alpn)
 }
 
-/// As [`server_config`], presenting `own` (which may be replaced).
-pub fn server_config_presenting(
-    m: &Material,
-    own: Arc<OwnCert>,
+/// As [`server_config`], with `own` (which may be replaced).
+pub fn server_config_with(
+    own: Arc<Credentials>,
     alpn: &[u8],
 ) -> Result<ServerConfig, InvalidMaterial> {
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| InvalidMaterial::Config(e.to_string()))?
-        .with_client_cert_verifier(client_verifier(m)?)
+        .with_client_cert_verifier(own.clone())
         .with_cert_resolver(own.clone());
     cfg.session_storage = own.server_sessions.clone();
     cfg.alpn_protocols = vec![alpn.to_vec()];
@@ -296,20 +364,19 @@ pub fn server_config_presenting(
 /// The connecting side: presents this party's certificate, verifies the
 /// server's chain with [`PeerVerifier`]; the caller checks its identity.
 pub fn client_config(m: &Material, alpn: &[u8]) -> Result<ClientConfig, InvalidMaterial> {
-    client_config_presenting(m, OwnCert::new(m)?, alpn)
+    client_config_with(Credentials::new(m)?, alpn)
 }
 
-/// As [`client_config`], presenting `own` (which may be replaced).
-pub fn client_config_presenting(
-    m: &Material,
-    own: Arc<OwnCert>,
+/// As [`client_config`], with `own` (which may be replaced).
+pub fn client_config_with(
+    own: Arc<Credentials>,
     alpn: &[u8],
 ) -> Result<ClientConfig, InvalidMaterial> {
     let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| InvalidMaterial::Config(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PeerVerifier(client_verifier(m)?)))
+        .with_custom_certificate_verifier(Arc::new(PeerVerifier(own.clone())))
         .with_client_cert_resolver(own.clone());
     cfg.resumption = Resumption::store(own.client_sessions.clone());
     cfg.alpn_protocols = vec![alpn.to_vec()];
@@ -327,7 +394,7 @@ pub fn server_name() -> ServerName<'static> {
 /// because identities are URI SANs; [`check_peer`] checks that after the
 /// handshake.
 #[derive(Debug)]
-struct PeerVerifier(Arc<dyn ClientCertVerifier>);
+struct PeerVerifier(Arc<Credentials>);
 
 impl ServerCertVerifier for PeerVerifier {
     fn verify_server_cert(

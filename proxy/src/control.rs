@@ -44,7 +44,7 @@ use tokio_rustls::TlsConnector;
 use crate::metrics::{Counter, Metrics};
 use crate::node::Node;
 use crate::overlay::Overlay;
-use crate::tls::{Material, OwnCert};
+use crate::tls::{Credentials, Material};
 use crate::{Ctx, now};
 
 /// Where the control plane is and whom to trust.
@@ -104,7 +104,7 @@ impl Client {
         config: ControlConfig,
         edge: &str,
         material: &Material,
-        own: &Arc<OwnCert>,
+        own: &Arc<Credentials>,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
         let own_cert = material.leaf().as_ref();
@@ -113,7 +113,7 @@ impl Client {
         let key = TrustedKey::from_text(&text)
             .with_context(|| format!("malformed control key {}", config.key.display()))?;
         let trust_domain = trust_domain_of(own_cert).context("this edge's certificate")?;
-        let tls = federation::mtls::client_config_presenting(material, own.clone(), b"http/1.1")?;
+        let tls = federation::mtls::client_config_with(own.clone(), b"http/1.1")?;
         Ok(Self {
             config,
             key,

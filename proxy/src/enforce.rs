@@ -6,9 +6,16 @@
 //!   grace ([`crate::Limits::deny_grace`]), unless a later snapshot allows it
 //!   again within it;
 //! - a flow that stays allowed is left alone.
+//!
+//! And of the passing of time and of a new CA bundle on peers already
+//! connected: a peer loses its connections when its certificate expires, or
+//! when the CA certificates this edge trusts no longer include its issuer
+//! ([`until_peer_distrusted`]). A link made before either would otherwise
+//! live on, on keep-alives, for as long as both edges run.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use federation::Flow;
 
@@ -27,16 +34,67 @@ pub fn peer_refused(node: &Node, peer: &Peer) -> Option<&'static str> {
     }
 }
 
-/// Resolves, with the reason, once a new node refuses `peer`.
-pub async fn until_peer_refused(ctx: &Ctx, peer: &Peer) -> String {
-    let mut nodes = ctx.nodes();
+/// Why `peer`'s chain is not trusted now, if so: `expired` (or not yet
+/// valid), or `untrusted` (no CA certificate trusted now issued it).
+pub fn peer_distrusted(ctx: &Ctx, peer: &Peer) -> Option<&'static str> {
+    let at = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
+        u64::try_from(now().as_second()).unwrap_or(0),
+    ));
+    match ctx.credentials.trusts(&peer.chain, at) {
+        Ok(()) => None,
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Expired
+            | rustls::CertificateError::ExpiredContext { .. }
+            | rustls::CertificateError::NotValidYet
+            | rustls::CertificateError::NotValidYetContext { .. },
+        )) => Some("expired"),
+        Err(_) => Some("untrusted"),
+    }
+}
+
+/// Resolves, with the reason, once `peer`'s certificate expires or the CA
+/// certificates trusted no longer include its issuer ([`peer_distrusted`]).
+/// Checked at those two moments only: the handshake checked it before.
+pub async fn until_peer_distrusted(ctx: &Ctx, peer: &Peer) -> String {
+    let mut trust = ctx.trust_changes();
+    // At most an hour asleep: a clock set forward is noticed within it.
+    const NAP: Duration = Duration::from_secs(3600);
     loop {
-        if let Some(reason) = peer_refused(&nodes.borrow_and_update(), peer) {
+        // A second past the last valid one.
+        let left = Duration::try_from(peer.cert.not_after.duration_since(now()))
+            .unwrap_or(Duration::ZERO)
+            + Duration::from_secs(1);
+        tokio::select! {
+            changed = trust.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+            () = tokio::time::sleep(left.min(NAP)) => {}
+        }
+        if let Some(reason) = peer_distrusted(ctx, peer) {
             return reason.to_owned();
         }
-        if nodes.changed().await.is_err() {
-            return std::future::pending().await;
+    }
+}
+
+/// Resolves, with the reason, once a new node refuses `peer`, or it is no
+/// longer trusted ([`until_peer_distrusted`]).
+pub async fn until_peer_refused(ctx: &Ctx, peer: &Peer) -> String {
+    let refused = async {
+        let mut nodes = ctx.nodes();
+        loop {
+            if let Some(reason) = peer_refused(&nodes.borrow_and_update(), peer) {
+                return reason.to_owned();
+            }
+            if nodes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
         }
+    };
+    tokio::select! {
+        reason = refused => reason,
+        reason = until_peer_distrusted(ctx, peer) => reason,
     }
 }
 
@@ -71,8 +129,16 @@ fn still_allowed(node: &Node, peer: &Peer, flow: &FlowKey) -> Result<(), String>
 }
 
 /// Resolves, with the reason, when the home edge must close `flow`: at once
-/// for a refused peer, after the grace for a flow no longer allowed.
+/// for a refused or distrusted peer, after the grace for a flow no longer
+/// allowed.
 pub async fn until_flow_refused(ctx: Arc<Ctx>, peer: Arc<Peer>, flow: FlowKey) -> String {
+    tokio::select! {
+        reason = until_flow_disallowed(&ctx, &peer, &flow) => reason,
+        reason = until_peer_distrusted(&ctx, &peer) => reason,
+    }
+}
+
+async fn until_flow_disallowed(ctx: &Ctx, peer: &Peer, flow: &FlowKey) -> String {
     let mut nodes = ctx.nodes();
     nodes.borrow_and_update();
     loop {
@@ -80,10 +146,10 @@ pub async fn until_flow_refused(ctx: Arc<Ctx>, peer: Arc<Peer>, flow: FlowKey) -
             return std::future::pending().await;
         }
         let node = nodes.borrow_and_update().clone();
-        let Err(reason) = still_allowed(&node, &peer, &flow) else {
+        let Err(reason) = still_allowed(&node, peer, flow) else {
             continue;
         };
-        if peer_refused(&node, &peer).is_some() {
+        if peer_refused(&node, peer).is_some() {
             return reason;
         }
         tracing::info!(%reason, grace_secs = ctx.limits.deny_grace.as_secs(), version = node.version, "flow no longer allowed; closing after the grace");
@@ -95,9 +161,9 @@ pub async fn until_flow_refused(ctx: Arc<Ctx>, peer: Arc<Peer>, flow: FlowKey) -
                 Ok(Err(_)) => return std::future::pending().await,
                 Ok(Ok(())) => {
                     let node = nodes.borrow_and_update().clone();
-                    match still_allowed(&node, &peer, &flow) {
+                    match still_allowed(&node, peer, flow) {
                         Ok(()) => break,
-                        Err(r) if peer_refused(&node, &peer).is_some() => return r,
+                        Err(r) if peer_refused(&node, peer).is_some() => return r,
                         Err(_) => {}
                     }
                 }

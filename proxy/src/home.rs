@@ -232,7 +232,7 @@ async fn authorise(
             record.closed = Some("idle".into());
         }
         relay::Ended::Stopped(reason) => {
-            tracing::info!(%reason, "flow closed by a new snapshot");
+            tracing::info!(%reason, "flow closed: refused now");
             record.closed = Some(reason.clone());
         }
         _ => {}

@@ -33,6 +33,7 @@
 pub mod admin;
 pub mod audit;
 pub mod control;
+pub mod credentials;
 pub mod dns;
 pub mod enforce;
 pub mod home;
@@ -40,7 +41,6 @@ pub mod ingress;
 pub mod metrics;
 pub mod node;
 pub mod overlay;
-pub mod own_cert;
 pub mod relay;
 pub mod reload;
 #[cfg(test)]
@@ -63,7 +63,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::audit::AuditLog;
 use crate::metrics::Metrics;
 use crate::node::Node;
-use crate::tls::OwnCert;
+use crate::tls::Credentials;
 
 /// Operating limits; every one has a sensible default.
 #[derive(Debug, Clone)]
@@ -161,6 +161,12 @@ pub struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     /// Where the VIP table is kept across restarts ([`Config::vip_state`]).
     vip_state: Option<PathBuf>,
+    /// This edge's certificate, key and trusted CA certificates
+    /// ([`credentials::watch`] replaces them).
+    pub credentials: Arc<Credentials>,
+    /// Counts replacements of the trusted CA certificates: peers already
+    /// connected are checked again ([`enforce`]).
+    trust: watch::Sender<u64>,
 }
 
 impl Ctx {
@@ -194,6 +200,17 @@ impl Ctx {
             "snapshot applied"
         );
         self.node.send_replace(Arc::new(node));
+    }
+
+    /// Told of every new set of trusted CA certificates.
+    pub fn trust_changes(&self) -> watch::Receiver<u64> {
+        self.trust.subscribe()
+    }
+
+    /// The trusted CA certificates were replaced: peers already connected
+    /// check themselves again.
+    pub fn trust_replaced(&self) {
+        self.trust.send_modify(|n| *n += 1);
     }
 
     /// Take a slot for one flow, overall and for `peer`; `None` when full.
@@ -393,11 +410,11 @@ pub fn load_node(path: &Path, edge: &str) -> anyhow::Result<Node> {
 /// Build the edge and run it until `shutdown` turns true, then drain.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let material = tls::load_material(&config.cert, &config.key, &config.ca)?;
-    let own = OwnCert::new(&material)?;
-    let own_cert = own_cert::describe(&material)
+    let own = Credentials::new(&material)?;
+    let own_cert = credentials::describe(&material)
         .with_context(|| format!("malformed certificate {}", config.cert.display()))?;
     let metrics = Metrics::default();
-    own_cert::show_expiry(&metrics, &own_cert);
+    credentials::show_expiry(&metrics, &own_cert);
     let (mut node, client) = match (&config.control, &config.snapshot) {
         (Some(cc), _) => {
             let client = control::Client::new(cc.clone(), &config.edge, &material, &own, &metrics)?;
@@ -428,6 +445,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         limits: config.limits.clone(),
         shutdown: shutdown.clone(),
         vip_state: config.vip_state.clone(),
+        credentials: own,
+        trust: watch::channel(0).0,
     });
     let mut listen = config.listen.clone();
     {
@@ -439,7 +458,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         };
         listen.overlay_tcp = listen.overlay_tcp.or(node.edge.tcp);
     }
-    let overlay = overlay::Overlay::start(ctx.clone(), &material, &own, &listen).await?;
+    let overlay = overlay::Overlay::start(ctx.clone(), &listen).await?;
     if let Some(client) = client {
         let (ctx, overlay) = (ctx.clone(), overlay.clone());
         tokio::spawn(client.follow(ctx, overlay));
@@ -469,11 +488,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
             every,
         ));
     }
-    // A renewed certificate is presented from then on, without a restart.
+    // A renewed certificate, or a new CA bundle, is used from then on,
+    // without a restart.
     if let Some(every) = config.reload_every {
-        tasks.spawn(own_cert::watch(
+        tasks.spawn(credentials::watch(
             ctx.clone(),
-            own,
             own_cert,
             [config.cert.clone(), config.key.clone(), config.ca.clone()],
             every,

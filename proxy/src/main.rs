@@ -82,7 +82,8 @@ struct RunArgs {
     cert: PathBuf,
     #[arg(long, env = "FEDGATE_KEY")]
     key: PathBuf,
-    /// The federation CA (PEM).
+    /// The federation CA certificates trusted (PEM; during a CA rollover,
+    /// the old and the new).
     #[arg(long, env = "FEDGATE_CA")]
     ca: PathBuf,
     /// Append one JSON line per flow here (hash-chained).
@@ -144,8 +145,8 @@ struct RunArgs {
     /// DNS queries per second per client address (also the burst); 0: no limit.
     #[arg(long, default_value_t = 1000)]
     dns_rate: u32,
-    /// Check the snapshot file, and --cert/--key for a renewed certificate,
-    /// this often (milliseconds); 0: never.
+    /// Check the snapshot file, --cert/--key for a renewed certificate and
+    /// --ca for a new CA bundle, this often (milliseconds); 0: never.
     #[arg(long, default_value_t = 200)]
     reload_ms: u64,
     /// Threads that relay flows; default: one per core. With 1, every flow,

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::tls::{self, Material, OwnCert, Peer};
+use crate::tls::{self, Peer};
 use crate::{Ctx, Listen, enforce, home, now, udp};
 
 /// A byte stream that is not a QUIC stream: TLS over TCP, or TCP to a
@@ -309,14 +309,9 @@ pub async fn read_frame<T, S: AsyncRead + Unpin>(
 }
 
 impl Overlay {
-    pub async fn start(
-        ctx: Arc<Ctx>,
-        material: &Material,
-        own: &Arc<OwnCert>,
-        listen: &Listen,
-    ) -> anyhow::Result<Arc<Self>> {
-        let server = Arc::new(tls::server_config(material, own)?);
-        let client = Arc::new(tls::client_config(material, own)?);
+    pub async fn start(ctx: Arc<Ctx>, listen: &Listen) -> anyhow::Result<Arc<Self>> {
+        let server = Arc::new(tls::server_config(&ctx.credentials)?);
+        let client = Arc::new(tls::client_config(&ctx.credentials)?);
         let mut tasks = Vec::new();
         // QUIC: one endpoint listens and dials, so replies come from the
         // address peers know.
@@ -472,7 +467,8 @@ impl Overlay {
     async fn serve_streams(self: &Arc<Self>, conn: quinn::Connection, peer: Peer) {
         let peer = Arc::new(peer);
         // A new snapshot that revokes the peer's certificate (or drops the
-        // peer) closes the connection, and with it every flow on it, at once.
+        // peer), the certificate's expiry, or a CA bundle without its issuer
+        // closes the connection, and with it every flow on it, at once.
         {
             let ctx = self.ctx.clone();
             let peer = peer.clone();
@@ -480,7 +476,7 @@ impl Overlay {
             tokio::spawn(async move {
                 tokio::select! {
                     reason = enforce::until_peer_refused(&ctx, &peer) => {
-                        tracing::warn!(peer = %peer, %reason, serial = %peer.cert.serial, "peer connection closed by a new snapshot");
+                        tracing::warn!(peer = %peer, %reason, serial = %peer.cert.serial, "peer connection closed: the peer is refused now");
                         ctx.metrics.add("fedgate_peer_closed_total", &[("reason", reason.as_str())], 1);
                         conn.close(quinn::VarInt::from_u32(2), reason.as_bytes());
                     }

@@ -21,15 +21,9 @@ pub(crate) async fn quic_conns(
         let (cert, key, _) = w.edge_cert(org, "edge", org, None, None);
         crate::tls::load_material(&cert, &key, &w.ca_pem()).unwrap()
     };
-    let tls = |org: &str| {
-        let m = material(org);
-        let own = crate::tls::OwnCert::new(&m).unwrap();
-        (m, own)
-    };
-    let (home, home_own) = tls("home");
-    let (away, away_own) = tls("away");
-    let server = crate::tls::server_config(&home, &home_own).unwrap();
-    let client = crate::tls::client_config(&away, &away_own).unwrap();
+    let own = |org: &str| crate::tls::Credentials::new(&material(org)).unwrap();
+    let server = crate::tls::server_config(&own("home")).unwrap();
+    let client = crate::tls::client_config(&own("away")).unwrap();
     let mut server =
         quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server).unwrap()));
     server.transport_config(Arc::new(far));

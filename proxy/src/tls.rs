@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use federation::identity::{Identity, PeerCert, peer_cert};
-pub use federation::mtls::{Material, OwnCert, server_name as peer_server_name};
+pub use federation::mtls::{Credentials, Material, server_name as peer_server_name};
 use federation::wire::ALPN;
 use jiff::Timestamp;
 use rustls::pki_types::CertificateDer;
@@ -40,22 +40,14 @@ pub fn load_material(cert: &Path, key: &Path, ca: &Path) -> anyhow::Result<Mater
     })
 }
 
-/// The overlay's listening side, presenting `own` (renewable).
-pub fn server_config(m: &Material, own: &Arc<OwnCert>) -> anyhow::Result<ServerConfig> {
-    Ok(federation::mtls::server_config_presenting(
-        m,
-        own.clone(),
-        ALPN,
-    )?)
+/// The overlay's listening side, with `own` (renewable).
+pub fn server_config(own: &Arc<Credentials>) -> anyhow::Result<ServerConfig> {
+    Ok(federation::mtls::server_config_with(own.clone(), ALPN)?)
 }
 
-/// The overlay's dialling side, presenting `own` (renewable).
-pub fn client_config(m: &Material, own: &Arc<OwnCert>) -> anyhow::Result<ClientConfig> {
-    Ok(federation::mtls::client_config_presenting(
-        m,
-        own.clone(),
-        ALPN,
-    )?)
+/// The overlay's dialling side, with `own` (renewable).
+pub fn client_config(own: &Arc<Credentials>) -> anyhow::Result<ClientConfig> {
+    Ok(federation::mtls::client_config_with(own.clone(), ALPN)?)
 }
 
 /// Why a peer that completed the TLS handshake is refused.
@@ -97,6 +89,9 @@ pub struct Peer {
     pub edge: String,
     pub org: String,
     pub cert: PeerCert,
+    /// The chain it presented, end entity first: checked again when the
+    /// CA certificates trusted change ([`crate::enforce`]).
+    pub chain: Vec<CertificateDer<'static>>,
 }
 
 impl fmt::Display for Peer {
@@ -143,5 +138,10 @@ pub fn check_peer(
         org: known.org.to_string(),
         edge,
         cert,
+        chain: certs
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect(),
     })
 }

@@ -258,7 +258,7 @@ pub async fn relay(ctx: &Ctx, mut opened: Opened, mut client: TcpStream) {
             opened.record.closed = Some("idle".into());
         }
         relay::Ended::Stopped(reason) => {
-            tracing::info!(flow_id = %opened.record.flow_id, %reason, "flow closed by a new snapshot");
+            tracing::info!(flow_id = %opened.record.flow_id, %reason, "flow closed: refused now");
             opened.record.closed = Some(reason.clone());
         }
         _ => {}

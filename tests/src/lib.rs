@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use control_plane::certs::{Ca, write_ca, write_issued};
+pub use control_plane::certs::Ca;
+use control_plane::certs::{write_ca, write_issued};
 pub use control_plane::forwarders::Format;
 use federation::identity::Identity;
 use federation::validate::parse_time;
@@ -106,13 +107,45 @@ impl World {
         validity: Option<(Timestamp, Timestamp)>,
         serial: Option<&[u8]>,
     ) -> (PathBuf, PathBuf, String) {
+        self.edge_cert_from(&self.ca, org, name, stem, validity, serial)
+    }
+
+    /// The PEM text of this world's CA certificate.
+    pub fn ca_cert_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// A second CA of the same trust domain (a CA rollover's new CA); its
+    /// files are not written.
+    pub fn another_ca(&self, name: &str) -> Ca {
+        let now = now();
+        Ca::new(
+            TRUST_DOMAIN,
+            name,
+            (
+                now - SignedDuration::from_hours(1),
+                now + SignedDuration::from_hours(24 * 30),
+            ),
+        )
+        .expect("CA")
+    }
+
+    /// As [`World::edge_cert`], issued by `ca`.
+    pub fn edge_cert_from(
+        &self,
+        ca: &Ca,
+        org: &str,
+        name: &str,
+        stem: &str,
+        validity: Option<(Timestamp, Timestamp)>,
+        serial: Option<&[u8]>,
+    ) -> (PathBuf, PathBuf, String) {
         let now = now();
         let validity = validity.unwrap_or((
             now - SignedDuration::from_hours(1),
             now + SignedDuration::from_hours(24),
         ));
-        let issued = self
-            .ca
+        let issued = ca
             .issue(
                 &Identity::edge(org, name).expect("identity"),
                 validity,

@@ -46,6 +46,14 @@ services:
   - {org: here, name: wiki, dns: [wiki.here.example], address: 127.60.0.20, ports: [443], protocol: tls, dns_internal: true}
 "#;
 
+/// Any edge's credentials: the DNS answers do not use them.
+fn credentials() -> Arc<crate::tls::Credentials> {
+    let w = tests::World::new();
+    let (cert, key, _) = w.edge_cert("here", "edge", "here-edge", None, None);
+    let m = crate::tls::load_material(&cert, &key, &w.ca_pem()).expect("material");
+    crate::tls::Credentials::new(&m).expect("credentials")
+}
+
 fn handler() -> Handler {
     let mut sources = Sources::new();
     sources.add("test.yaml", DOC);
@@ -67,6 +75,8 @@ fn handler() -> Handler {
         rates: Mutex::new(HashMap::new()),
         shutdown: watch::channel(false).1,
         vip_state: None,
+        credentials: credentials(),
+        trust: watch::channel(0).0,
     });
     let config = DnsConfig::default();
     let view = DnsView::build(&node, &config, None, &ctx.metrics);

@@ -457,3 +457,64 @@ pub(crate) async fn start_followed(w: &World, v1: &str, home_extra: &[String]) -
         away_serial,
     }
 }
+
+/// The serial of the certificate away's overlay TLS listener presents, as
+/// openssl s_client (authenticating as home) sees it: lower-case hex
+/// without leading zeros, as the edges write serials.
+pub(crate) fn presented_serial(
+    w: &World,
+    home: &(std::path::PathBuf, std::path::PathBuf),
+) -> String {
+    let at = addr(w, 1, 4443).to_string();
+    let (_, out, err) = tests::run(
+        "openssl",
+        &[
+            "s_client",
+            "-connect",
+            &at,
+            "-cert",
+            &home.0.display().to_string(),
+            "-key",
+            &home.1.display().to_string(),
+            "-CAfile",
+            &w.ca_pem().display().to_string(),
+        ],
+    );
+    let start = out
+        .find("-----BEGIN CERTIFICATE-----")
+        .unwrap_or_else(|| panic!("no certificate from s_client: {out} {err}"));
+    let end = out[start..]
+        .find("-----END CERTIFICATE-----")
+        .expect("PEM end")
+        + start
+        + 25;
+    let pem = w.path("presented.pem");
+    std::fs::write(&pem, &out[start..end]).expect("write PEM");
+    let (ok, serial, err) = tests::run(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            &pem.display().to_string(),
+            "-noout",
+            "-serial",
+        ],
+    );
+    assert!(ok, "openssl x509: {err}");
+    serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_lowercase()
+        .trim_start_matches('0')
+        .to_string()
+}
+
+/// Put a certificate and key in place of `cert` and `key`, each written
+/// whole under a temporary name and renamed, the key first.
+pub(crate) fn install(from: &(std::path::PathBuf, std::path::PathBuf), cert: &Path, key: &Path) {
+    for (src, dst) in [(&from.1, key), (&from.0, cert)] {
+        let tmp = dst.with_extension("new");
+        std::fs::copy(src, &tmp).expect("copy");
+        std::fs::rename(&tmp, dst).expect("rename");
+    }
+}
