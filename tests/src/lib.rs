@@ -432,6 +432,136 @@ pub fn require_tool(tool: &str) -> bool {
     found
 }
 
+/// Network namespaces made by one test, each playing a host or a network
+/// of its own; deleted on drop (their veths with them), also when the test
+/// fails. Names carry this process's id, so parallel runs never share one.
+/// Declare it before the [`Proc`]s started in it, so that they are stopped
+/// first.
+pub struct Namespaces {
+    prefix: String,
+    made: Vec<String>,
+}
+
+impl Namespaces {
+    /// Whether network namespaces can be made here (root, iproute2).
+    /// Without, a test fails under `CI=true` and is skipped, loudly,
+    /// elsewhere.
+    pub fn available() -> bool {
+        if !require_tool("ip") {
+            return false;
+        }
+        let probe = format!("fg{}probe", std::process::id() % 100_000);
+        let (ok, _, err) = run("ip", &["netns", "add", &probe]);
+        if ok {
+            run("ip", &["netns", "del", &probe]);
+            return true;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot make a network namespace (CI runs as root): {err}"
+        );
+        eprintln!("SKIPPED: cannot make a network namespace (not root?): {err}");
+        false
+    }
+
+    /// Make one namespace per tag, loopback up in each.
+    pub fn new(tags: &[&str]) -> Self {
+        let mut ns = Self {
+            prefix: format!("fg{}", std::process::id() % 100_000),
+            made: Vec::new(),
+        };
+        for tag in tags {
+            let name = ns.name(tag);
+            // A namespace left by an earlier run of this pid: gone first.
+            run("ip", &["netns", "del", &name]);
+            let (ok, _, err) = run("ip", &["netns", "add", &name]);
+            assert!(ok, "ip netns add {name}: {err}");
+            ns.made.push(name);
+            ns.ip(tag, &["link", "set", "lo", "up"]);
+        }
+        ns
+    }
+
+    pub fn name(&self, tag: &str) -> String {
+        format!("{}{tag}", self.prefix)
+    }
+
+    /// `ip -n NS ARGS...`; panics on failure.
+    pub fn ip(&self, tag: &str, args: &[&str]) {
+        let name = self.name(tag);
+        let mut all = vec!["-n", name.as_str()];
+        all.extend_from_slice(args);
+        let (ok, _, err) = run("ip", &all);
+        assert!(ok, "ip {}: {err}", all.join(" "));
+    }
+
+    /// A veth pair between two namespaces: `(tag, interface, address/len)`
+    /// at each end, both up.
+    pub fn link(&self, a: (&str, &str, &str), b: (&str, &str, &str)) {
+        let (na, nb) = (self.name(a.0), self.name(b.0));
+        let (ok, _, err) = run(
+            "ip",
+            &[
+                "link", "add", a.1, "netns", &na, "type", "veth", "peer", "name", b.1, "netns", &nb,
+            ],
+        );
+        assert!(ok, "veth {}:{} - {}:{}: {err}", a.0, a.1, b.0, b.1);
+        for (tag, dev, cidr) in [a, b] {
+            self.ip(tag, &["addr", "add", cidr, "dev", dev]);
+            self.ip(tag, &["link", "set", dev, "up"]);
+        }
+    }
+
+    /// Run `program ARGS...` in a namespace to its end.
+    pub fn run(&self, tag: &str, program: &str, args: &[&str]) -> (bool, String, String) {
+        let name = self.name(tag);
+        let mut all = vec!["netns", "exec", name.as_str(), program];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// Start `program ARGS...` in a namespace (`ip netns exec` execs it:
+    /// the [`Proc`]'s PID is the program's).
+    pub fn start(
+        &self,
+        tag: &str,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: PathBuf,
+    ) -> Proc {
+        let mut all = vec![
+            "netns".to_string(),
+            "exec".into(),
+            self.name(tag),
+            program.display().to_string(),
+        ];
+        all.extend(args.iter().cloned());
+        Proc::start(name, Path::new("ip"), &all, log)
+    }
+
+    /// Wait (at most 10 s) until `addr` takes TCP connections, as seen from
+    /// inside a namespace.
+    pub fn wait_tcp(&self, tag: &str, addr: SocketAddr) {
+        let probe = format!("exec 3<>/dev/tcp/{}/{}", addr.ip(), addr.port());
+        for _ in 0..100 {
+            if self.run(tag, "bash", &["-c", &probe]).0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{addr} takes no connection in {}", self.name(tag));
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in self.made.iter().rev() {
+            run("ip", &["netns", "del", name]);
+        }
+    }
+}
+
 /// `dig @server -p PORT ARGS...`, one try of two seconds; returns its output
 /// (the answer as text) and whether it exited 0.
 pub fn dig(server: SocketAddr, args: &[&str]) -> (bool, String) {
