@@ -80,6 +80,12 @@ fn a_member_opens_exactly_its_peers() {
         ),
         format!("ip daddr {away} meta l4proto udp udp dport 4433 accept"),
         format!("ip daddr {away} meta l4proto tcp tcp dport 4443 accept"),
+        // To its own services, from whichever address its routes choose
+        // (an edge on two networks reaches them from the inside one).
+        format!(
+            "    ip daddr {} meta l4proto tcp tcp dport 7007 accept",
+            ip(w.net, 11)
+        ),
         "policy drop;".to_owned(),
     ] {
         assert!(

@@ -5,15 +5,17 @@
 //! ```text
 //!  ns b (away's LAN)          ns be (away's edge)                 ns ae (home's edge)           ns a (home's LAN)
 //!  staff 198.18.10.50 --lan-- 198.18.10.1  198.19.0.2 ---wan--- 198.19.0.1  198.18.10.1 --lan-- 198.18.10.20
-//!                             DNS :53, SNI :8443,                 perimeter: UDP to :4433          web   :8443 (openssl s_server)
-//!                             VIPs 198.18.11.0/24                 dropped when the test says       files :8080 (python http.server)
+//!                             DNS :53, SNI :8443,                                                  web   :8443 (openssl s_server)
+//!                             VIPs 198.18.11.0/24                                                  files :8080 (python http.server)
 //! ```
 //!
 //! Both members number their LAN 198.18.10.0/24 (overlapping ranges, each
-//! edge at .1), and neither LAN routes to the other. A member of staff in
-//! away's LAN finds home's systems by name through away's edge (split-horizon
-//! DNS) and reaches them with curl, over QUIC, then, once home's perimeter
-//! drops UDP, over TLS on TCP. All addresses are in 198.18.0.0/15, inside
+//! edge at .1), and neither LAN routes to the other. Each edge host is
+//! locked down by the nftables ruleset `fedctl firewall` writes for its
+//! member (everything else dropped). A member of staff in away's LAN finds
+//! home's systems by name through away's edge (split-horizon DNS) and
+//! reaches them with curl, over QUIC, then, once home's perimeter drops
+//! UDP, over TLS on TCP. All addresses are in 198.18.0.0/15, inside
 //! namespaces this test makes and deletes.
 
 mod common;
@@ -22,6 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{EDGE, audit, audit_record};
+use tests::run;
 use tests::{Namespaces, Proc, World};
 
 const DOC: &str = r#"federation: {name: test, trust_domain: test.fedgate.example}
@@ -77,6 +80,29 @@ fn edge(w: &World, ns: &Namespaces, tag: &str, org: &str, extra: &[&str]) -> Pro
     p
 }
 
+/// Lock the edge host of `org` (namespace `tag`) down to the openings
+/// `fedctl firewall` lists for it.
+fn lock_down(w: &World, ns: &Namespaces, tag: &str, org: &str) {
+    let fedctl = Path::new(EDGE).with_file_name("fedctl");
+    let (ok, rules, err) = run(
+        &fedctl.display().to_string(),
+        &[
+            "firewall",
+            "--config",
+            &w.path("federation.yaml").display().to_string(),
+            "--org",
+            org,
+            "--format",
+            "nftables",
+        ],
+    );
+    assert!(ok, "fedctl firewall --org {org}: {err}");
+    let file = w.path(&format!("{org}.nft"));
+    std::fs::write(&file, &rules).expect("ruleset");
+    let (ok, _, err) = ns.run(tag, "nft", &["-f", &file.display().to_string()]);
+    assert!(ok, "nft -f for {org}: {err}\n{rules}");
+}
+
 /// One answer of away's edge's DNS, asked from away's LAN.
 fn resolve(ns: &Namespaces, name: &str) -> String {
     let (ok, out, err) = ns.run(
@@ -101,6 +127,7 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
         || !tests::require_tool("python3")
         || !tests::require_tool("dig")
         || !tests::require_tool("openssl")
+        || !tests::require_tool("nft")
     {
         return;
     }
@@ -129,6 +156,9 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
         "b",
         &["route", "add", "198.18.11.0/24", "via", "198.18.10.1"],
     );
+    std::fs::write(w.path("federation.yaml"), DOC).expect("document");
+    lock_down(&w, &ns, "ae", "home");
+    lock_down(&w, &ns, "be", "away");
 
     // Home's systems: a web server with a certificate for its name, and a
     // plain HTTP file server.
@@ -137,7 +167,7 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
     std::fs::write(www.join("page.txt"), "web page of home, via the overlay\n").expect("page");
     std::fs::write(www.join("files.txt"), "a file of home, via a VIP\n").expect("file");
     let (web_cert, web_key) = (w.path("web.pem"), w.path("web.key"));
-    let (ok, _, err) = tests::run(
+    let (ok, _, err) = run(
         "openssl",
         &[
             "req",
@@ -272,24 +302,22 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
 
     // Home's perimeter now drops UDP to the overlay's QUIC port: the link
     // is lost and flows go over TLS on TCP, port 4443, which it lets in.
-    ns.ip(
+    let (ok, _, err) = ns.run(
         "ae",
+        "nft",
         &[
+            "insert",
             "rule",
-            "add",
-            "pref",
-            "100",
-            "iif",
-            "wan",
-            "ipproto",
+            "inet",
+            "fedgate_edge",
+            "input",
             "udp",
             "dport",
             "4433",
-            "blackhole",
+            "drop",
         ],
     );
-    ns.ip("ae", &["rule", "add", "pref", "200", "lookup", "local"]);
-    ns.ip("ae", &["rule", "del", "pref", "0"]);
+    assert!(ok, "nft insert: {err}");
     let before = audit(&w, "away").len();
     // A flow whose bytes were already out on the lost path is refused
     // rather than sent twice; staff retry, as a browser does.

@@ -48,6 +48,13 @@ pub struct Opening {
     pub why: &'static str,
 }
 
+/// The edge host's side of an opening inside the member (to its services
+/// and resolvers): whichever address the host's routes choose. An edge on
+/// the perimeter is usually on two networks, and reaches the member's
+/// systems from its inside address, not the overlay's; the rule then
+/// matches the destination only.
+const ANY_ADDRESS: &str = "(any of its addresses)";
+
 /// Every opening for `org`'s edges.
 pub fn plan(
     spec: &FederationSpec,
@@ -195,7 +202,7 @@ pub fn plan(
                     add(
                         "out",
                         "tcp",
-                        host_s.clone(),
+                        ANY_ADDRESS.to_owned(),
                         SocketAddr::new(a, *port).to_string(),
                         s.id.to_string(),
                         false,
@@ -210,7 +217,7 @@ pub fn plan(
                     add(
                         "out",
                         proto,
-                        host_s.clone(),
+                        ANY_ADDRESS.to_owned(),
                         u.to_string(),
                         format!("{org} resolver"),
                         false,
