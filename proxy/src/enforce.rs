@@ -130,8 +130,18 @@ fn still_allowed(node: &Node, peer: &Peer, flow: &FlowKey) -> Result<(), String>
 
 /// Resolves, with the reason, when the home edge must close `flow`: at once
 /// for a refused or distrusted peer, after the grace for a flow no longer
-/// allowed.
-pub async fn until_flow_refused(ctx: Arc<Ctx>, peer: Arc<Peer>, flow: FlowKey) -> String {
+/// allowed. A flow on a TLS connection of its own (`own_connection`: TCP)
+/// watches its peer's trust itself; the flows on a QUIC connection leave
+/// that to the connection's guard, which closes them all at once.
+pub async fn until_flow_refused(
+    ctx: Arc<Ctx>,
+    peer: Arc<Peer>,
+    flow: FlowKey,
+    own_connection: bool,
+) -> String {
+    if !own_connection {
+        return until_flow_disallowed(&ctx, &peer, &flow).await;
+    }
     tokio::select! {
         reason = until_flow_disallowed(&ctx, &peer, &flow) => reason,
         reason = until_peer_distrusted(&ctx, &peer) => reason,

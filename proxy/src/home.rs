@@ -211,6 +211,7 @@ async fn authorise(
     if !initial.is_empty() && upstream.write_all(&initial).await.is_err() {
         return;
     }
+    let own_connection = record.transport.as_deref() == Some(Transport::Tcp.as_str());
     let guard = enforce::until_flow_refused(
         ctx.clone(),
         peer.clone(),
@@ -220,6 +221,7 @@ async fn authorise(
             service: req.service.clone(),
             port: req.port,
         },
+        own_connection,
     );
     let (b, a, ended) =
         relay::relay_flow(&mut upstream, &mut stream, ctx.limits.flow_idle, guard).await;

@@ -43,7 +43,25 @@ fn count(p: &tests::Proc, needle: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_link_ends_when_the_peer_certificate_expires() {
+async fn a_quic_link_ends_when_the_peer_certificate_expires() {
+    ends_at_expiry(Transport::Quic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_flow_ends_when_the_peer_certificate_expires() {
+    ends_at_expiry(Transport::Tcp).await;
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    /// One connection for every flow: the connection is closed.
+    Quic,
+    /// (`--no-quic`) A TLS connection per flow: the flow is closed.
+    Tcp,
+}
+
+/// away's certificate expires under a live flow over `transport`.
+async fn ends_at_expiry(transport: Transport) {
     let w = World::new();
     tests::echo_origin(addr(&w, 11, 7007)).await;
     let doc = document(&w, &Options::default());
@@ -61,31 +79,31 @@ async fn a_link_ends_when_the_peer_certificate_expires() {
     );
     let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
     let home_admin = addr(&w, 2, 9100);
-    let mut home = start_edge(
-        &w,
-        "home",
-        "home/edge",
-        &home_snap,
-        &hc,
-        &hk,
-        &["--admin".into(), home_admin.to_string()],
-    );
-    let away = start_edge(
-        &w,
-        "away",
-        "away/edge",
-        &away_snap,
-        &ac,
-        &ak,
-        &away_ingress(&w),
-    );
-    assert_eq!(echo_record(&w, "before expiry").await["transport"], "quic");
+    let no_quic: Vec<String> = match transport {
+        Transport::Quic => vec![],
+        Transport::Tcp => vec!["--no-quic".into()],
+    };
+    let mut home_args = vec!["--admin".to_string(), home_admin.to_string()];
+    home_args.extend(no_quic.iter().cloned());
+    let mut home = start_edge(&w, "home", "home/edge", &home_snap, &hc, &hk, &home_args);
+    let mut away_args = away_ingress(&w);
+    away_args.extend(no_quic);
+    let away = start_edge(&w, "away", "away/edge", &away_snap, &ac, &ak, &away_args);
+    let name = if transport == Transport::Quic {
+        "quic"
+    } else {
+        "tcp"
+    };
+    assert_eq!(echo_record(&w, "before expiry").await["transport"], name);
     let mut held = held_flow(&w).await;
 
-    // At the expiry, home closes the link, and the flow on it, by itself:
-    // no flow, snapshot or restart asks it to.
+    // At the expiry, home closes the link, or the flow's own connection,
+    // by itself: no flow, snapshot or restart asks it to.
     home.wait_for(
-        "peer connection closed: the peer is refused now",
+        match transport {
+            Transport::Quic => "peer connection closed: the peer is refused now",
+            Transport::Tcp => "flow closed: refused now",
+        },
         Duration::from_secs(25),
     );
     assert!(
@@ -96,11 +114,19 @@ async fn a_link_ends_when_the_peer_certificate_expires() {
         closed_within(&mut held, Duration::from_secs(5)).await,
         "the flow held on the link outlived it"
     );
-    let m = metrics(home_admin).await;
-    assert!(
-        m.contains("fedgate_peer_closed_total{reason=\"expired\"} 1"),
-        "{m}"
-    );
+    match transport {
+        Transport::Quic => {
+            let m = metrics(home_admin).await;
+            assert!(
+                m.contains("fedgate_peer_closed_total{reason=\"expired\"} 1"),
+                "{m}"
+            );
+        }
+        Transport::Tcp => {
+            let r = audit_record(&w, "home", |r| r["bytes_up"] == "held".len()).await;
+            assert_eq!(r["closed"], "expired", "{r}");
+        }
+    }
     // A new flow finds away's certificate refused at the handshake.
     let back = echo_through(addr(&w, 130, 7007), b"after expiry").await;
     assert_ne!(back.as_deref(), Ok(&b"after expiry"[..]));
