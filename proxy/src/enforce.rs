@@ -92,9 +92,11 @@ pub async fn until_peer_refused(ctx: &Ctx, peer: &Peer) -> String {
             }
         }
     };
+    // Boxed, like the one below: a flow's task holds its guard inline, and
+    // this future (a timer and a watch) is only running for some of them.
     tokio::select! {
         reason = refused => reason,
-        reason = until_peer_distrusted(ctx, peer) => reason,
+        reason = Box::pin(until_peer_distrusted(ctx, peer)) => reason,
     }
 }
 
@@ -139,12 +141,16 @@ pub async fn until_flow_refused(
     flow: FlowKey,
     own_connection: bool,
 ) -> String {
-    if !own_connection {
-        return until_flow_disallowed(&ctx, &peer, &flow).await;
-    }
+    let distrusted = async {
+        if own_connection {
+            Box::pin(until_peer_distrusted(&ctx, &peer)).await
+        } else {
+            std::future::pending().await
+        }
+    };
     tokio::select! {
         reason = until_flow_disallowed(&ctx, &peer, &flow) => reason,
-        reason = until_peer_distrusted(&ctx, &peer) => reason,
+        reason = distrusted => reason,
     }
 }
 
