@@ -227,16 +227,11 @@ async fn a_ca_rollover_needs_no_restart() {
     };
     let n = untrusted(&metrics(away_admin).await) + untrusted(&metrics(home_admin).await);
     assert!(n >= 1.0, "no link closed as untrusted");
-    let w_ref = &w;
-    let back = eventually(40, Duration::from_millis(250), || async move {
-        let n = audit(w_ref, "away").len();
-        let msg = "y".repeat(40 + n);
-        echo_through(addr(w_ref, 130, 7007), msg.as_bytes())
-            .await
-            .is_ok_and(|b| b == msg.as_bytes())
-    })
-    .await;
-    assert!(back, "no flow after the rollover\n{}", pair.away.log_text());
+    assert!(
+        echo_comes_back(&w, 40).await,
+        "no flow after the rollover\n{}",
+        pair.away.log_text()
+    );
 
     // A certificate of the old CA is refused at the handshake now.
     let a = &pair.away;

@@ -240,6 +240,20 @@ pub(crate) async fn echo_record(w: &World, msg: &str) -> serde_json::Value {
     .await
 }
 
+/// Whether a flow through the echo VIP at `away` comes back whole within
+/// 10 s (tried every 250 ms), as after a link is closed and made again.
+/// Each attempt is `min_len` bytes or more, a length of its own (one more
+/// than away's audit records so far), to find its record.
+pub(crate) async fn echo_comes_back(w: &World, min_len: usize) -> bool {
+    eventually(40, Duration::from_millis(250), || async move {
+        let msg = "x".repeat(min_len + audit(w, "away").len());
+        echo_through(addr(w, 130, 7007), msg.as_bytes())
+            .await
+            .is_ok_and(|b| b == msg.as_bytes())
+    })
+    .await
+}
+
 /// Every audit record of an edge, as JSON.
 pub(crate) fn audit(w: &World, name: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(w.path(&format!("{name}.audit.jsonl")))
