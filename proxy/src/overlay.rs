@@ -227,7 +227,31 @@ fn transport_config(ctx: &Ctx) -> Arc<quinn::TransportConfig> {
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(udp::MAX_UDP_PAYLOAD);
     t.mtu_discovery_config(Some(mtu));
+    acknowledge_less_often(&mut t);
     Arc::new(t)
+}
+
+/// Packets asking for an acknowledgement that a peer may take before it
+/// must acknowledge them (see [`acknowledge_less_often`]).
+const ACK_ELICITING_THRESHOLD: u32 = 4;
+
+/// The longest a peer may hold an acknowledgement back.
+const MAX_ACK_DELAY: Duration = Duration::from_millis(1);
+
+/// Ask the peer for fewer acknowledgements (the QUIC ACK frequency
+/// extension, which both ends of a link speak): one for every fifth packet
+/// that asks for one, or after 1 ms, instead of one for every second packet.
+/// A flow's opening, its answer and the service's reply then carry the
+/// acknowledgements of the packets before them, where an acknowledgement of
+/// its own would be sent, and would wake the other edge, ahead of the flow's
+/// work. The 1 ms cap keeps acknowledgements prompt for bulk transfers and
+/// loss recovery (quinn's default delay is 25 ms). bench/README.md has the
+/// A/B.
+pub(crate) fn acknowledge_less_often(t: &mut quinn::TransportConfig) {
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(quinn::VarInt::from_u32(ACK_ELICITING_THRESHOLD));
+    ack.max_ack_delay(Some(MAX_ACK_DELAY));
+    t.ack_frequency_config(Some(ack));
 }
 
 /// The most client bytes sent to the home edge before its answer.
@@ -1010,5 +1034,90 @@ impl Overlay {
             l.since = None;
             self.retry_quic(peer.clone(), link.clone(), Duration::from_secs(1));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::acknowledge_less_often;
+    use crate::testing::quic_conns;
+
+    /// Datagrams both ends send for `n` exchanges shaped like a flow whose
+    /// client writes twice: each on a stream of its own, the near end sends
+    /// a first packet, then (once the far end has read it) a second with the
+    /// end of its side; the far end answers with what it read and ends its
+    /// side. Both ends run with `transport`'s settings.
+    async fn datagrams_for_exchanges(transport: fn() -> quinn::TransportConfig, n: u32) -> u64 {
+        let w = ::tests::World::new();
+        let (near, far, _endpoint) = quic_conns(
+            &w,
+            transport(),
+            transport(),
+            Arc::new(crate::udp::Coalescing),
+        )
+        .await;
+        let sent = |near: &quinn::Connection, far: &quinn::Connection| {
+            near.stats().udp_tx.datagrams + far.stats().udp_tx.datagrams
+        };
+        // Let the handshake's acknowledgements settle.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let before = sent(&near, &far);
+        let (read_first, mut first_read) = tokio::sync::mpsc::channel(1);
+        let far_end = tokio::spawn(async move {
+            for _ in 0..n {
+                let (mut send, mut recv) = far.accept_bi().await.unwrap();
+                let mut first = [0u8; 5];
+                recv.read_exact(&mut first).await.unwrap();
+                read_first.send(()).await.unwrap();
+                let rest = recv.read_to_end(64).await.unwrap();
+                send.write_all(&first).await.unwrap();
+                send.write_all(&rest).await.unwrap();
+                send.finish().unwrap();
+            }
+            far
+        });
+        for i in 0..n {
+            let (mut send, mut recv) = near.open_bi().await.unwrap();
+            send.write_all(b"first").await.unwrap();
+            first_read.recv().await.unwrap();
+            let rest = format!(" then {i}");
+            send.write_all(rest.as_bytes()).await.unwrap();
+            send.finish().unwrap();
+            let back = recv.read_to_end(64).await.unwrap();
+            assert_eq!(back, format!("first then {i}").as_bytes());
+        }
+        let far = far_end.await.unwrap();
+        // Let acknowledgements held back go out (quinn's default delay is
+        // 25 ms).
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        sent(&near, &far) - before
+    }
+
+    /// With the edges' acknowledgement settings the answer carries the
+    /// acknowledgement of the client's two packets; with quinn's defaults
+    /// the second packet draws an acknowledgement of its own, sent before
+    /// the answer.
+    #[tokio::test(flavor = "current_thread")]
+    async fn answers_carry_the_acknowledgements_of_the_packets_before_them() {
+        let n = 40;
+        let edge = datagrams_for_exchanges(
+            || {
+                let mut t = quinn::TransportConfig::default();
+                acknowledge_less_often(&mut t);
+                t
+            },
+            n,
+        )
+        .await;
+        let default = datagrams_for_exchanges(quinn::TransportConfig::default, n).await;
+        eprintln!(
+            "datagrams for {n} exchanges: {edge} with the edges' settings, {default} with quinn's"
+        );
+        assert!(
+            edge + u64::from(n) / 2 <= default,
+            "{edge} datagrams with the edges' settings, {default} with quinn's"
+        );
     }
 }

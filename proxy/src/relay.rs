@@ -346,6 +346,7 @@ mod tests {
         let (near_conn, far_conn, _endpoint) = quic_conns(
             &w,
             quinn::TransportConfig::default(),
+            quinn::TransportConfig::default(),
             Arc::new(quinn::TokioRuntime),
         )
         .await;
@@ -397,8 +398,13 @@ mod tests {
         let mut far_transport = quinn::TransportConfig::default();
         far_transport.stream_receive_window(quinn::VarInt::from_u32(256 * 1024));
         far_transport.receive_window(quinn::VarInt::from_u32(128 * 1024));
-        let (near_conn, far_conn, _endpoint) =
-            quic_conns(&w, far_transport, Arc::new(quinn::TokioRuntime)).await;
+        let (near_conn, far_conn, _endpoint) = quic_conns(
+            &w,
+            quinn::TransportConfig::default(),
+            far_transport,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .await;
         let mut relays = Vec::new();
         let mut fars = Vec::new();
         let mut clients = Vec::new();

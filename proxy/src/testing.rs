@@ -5,11 +5,13 @@ use std::sync::Arc;
 use crate::overlay::QuicStream;
 
 /// Two QUIC endpoints on loopback with mutual TLS as the edges use it,
-/// and one connection from the first to the second; the second (the far
-/// end) runs with `far`'s transport settings; both endpoints run on
-/// `runtime`. The dialing endpoint is returned to be kept alive.
+/// and one connection from the first to the second; the first (the near
+/// end) runs with `near`'s transport settings, the second (the far end)
+/// with `far`'s; both endpoints run on `runtime`. The dialing endpoint is
+/// returned to be kept alive.
 pub(crate) async fn quic_conns(
     w: &::tests::World,
+    near: quinn::TransportConfig,
     far: quinn::TransportConfig,
     runtime: Arc<dyn quinn::Runtime>,
 ) -> (quinn::Connection, quinn::Connection, quinn::Endpoint) {
@@ -30,9 +32,10 @@ pub(crate) async fn quic_conns(
     let config = quinn::EndpointConfig::default;
     let listener = quinn::Endpoint::new(config(), Some(server), socket(), runtime.clone()).unwrap();
     let mut dialer = quinn::Endpoint::new(config(), None, socket(), runtime).unwrap();
-    dialer.set_default_client_config(quinn::ClientConfig::new(Arc::new(
-        QuicClientConfig::try_from(client).unwrap(),
-    )));
+    let mut client =
+        quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client).unwrap()));
+    client.transport_config(Arc::new(near));
+    dialer.set_default_client_config(client);
     let to = listener.local_addr().unwrap();
     let accept = tokio::spawn(async move { listener.accept().await.unwrap().await.unwrap() });
     let near = dialer

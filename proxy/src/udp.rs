@@ -190,7 +190,7 @@ mod tests {
     async fn datagrams_for_16_writes(runtime: Arc<dyn Runtime>) -> u64 {
         let w = ::tests::World::new();
         let (near, far, _endpoint) =
-            quic_conns(&w, quinn::TransportConfig::default(), runtime).await;
+            quic_conns(&w, Default::default(), Default::default(), runtime).await;
         let mut streams = Vec::new();
         for _ in 0..16 {
             streams.push(quic_stream(&near, &far).await);

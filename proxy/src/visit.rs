@@ -59,7 +59,8 @@ fn flow_id() -> u128 {
     // Unique enough to correlate two edges' records: time and a counter.
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    (now().as_nanosecond() as u128) << 32 ^ u128::from(n) ^ (u128::from(std::process::id()) << 100)
+    static PID: std::sync::LazyLock<u32> = std::sync::LazyLock::new(std::process::id);
+    (now().as_nanosecond() as u128) << 32 ^ u128::from(n) ^ (u128::from(*PID) << 100)
 }
 
 /// Pre-check a client's flow to `service:port` and open it, sending `first`
