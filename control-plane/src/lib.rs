@@ -14,6 +14,7 @@ pub mod admin_audit;
 pub mod authz;
 pub mod certs;
 pub mod client;
+pub mod credentials;
 pub mod fedctl;
 pub mod files;
 pub mod forwarders;

@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use federation::identity::{Identity, peer_cert};
+use federation::mtls::Credentials;
 use federation::signed::{SignedParts, SigningKey};
 use federation::snapshot::Cutter;
 use federation::spec::DocumentSpec;
@@ -39,6 +40,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use jiff::Timestamp;
+use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -46,6 +48,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin_audit::AdminAudit;
+use crate::credentials::Trust;
 use crate::store::{Store, StoreError, Version, VersionMeta};
 use crate::{authz, render};
 
@@ -109,6 +112,8 @@ pub struct App {
     /// its apply: published without loading it again.
     validated: Mutex<Option<(u64, Arc<Loaded>)>>,
     long_poll_max: Duration,
+    /// The TLS material in use (replaced without a restart).
+    trust: Arc<Trust>,
 }
 
 /// Who is calling, from the certificate.
@@ -119,6 +124,25 @@ pub struct Caller {
     /// When the certificate expires: a connection kept open past it is
     /// refused from its next request on ([`still_trusted`]).
     pub not_after: Timestamp,
+    /// The chain presented at the handshake (end entity first), and the
+    /// replacements of the CA certificates made by then
+    /// ([`Trust::generation`]).
+    pub chain: Arc<[CertificateDer<'static>]>,
+    pub trust_generation: u64,
+}
+
+impl Caller {
+    /// Why the caller's chain is not trusted under the CA certificates in
+    /// use now, if they were replaced after its handshake (which checked it
+    /// against those of then).
+    fn distrusted_since(&self, trust: &Trust) -> Option<&'static str> {
+        if trust.generation() == self.trust_generation {
+            return None;
+        }
+        trust
+            .credentials
+            .distrusts(&self.chain, rustls::pki_types::UnixTime::now())
+    }
 }
 
 /// Cut and sign every edge's snapshot of `version`: a document per group of
@@ -203,6 +227,7 @@ impl App {
         key: SigningKey,
         audit: AdminAudit,
         long_poll_max: Duration,
+        trust: Arc<Trust>,
     ) -> Arc<Self> {
         Arc::new(Self {
             name,
@@ -216,6 +241,7 @@ impl App {
             publishing: tokio::sync::Mutex::new(()),
             validated: Mutex::new(None),
             long_poll_max,
+            trust,
         })
     }
 
@@ -784,6 +810,11 @@ async fn still_trusted(
             "the certificate of {} expired at {}",
             caller.identity, caller.not_after
         )
+    } else if let Some(why) = caller.distrusted_since(&app.trust) {
+        format!(
+            "the certificate of {} is {why} under the CA certificates in use now",
+            caller.identity
+        )
     } else {
         return next.run(request).await;
     };
@@ -796,10 +827,7 @@ async fn still_trusted(
 const MAX_BODY: usize = 64 << 20;
 
 /// Who a handshaken client is; `Err` with the reason to log when refused.
-fn identify(
-    app: &App,
-    certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
-) -> Result<Caller, String> {
+fn identify(app: &App, certs: Option<&[CertificateDer<'_>]>) -> Result<Caller, String> {
     let leaf = certs
         .and_then(|c| c.first())
         .ok_or("no client certificate")?;
@@ -811,10 +839,18 @@ fn identify(
             cert.identity, cert.serial
         ));
     }
+    let generation = app.trust.generation();
+    let chain = certs
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
     Ok(Caller {
         identity: cert.identity,
         serial: cert.serial,
         not_after: cert.not_after,
+        chain,
+        trust_generation: generation,
     })
 }
 
@@ -899,6 +935,9 @@ pub struct Options {
     /// Files to commit as version 1 when the store is empty.
     pub init: Option<Sources>,
     pub long_poll_max: Duration,
+    /// Check `cert`, `key` and `ca` for replacements this often; `None`:
+    /// never.
+    pub reload_every: Option<Duration>,
 }
 
 fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -948,7 +987,7 @@ pub async fn run(
     let trust_domain = federation::identity::trust_domain_of(leaf.as_ref())
         .with_context(|| format!("{} carries no Fedgate identity", opts.cert.display()))?;
     let me = peer_cert(leaf.as_ref(), &trust_domain)?;
-    let Identity::Control { name } = me.identity else {
+    let Identity::Control { name } = me.identity.clone() else {
         anyhow::bail!(
             "{} is the certificate of {}, not of a control-plane replica (spiffe://{trust_domain}/control/NAME); issue one with `fedctl certs issue --control NAME`",
             opts.cert.display(),
@@ -990,12 +1029,30 @@ pub async fn run(
         }
     }
     tracing::info!(replica = %name, store = %store.describe(), key = %key.public().id(), "control plane starting");
-    let app = App::new(name, trust_domain, store, key, audit, opts.long_poll_max);
+    let trust = Trust::new(Credentials::new(&material).context("malformed TLS material")?);
+    if let Some(every) = opts.reload_every {
+        tokio::spawn(crate::credentials::watch(
+            trust.clone(),
+            me.clone(),
+            [opts.cert.clone(), opts.key.clone(), opts.ca.clone()],
+            trust_domain.clone(),
+            every,
+        ));
+    }
+    let tls = federation::mtls::server_config_with(trust.credentials.clone(), b"http/1.1")?;
+    let app = App::new(
+        name,
+        trust_domain,
+        store,
+        key,
+        audit,
+        opts.long_poll_max,
+        trust,
+    );
     tokio::spawn(app.clone().follow_store());
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    let tls = federation::mtls::server_config(&material, b"http/1.1")?;
     serve(app, listener, tls, shutdown).await?;
     tracing::info!("stopped");
     Ok(())

@@ -180,6 +180,26 @@ impl Credentials {
         Ok(())
     }
 
+    /// Why a peer's chain, handshaken before, is not trusted at `now`, if
+    /// so: `expired` (or not yet valid), or `untrusted` (no CA certificate
+    /// trusted now issued it).
+    pub fn distrusts(
+        &self,
+        chain: &[CertificateDer<'static>],
+        now: UnixTime,
+    ) -> Option<&'static str> {
+        match self.trusts(chain, now) {
+            Ok(()) => None,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. }
+                | rustls::CertificateError::NotValidYet
+                | rustls::CertificateError::NotValidYetContext { .. },
+            )) => Some("expired"),
+            Err(_) => Some("untrusted"),
+        }
+    }
+
     fn current(&self) -> Arc<CertifiedKey> {
         self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -429,5 +449,68 @@ impl ServerCertVerifier for PeerVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+/// When files polled for replacement (a certificate, its key, the CA
+/// certificates) have changed, and settled: a change is reported once the
+/// files' stamps (what the caller reads of each: modification time and
+/// length) have stayed the same for one poll, so that files being written
+/// are read once whole, and a set replaced one file at a time is read as
+/// one change.
+#[derive(Debug, Clone)]
+pub struct Settled<S, const N: usize> {
+    last: [S; N],
+    seen: [S; N],
+}
+
+impl<S: PartialEq + Clone, const N: usize> Settled<S, N> {
+    /// Start from the stamps of the files in use.
+    pub fn new(in_use: [S; N]) -> Self {
+        Self {
+            last: in_use.clone(),
+            seen: in_use,
+        }
+    }
+
+    /// The stamps read now: which files differ from those last reported,
+    /// once a change has settled; `None` while nothing changed or a change
+    /// is still under way.
+    pub fn poll(&mut self, now: [S; N]) -> Option<[bool; N]> {
+        if now != self.seen {
+            self.seen = now;
+            return None;
+        }
+        if now == self.last {
+            return None;
+        }
+        let changed = std::array::from_fn(|i| now[i] != self.last[i]);
+        self.last = now;
+        Some(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settled;
+
+    #[test]
+    fn a_change_is_reported_once_it_has_settled_for_one_poll() {
+        let mut files = Settled::new([1, 10, 100]);
+        assert_eq!(files.poll([1, 10, 100]), None, "nothing changed");
+        assert_eq!(files.poll([2, 10, 100]), None, "the certificate changed");
+        assert_eq!(files.poll([2, 11, 100]), None, "then its key");
+        assert_eq!(
+            files.poll([2, 11, 100]),
+            Some([true, true, false]),
+            "both, once settled"
+        );
+        assert_eq!(files.poll([2, 11, 100]), None, "reported once");
+        assert_eq!(files.poll([2, 11, 101]), None);
+        assert_eq!(files.poll([2, 11, 101]), Some([false, false, true]));
+        // Changed and changed back before it settled: nothing to read.
+        assert_eq!(files.poll([3, 11, 101]), None);
+        assert_eq!(files.poll([2, 11, 101]), None);
+        assert_eq!(files.poll([2, 11, 101]), None);
     }
 }

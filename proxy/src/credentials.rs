@@ -77,23 +77,14 @@ pub async fn watch(ctx: Arc<Ctx>, mut in_use: PeerCert, files: [PathBuf; 3], eve
     let [cert, key, ca] = files;
     let span = tracing::info_span!("certificate", path = %cert.display(), ca = %ca.display());
     let stamps = || [stamp(&cert), stamp(&key), stamp(&ca)];
-    let mut last = stamps();
-    let mut seen = last;
+    let mut files = federation::mtls::Settled::new(stamps());
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = stamps();
-        // Read a change once it has settled for one poll.
-        if now != seen {
-            seen = now;
+        let Some([_, _, new_ca]) = files.poll(stamps()) else {
             continue;
-        }
-        if now == last {
-            continue;
-        }
-        let new_ca = now[2] != last[2];
-        last = now;
+        };
         let _e = span.enter();
         let outcome = renewed(&cert, &key, &ca, &in_use).and_then(|(m, found)| {
             ctx.credentials.replace(&m)?;

@@ -40,16 +40,7 @@ pub fn peer_distrusted(ctx: &Ctx, peer: &Peer) -> Option<&'static str> {
     let at = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
         u64::try_from(now().as_second()).unwrap_or(0),
     ));
-    match ctx.credentials.trusts(&peer.chain, at) {
-        Ok(()) => None,
-        Err(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::Expired
-            | rustls::CertificateError::ExpiredContext { .. }
-            | rustls::CertificateError::NotValidYet
-            | rustls::CertificateError::NotValidYetContext { .. },
-        )) => Some("expired"),
-        Err(_) => Some("untrusted"),
-    }
+    ctx.credentials.distrusts(&peer.chain, at)
 }
 
 /// Resolves, with the reason, once `peer`'s certificate expires or the CA

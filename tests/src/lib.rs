@@ -82,9 +82,18 @@ impl World {
     /// Issue `identity` a certificate (valid from an hour ago for a day),
     /// written as `STEM.pem`/`STEM.key`; returns the paths and the serial.
     pub fn issue(&self, identity: &Identity, stem: &str) -> (PathBuf, PathBuf, String) {
+        self.issue_from(&self.ca, identity, stem)
+    }
+
+    /// As [`World::issue`], issued by `ca`.
+    pub fn issue_from(
+        &self,
+        ca: &Ca,
+        identity: &Identity,
+        stem: &str,
+    ) -> (PathBuf, PathBuf, String) {
         let now = now();
-        let issued = self
-            .ca
+        let issued = ca
             .issue(
                 identity,
                 (

@@ -61,6 +61,10 @@ struct RunArgs {
     /// The longest an edge's snapshot request is held open, in seconds.
     #[arg(long, default_value_t = 30)]
     long_poll_secs: u64,
+    /// Check --cert/--key for a renewed certificate and --ca for a new CA
+    /// bundle this often (milliseconds); 0: never.
+    #[arg(long, default_value_t = 1000)]
+    reload_ms: u64,
 }
 
 async fn open_store(run: &RunArgs) -> Result<Store, String> {
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
             signing_key: run.signing_key,
             init,
             long_poll_max: Duration::from_secs(run.long_poll_secs),
+            reload_every: (run.reload_ms > 0).then(|| Duration::from_millis(run.reload_ms)),
         };
         match server::run(opts, store, rx).await {
             Ok(()) => ExitCode::SUCCESS,

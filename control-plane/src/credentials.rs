@@ -1,0 +1,124 @@
+//! This replica's TLS material, replaced without a restart, as an edge's
+//! is: a renewed `--cert`/`--key` is presented from the next handshake on,
+//! and a new `--ca` bundle (a CA rollover) checks the next handshakes and
+//! every request on a connection made before it: a client whose
+//! certificate it does not trust is refused from its next request on (403,
+//! `untrusted`), as an expired or revoked one is.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, bail};
+use federation::identity::{Identity, PeerCert, peer_cert};
+use federation::mtls::{Credentials, Material, Settled};
+
+/// The TLS material in use, and how many times its CA certificates have
+/// been replaced.
+#[derive(Debug)]
+pub struct Trust {
+    pub credentials: Arc<Credentials>,
+    generation: AtomicU64,
+}
+
+impl Trust {
+    pub fn new(credentials: Arc<Credentials>) -> Arc<Self> {
+        Arc::new(Self {
+            credentials,
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts replacements of the CA certificates: a connection handshaken
+    /// at an earlier count is checked again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// Read and check new material: usable, naming `identity`, valid now under
+/// its own CA certificates.
+fn renewed(
+    [cert, key, ca]: &[PathBuf; 3],
+    identity: &Identity,
+    trust_domain: &str,
+) -> anyhow::Result<(Material, PeerCert)> {
+    let m = Material::from_pem(
+        &read(cert, "certificate")?,
+        &read(key, "private key")?,
+        &read(ca, "CA")?,
+    )?;
+    let found = peer_cert(m.leaf().as_ref(), trust_domain)?;
+    if &found.identity != identity {
+        bail!(
+            "it names {}, not {identity} (the identity of this replica)",
+            found.identity
+        );
+    }
+    m.verify_chain(rustls::pki_types::UnixTime::now())
+        .context("the certificate is not valid now under the CA certificates given")?;
+    Ok((m, found))
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Poll `files` (`--cert`, `--key`, `--ca`) every `every`; use renewed
+/// material that passes [`renewed`] from then on, and keep the material in
+/// use when it does not.
+pub async fn watch(
+    trust: Arc<Trust>,
+    mut in_use: PeerCert,
+    files: [PathBuf; 3],
+    trust_domain: String,
+    every: Duration,
+) {
+    let span =
+        tracing::info_span!("certificate", path = %files[0].display(), ca = %files[2].display());
+    let stamps = || files.each_ref().map(|f| stamp(f));
+    let mut settled = Settled::new(stamps());
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some([_, _, new_ca]) = settled.poll(stamps()) else {
+            continue;
+        };
+        let _e = span.enter();
+        let outcome = renewed(&files, &in_use.identity, &trust_domain).and_then(|(m, found)| {
+            trust.credentials.replace(&m)?;
+            Ok(found)
+        });
+        match outcome {
+            Ok(found) => {
+                if found.serial != in_use.serial {
+                    tracing::info!(
+                        identity = %found.identity,
+                        serial = %found.serial,
+                        previous = %in_use.serial,
+                        not_after = %found.not_after,
+                        "certificate renewed: new handshakes present it"
+                    );
+                }
+                if new_ca {
+                    trust.generation.fetch_add(1, Ordering::AcqRel);
+                    tracing::info!(
+                        serial = %found.serial,
+                        "CA certificates replaced: new handshakes, and requests on connections made before, are checked against them"
+                    );
+                }
+                in_use = found;
+            }
+            Err(e) => {
+                tracing::warn!(cause = %format!("{e:#}"), serial = %in_use.serial, "new TLS material refused; the material in use stays");
+            }
+        }
+    }
+}
