@@ -175,8 +175,13 @@ async fn accept_loop(
                     Kind::Socks => socks(&ctx, &overlay, client, remote).await,
                     Kind::Vip => vip(&ctx, &overlay, client, remote, local).await,
                 };
+                // A client that does not speak its listener's protocol (no
+                // ClientHello in time, not TLS, a malformed CONNECT or
+                // SOCKS request) or drops the connection: one line per
+                // connection, as for the refusals above, so that an ICT
+                // team sees why a client got nowhere.
                 if let Err(e) = result {
-                    tracing::debug!(cause = %e, "client connection ended");
+                    tracing::info!(cause = %format!("{e:#}"), "client connection closed on an error");
                 }
             }
             .instrument(span),

@@ -161,6 +161,31 @@ async fn every_ingress_reaches_the_home_service() {
         );
     }
 
+    // Plain HTTP to the SNI listener: closed, and the reason logged (one
+    // line per connection) for the ICT team.
+    let (ok, _, err) = curl(vec![
+        "--resolve".into(),
+        format!("web.home.example:8443:{}", tests::ip(w.net, 1)),
+        "http://web.home.example:8443/".into(),
+    ])
+    .await;
+    assert!(!ok, "plain HTTP through the SNI listener: {err}");
+    let away = &pair.away;
+    let logged = eventually(200, Duration::from_millis(25), || {
+        let logged = away.log_text().lines().any(|l| {
+            l.contains("client connection closed on an error")
+                && l.contains("not a TLS ClientHello")
+                && l.contains("kind=\"sni\"")
+        });
+        async move { logged }
+    })
+    .await;
+    assert!(
+        logged,
+        "no line for the plain HTTP client:\n{}",
+        away.log_text()
+    );
+
     drop(pair);
     for name in ["away", "home"] {
         let log = w.path(&format!("{name}.audit.jsonl")).display().to_string();

@@ -53,7 +53,8 @@ async fn idle_records(w: &World, edge: &str, n: usize) {
             .filter(|r| r["closed"] == "idle")
             .collect()
     };
-    eventually(200, Duration::from_millis(25), || {
+    // Counted exactly below, with the records shown.
+    let _came = eventually(200, Duration::from_millis(25), || {
         let found = idle().len();
         async move { found >= n }
     })

@@ -214,6 +214,7 @@ pub(crate) async fn metrics(admin: SocketAddr) -> String {
 
 /// Ask `check` up to `tries` times, `every` apart, until it says yes;
 /// whether it did.
+#[must_use = "assert the result: false means the check never held"]
 pub(crate) async fn eventually<F, Fut>(tries: u32, every: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
