@@ -149,8 +149,9 @@ struct Way {
 
 /// How long a flow's header may go unacknowledged before the QUIC path is
 /// taken as lost (or four round trips, if longer). The peer acknowledges
-/// within its ACK delay (25 ms) of the header arriving, whatever it then
-/// does with the flow; QUIC resends a lost header within a few round trips.
+/// within the ACK delay asked of it (1 ms, [`acknowledge_less_often`]; 25 ms
+/// if it ignores the ask) of the header arriving, whatever it then does
+/// with the flow; QUIC resends a lost header within a few round trips.
 const PATH_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Resolves if no ACK frame has come on `conn` since the count was `before`
