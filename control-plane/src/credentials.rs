@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context as _, bail};
-use federation::identity::{Identity, PeerCert, peer_cert};
+use anyhow::Context as _;
+use federation::identity::PeerCert;
 use federation::mtls::{Credentials, Material, Settled};
 
 /// The TLS material in use, and how many times its CA certificates have
@@ -41,11 +41,10 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
-/// Read and check new material: usable, naming `identity`, valid now under
-/// its own CA certificates.
+/// Read and check new material ([`Material::replacing`]).
 fn renewed(
     [cert, key, ca]: &[PathBuf; 3],
-    identity: &Identity,
+    in_use: &PeerCert,
     trust_domain: &str,
 ) -> anyhow::Result<(Material, PeerCert)> {
     let m = Material::from_pem(
@@ -53,15 +52,7 @@ fn renewed(
         &read(key, "private key")?,
         &read(ca, "CA")?,
     )?;
-    let found = peer_cert(m.leaf().as_ref(), trust_domain)?;
-    if &found.identity != identity {
-        bail!(
-            "it names {}, not {identity} (the identity of this replica)",
-            found.identity
-        );
-    }
-    m.verify_chain(rustls::pki_types::UnixTime::now())
-        .context("the certificate is not valid now under the CA certificates given")?;
+    let found = m.replacing(in_use, trust_domain, rustls::pki_types::UnixTime::now())?;
     Ok((m, found))
 }
 
@@ -92,7 +83,7 @@ pub async fn watch(
             continue;
         };
         let _e = span.enter();
-        let outcome = renewed(&files, &in_use.identity, &trust_domain).and_then(|(m, found)| {
+        let outcome = renewed(&files, &in_use, &trust_domain).and_then(|(m, found)| {
             trust.credentials.replace(&m)?;
             Ok(found)
         });

@@ -49,6 +49,20 @@ pub enum InvalidMaterial {
     Config(String),
 }
 
+/// Why material read to replace the material in use was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("the certificate carries no Fedgate identity: {0}")]
+    NoIdentity(#[from] crate::identity::InvalidCertificate),
+    #[error("it names {found}, not {in_use} (the identity in use)")]
+    OtherIdentity {
+        found: crate::identity::Identity,
+        in_use: crate::identity::Identity,
+    },
+    #[error("the certificate is not valid now under the CA certificates given: {0}")]
+    NotValidNow(InvalidMaterial),
+}
+
 /// A party's certificate chain and key, and the federation's CA.
 pub struct Material {
     certs: Vec<CertificateDer<'static>>,
@@ -57,6 +71,27 @@ pub struct Material {
 }
 
 impl Material {
+    /// Check this material, read to replace `in_use` (the party's own
+    /// certificate of trust domain `trust_domain`), as peers will check it:
+    /// its certificate names the same identity and is valid at `now` under
+    /// this material's own CA certificates. What its certificate says.
+    pub fn replacing(
+        &self,
+        in_use: &crate::identity::PeerCert,
+        trust_domain: &str,
+        now: UnixTime,
+    ) -> Result<crate::identity::PeerCert, Refused> {
+        let found = crate::identity::peer_cert(self.leaf().as_ref(), trust_domain)?;
+        if found.identity != in_use.identity {
+            return Err(Refused::OtherIdentity {
+                found: found.identity,
+                in_use: in_use.identity.clone(),
+            });
+        }
+        self.verify_chain(now).map_err(Refused::NotValidNow)?;
+        Ok(found)
+    }
+
     /// From the PEM text of the certificate (chain), its key and the CA.
     pub fn from_pem(cert: &[u8], key: &[u8], ca: &[u8]) -> Result<Self, InvalidMaterial> {
         let pem = |what: &'static str| {

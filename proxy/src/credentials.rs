@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use federation::identity::{PeerCert, peer_cert, trust_domain_of};
 use federation::mtls::Material;
 
@@ -45,24 +45,15 @@ pub fn show_expiry(metrics: &Metrics, cert: &PeerCert) {
     );
 }
 
-/// Read and check new material: the material, and what its certificate says.
+/// Read and check new material ([`Material::replacing`]): the material,
+/// and what its certificate says.
 fn renewed(
-    cert: &Path,
-    key: &Path,
-    ca: &Path,
+    [cert, key, ca]: &[PathBuf; 3],
     in_use: &PeerCert,
+    trust_domain: &str,
 ) -> anyhow::Result<(Material, PeerCert)> {
     let m = tls::load_material(cert, key, ca)?;
-    let found = describe(&m)?;
-    if found.identity != in_use.identity {
-        bail!(
-            "it names {}, not {} (the identity of this edge)",
-            found.identity,
-            in_use.identity
-        );
-    }
-    m.verify_chain(rustls::pki_types::UnixTime::now())
-        .context("the certificate is not valid now under the CA certificates given")?;
+    let found = m.replacing(in_use, trust_domain, rustls::pki_types::UnixTime::now())?;
     Ok((m, found))
 }
 
@@ -73,20 +64,26 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 /// Poll `cert`, `key` and `ca` every `every`; use renewed material that
 /// passes ([`renewed`]) from then on.
-pub async fn watch(ctx: Arc<Ctx>, mut in_use: PeerCert, files: [PathBuf; 3], every: Duration) {
-    let [cert, key, ca] = files;
-    let span = tracing::info_span!("certificate", path = %cert.display(), ca = %ca.display());
-    let stamps = || [stamp(&cert), stamp(&key), stamp(&ca)];
-    let mut files = federation::mtls::Settled::new(stamps());
+pub async fn watch(
+    ctx: Arc<Ctx>,
+    mut in_use: PeerCert,
+    trust_domain: String,
+    files: [PathBuf; 3],
+    every: Duration,
+) {
+    let span =
+        tracing::info_span!("certificate", path = %files[0].display(), ca = %files[2].display());
+    let stamps = || files.each_ref().map(|f| stamp(f));
+    let mut settled = federation::mtls::Settled::new(stamps());
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some([_, _, new_ca]) = files.poll(stamps()) else {
+        let Some([_, _, new_ca]) = settled.poll(stamps()) else {
             continue;
         };
         let _e = span.enter();
-        let outcome = renewed(&cert, &key, &ca, &in_use).and_then(|(m, found)| {
+        let outcome = renewed(&files, &in_use, &trust_domain).and_then(|(m, found)| {
             ctx.credentials.replace(&m)?;
             Ok(found)
         });

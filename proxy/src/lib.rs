@@ -491,9 +491,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     // A renewed certificate, or a new CA bundle, is used from then on,
     // without a restart.
     if let Some(every) = config.reload_every {
+        let trust_domain = federation::identity::trust_domain_of(material.leaf().as_ref())?;
         tasks.spawn(credentials::watch(
             ctx.clone(),
             own_cert,
+            trust_domain,
             [config.cert.clone(), config.key.clone(), config.ca.clone()],
             every,
         ));
