@@ -791,9 +791,11 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// Every request, not only a connection's first, comes from a certificate
-/// still trusted: one revoked by a newer version, or expired, while its
-/// holder keeps an HTTP/1.1 connection open is refused from its next request
-/// on (403, `untrusted`), as a new connection would be at the handshake.
+/// still trusted: one revoked by a newer version, expired, or not trusted
+/// under CA certificates replaced since the handshake, while its holder
+/// keeps an HTTP/1.1 connection open is refused at its next request (403,
+/// `untrusted`) and the connection closed, as a new connection would be
+/// refused at the handshake.
 async fn still_trusted(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -819,7 +821,15 @@ async fn still_trusted(
         return next.run(request).await;
     };
     tracing::warn!(caller = %caller.identity, %reason, "request refused: certificate no longer trusted");
-    error(StatusCode::FORBIDDEN, "untrusted", reason)
+    // And the connection closed after this answer: a caller holding a
+    // certificate trusted now (renewed while it kept this connection) is
+    // served on its next connection, whose handshake presents it.
+    let mut refused = error(StatusCode::FORBIDDEN, "untrusted", reason);
+    refused.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    refused
 }
 
 /// The largest request body: a whole federation document for apply. axum's

@@ -11,6 +11,11 @@
 //!
 //! A bundle under which the replica's own certificate is not valid is
 //! refused, and the bundle in use stays.
+//!
+//! Then the whole federation through the same steps: both edges follow the
+//! control plane through a rollover of every certificate, and take the
+//! next version afterwards (their connections made with old-CA
+//! certificates are closed and made again with the new ones).
 
 mod kit;
 
@@ -126,6 +131,21 @@ impl Held {
     }
 }
 
+impl Held {
+    /// Whether openssl exits (the replica closed the connection) within
+    /// `limit`.
+    fn closed_within(&mut self, limit: Duration) -> bool {
+        let tries = limit.as_millis() / 20;
+        for _ in 0..tries {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -204,6 +224,10 @@ fn a_ca_rollover_needs_no_restart_of_the_control_plane() {
     );
     assert!(text.contains("untrusted"), "{text}");
     assert!(
+        held.closed_within(Duration::from_secs(5)),
+        "the replica closes the connection after refusing it: {text}"
+    );
+    assert!(
         control
             .log_text()
             .contains("is untrusted under the CA certificates in use now"),
@@ -231,4 +255,87 @@ fn a_ca_rollover_needs_no_restart_of_the_control_plane() {
         "the new CA stays trusted"
     );
     assert!(!fedctl_trusting(&w, &old_admin, &new_ca_only, &["history"]));
+}
+
+/// Wait (bounded) until `p`'s log holds `needle` `n` times.
+fn wait_logged(p: &Proc, needle: &str, n: usize, limit: Duration) {
+    let tries = limit.as_millis() / 50;
+    for _ in 0..tries {
+        if p.log_text().matches(needle).count() >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{} did not log `{needle}` {n} times within {limit:?}:\n{}",
+        p.name,
+        p.log_text()
+    );
+}
+
+#[test]
+fn the_edges_follow_the_control_plane_through_a_ca_rollover() {
+    let w = World::new();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(tests::echo_origin(addr(&w, 11, 7007)));
+    rt.block_on(tests::echo_origin(addr(&w, 13, 7011)));
+    let control = start_control(&w, &document(&w, "", false));
+    let edges = start_edges(&w);
+    tunnel(&w, "echo.home.example:7007").expect("echo open in version 1");
+    let new_ca = w.another_ca("rollover");
+    let (cert, key, _) = w.issue_from(
+        &new_ca,
+        &Identity::admin("home", "admin").expect("id"),
+        "new-home-admin",
+    );
+    let home_admin = (cert, key);
+    let every = [&control, &edges[0], &edges[1]];
+
+    // 1. Both CAs everywhere (one file here: every party's --ca).
+    std::fs::write(
+        w.ca_pem(),
+        format!("{}{}", w.ca_cert_pem(), new_ca.cert_pem()),
+    )
+    .expect("write bundle");
+    for p in every {
+        wait_logged(p, "CA certificates replaced", 1, Duration::from_secs(10));
+    }
+    // 2. Every certificate renewed from the new CA.
+    for org in ["home", "away"] {
+        w.edge_cert_from(&new_ca, org, "edge", &format!("{org}-edge"), None, None);
+    }
+    w.issue_from(
+        &new_ca,
+        &Identity::control(tests::CONTROL_NAME).expect("id"),
+        "control",
+    );
+    for p in every {
+        wait_logged(p, "certificate renewed", 1, Duration::from_secs(10));
+    }
+    // 3. The old CA out.
+    std::fs::write(w.ca_pem(), new_ca.cert_pem()).expect("write new CA");
+    for p in every {
+        wait_logged(p, "CA certificates replaced", 2, Duration::from_secs(10));
+    }
+    assert!(
+        !control.log_text().contains("new TLS material refused")
+            && !edges
+                .iter()
+                .any(|e| e.log_text().contains("new TLS material refused")),
+        "every step was taken"
+    );
+
+    // The next version reaches both edges and takes effect.
+    edit(&w, &document(&w, OPEN_SECRET, false));
+    let applied = fedctl(
+        &w,
+        &home_admin,
+        &["apply", "-f", "fed", "-m", "after the rollover"],
+    );
+    assert_eq!(applied.code, 0, "{applied:?}");
+    for edge in &edges {
+        wait_logged(edge, "to=2", 1, Duration::from_secs(30));
+    }
+    tunnel(&w, "secret.home.example:7011").expect("secret open in version 2");
+    tunnel(&w, "echo.home.example:7007").expect("echo still open");
 }
