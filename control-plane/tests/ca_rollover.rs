@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use federation::identity::Identity;
 use kit::*;
-use tests::{Proc, World};
+use tests::World;
 
 /// `fedctl ARGS` as `who`, trusting the CA certificates in `ca`.
 fn fedctl_trusting(w: &World, who: &(PathBuf, PathBuf), ca: &Path, args: &[&str]) -> bool {
@@ -45,20 +45,6 @@ fn fedctl_trusting(w: &World, who: &(PathBuf, PathBuf), ca: &Path, args: &[&str]
         .expect("run fedctl")
         .status
         .success()
-}
-
-/// Wait (bounded) until `needle` is in `control`'s log `n` times.
-fn wait_count(control: &Proc, needle: &str, n: usize) {
-    for _ in 0..500 {
-        if control.log_text().matches(needle).count() >= n {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "`{needle}` not logged {n} times within 10 s:\n{}",
-        control.log_text()
-    );
 }
 
 /// One HTTP/1.1 connection held open through `openssl s_client`; what it
@@ -159,7 +145,7 @@ fn a_ca_rollover_needs_no_restart_of_the_control_plane() {
         return;
     }
     let w = World::new();
-    let control = start_control(&w, &document(&w, "", false));
+    let mut control = start_control(&w, &document(&w, "", false));
     let old_admin = w.admin(None);
     let new_ca = w.another_ca("rollover");
     let (cert, key, _) = w.issue_from(
@@ -181,7 +167,7 @@ fn a_ca_rollover_needs_no_restart_of_the_control_plane() {
 
     // Step 1: both CAs.
     std::fs::write(w.ca_pem(), &bundle).expect("write bundle");
-    wait_count(&control, "CA certificates replaced", 1);
+    control.wait_for_times("CA certificates replaced", 1, Duration::from_secs(10));
     assert!(
         fedctl_trusting(&w, &new_admin, &old_ca_only, &["history"]),
         "the new CA's admin is served once both CAs are trusted:\n{}",
@@ -202,7 +188,7 @@ fn a_ca_rollover_needs_no_restart_of_the_control_plane() {
         &Identity::control(tests::CONTROL_NAME).expect("id"),
         "control",
     );
-    wait_count(&control, "certificate renewed", 1);
+    control.wait_for_times("certificate renewed", 1, Duration::from_secs(10));
     assert!(
         fedctl_trusting(&w, &new_admin, &new_ca_only, &["history"]),
         "the replica presents its new-CA certificate:\n{}",
@@ -216,7 +202,7 @@ fn a_ca_rollover_needs_no_restart_of_the_control_plane() {
 
     // Step 3: the old CA taken out.
     std::fs::write(w.ca_pem(), new_ca.cert_pem()).expect("write new CA");
-    wait_count(&control, "CA certificates replaced", 2);
+    control.wait_for_times("CA certificates replaced", 2, Duration::from_secs(10));
     let (status, text) = held.history(3);
     assert!(
         status.starts_with("HTTP/1.1 403"),
@@ -242,7 +228,7 @@ fn a_ca_rollover_needs_no_restart_of_the_control_plane() {
 
     // A bundle without the replica's own CA is refused; the one in use stays.
     std::fs::write(w.ca_pem(), w.ca_cert_pem()).expect("write old CA");
-    wait_count(&control, "new TLS material refused", 1);
+    control.wait_for_times("new TLS material refused", 1, Duration::from_secs(10));
     assert!(
         control
             .log_text()
@@ -257,22 +243,6 @@ fn a_ca_rollover_needs_no_restart_of_the_control_plane() {
     assert!(!fedctl_trusting(&w, &old_admin, &new_ca_only, &["history"]));
 }
 
-/// Wait (bounded) until `p`'s log holds `needle` `n` times.
-fn wait_logged(p: &Proc, needle: &str, n: usize, limit: Duration) {
-    let tries = limit.as_millis() / 50;
-    for _ in 0..tries {
-        if p.log_text().matches(needle).count() >= n {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "{} did not log `{needle}` {n} times within {limit:?}:\n{}",
-        p.name,
-        p.log_text()
-    );
-}
-
 #[test]
 fn the_edges_follow_the_control_plane_through_a_ca_rollover() {
     let w = World::new();
@@ -281,6 +251,7 @@ fn the_edges_follow_the_control_plane_through_a_ca_rollover() {
     rt.block_on(tests::echo_origin(addr(&w, 13, 7011)));
     let control = start_control(&w, &document(&w, "", false));
     let edges = start_edges(&w);
+    let mut every = std::iter::once(control).chain(edges).collect::<Vec<_>>();
     tunnel(&w, "echo.home.example:7007").expect("echo open in version 1");
     let new_ca = w.another_ca("rollover");
     let (cert, key, _) = w.issue_from(
@@ -289,7 +260,6 @@ fn the_edges_follow_the_control_plane_through_a_ca_rollover() {
         "new-home-admin",
     );
     let home_admin = (cert, key);
-    let every = [&control, &edges[0], &edges[1]];
 
     // 1. Both CAs everywhere (one file here: every party's --ca).
     std::fs::write(
@@ -297,8 +267,8 @@ fn the_edges_follow_the_control_plane_through_a_ca_rollover() {
         format!("{}{}", w.ca_cert_pem(), new_ca.cert_pem()),
     )
     .expect("write bundle");
-    for p in every {
-        wait_logged(p, "CA certificates replaced", 1, Duration::from_secs(10));
+    for p in &mut every {
+        p.wait_for_times("CA certificates replaced", 1, Duration::from_secs(10));
     }
     // 2. Every certificate renewed from the new CA.
     for org in ["home", "away"] {
@@ -309,19 +279,18 @@ fn the_edges_follow_the_control_plane_through_a_ca_rollover() {
         &Identity::control(tests::CONTROL_NAME).expect("id"),
         "control",
     );
-    for p in every {
-        wait_logged(p, "certificate renewed", 1, Duration::from_secs(10));
+    for p in &mut every {
+        p.wait_for_times("certificate renewed", 1, Duration::from_secs(10));
     }
     // 3. The old CA out.
     std::fs::write(w.ca_pem(), new_ca.cert_pem()).expect("write new CA");
-    for p in every {
-        wait_logged(p, "CA certificates replaced", 2, Duration::from_secs(10));
+    for p in &mut every {
+        p.wait_for_times("CA certificates replaced", 2, Duration::from_secs(10));
     }
     assert!(
-        !control.log_text().contains("new TLS material refused")
-            && !edges
-                .iter()
-                .any(|e| e.log_text().contains("new TLS material refused")),
+        !every
+            .iter()
+            .any(|p| p.log_text().contains("new TLS material refused")),
         "every step was taken"
     );
 
@@ -333,8 +302,9 @@ fn the_edges_follow_the_control_plane_through_a_ca_rollover() {
         &["apply", "-f", "fed", "-m", "after the rollover"],
     );
     assert_eq!(applied.code, 0, "{applied:?}");
-    for edge in &edges {
-        wait_logged(edge, "to=2", 1, Duration::from_secs(30));
+    // every[1..]: the edges.
+    for edge in &mut every[1..] {
+        edge.wait_for_times("to=2", 1, Duration::from_secs(30));
     }
     tunnel(&w, "secret.home.example:7011").expect("secret open in version 2");
     tunnel(&w, "echo.home.example:7007").expect("echo still open");

@@ -353,9 +353,15 @@ impl Proc {
 
     /// Wait (bounded) until the log holds `needle`; panics with the log if not.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_times(needle, 1, timeout);
+    }
+
+    /// Wait (bounded) until the log holds `needle` `times` times; panics
+    /// with the log if not.
+    pub fn wait_for_times(&mut self, needle: &str, times: usize, timeout: Duration) {
         let deadline = std::time::SystemTime::now() + timeout;
         for _ in 0..10_000 {
-            if self.log_text().contains(needle) {
+            if self.log_text().matches(needle).count() >= times {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -371,7 +377,7 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!(
-            "{} did not log `{needle}` within {timeout:?}:\n{}",
+            "{} did not log `{needle}` {times} time(s) within {timeout:?}:\n{}",
             self.name,
             self.log_text()
         );
