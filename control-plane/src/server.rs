@@ -837,7 +837,14 @@ async fn still_trusted(
 const MAX_BODY: usize = 64 << 20;
 
 /// Who a handshaken client is; `Err` with the reason to log when refused.
-fn identify(app: &App, certs: Option<&[CertificateDer<'_>]>) -> Result<Caller, String> {
+/// `generation`: the CA certificates' replacements counted before the
+/// handshake ([`Trust::generation`]), so that one made during it is checked
+/// again at the first request.
+fn identify(
+    app: &App,
+    certs: Option<&[CertificateDer<'_>]>,
+    generation: u64,
+) -> Result<Caller, String> {
     let leaf = certs
         .and_then(|c| c.first())
         .ok_or("no client certificate")?;
@@ -849,7 +856,6 @@ fn identify(app: &App, certs: Option<&[CertificateDer<'_>]>) -> Result<Caller, S
             cert.identity, cert.serial
         ));
     }
-    let generation = app.trust.generation();
     let chain = certs
         .unwrap_or_default()
         .iter()
@@ -903,6 +909,7 @@ async fn serve_connection(
     tcp: tokio::net::TcpStream,
     remote: SocketAddr,
 ) {
+    let generation = app.trust.generation();
     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
@@ -914,7 +921,7 @@ async fn serve_connection(
             return;
         }
     };
-    let caller = match identify(&app, tls.get_ref().1.peer_certificates()) {
+    let caller = match identify(&app, tls.get_ref().1.peer_certificates(), generation) {
         Ok(c) => c,
         Err(reason) => {
             tracing::warn!(%remote, %reason, "client refused");
