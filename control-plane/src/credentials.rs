@@ -2,17 +2,19 @@
 //! is: a renewed `--cert`/`--key` is presented from the next handshake on,
 //! and a new `--ca` bundle (a CA rollover) checks the next handshakes and
 //! every request on a connection made before it: a client whose
-//! certificate it does not trust is refused from its next request on (403,
-//! `untrusted`), as an expired or revoked one is.
+//! certificate it does not trust is refused at its next request (403,
+//! `untrusted`) and the connection closed, as for an expired or revoked
+//! one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
 use federation::identity::PeerCert;
 use federation::mtls::{Credentials, Material, Settled};
+
+use crate::server::read;
 
 /// The TLS material in use, and how many times its CA certificates have
 /// been replaced.
@@ -35,10 +37,6 @@ impl Trust {
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
-}
-
-fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
 /// Read and check new material ([`Material::replacing`]).

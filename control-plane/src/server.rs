@@ -957,7 +957,7 @@ pub struct Options {
     pub reload_every: Option<Duration>,
 }
 
-fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context as _;
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }

@@ -179,13 +179,24 @@ pub(crate) fn fedctl_bare(w: &World, args: &[&str]) -> Run {
 /// `fedctl ARGS` as `who` (certificate, key), the control plane and CA in
 /// FEDCTL_* variables.
 pub(crate) fn fedctl(w: &World, who: &(PathBuf, PathBuf), args: &[&str]) -> Run {
+    fedctl_trusting(w, who, &w.ca_pem(), args)
+}
+
+/// As [`fedctl`], trusting the CA certificates in `ca` for the control
+/// plane's certificate.
+pub(crate) fn fedctl_trusting(
+    w: &World,
+    who: &(PathBuf, PathBuf),
+    ca: &Path,
+    args: &[&str],
+) -> Run {
     let out = Command::new(FEDCTL)
         .args(args)
         .current_dir(w.dir.path())
         .env("FEDCTL_CONTROL", control_addr(w).to_string())
         .env("FEDCTL_CERT", &who.0)
         .env("FEDCTL_KEY", &who.1)
-        .env("FEDCTL_CA", w.ca_pem())
+        .env("FEDCTL_CA", ca)
         .env_remove("FEDCTL_CONFIG")
         .env_remove("XDG_CONFIG_HOME")
         .env("HOME", w.dir.path())
