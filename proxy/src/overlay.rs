@@ -224,7 +224,7 @@ fn transport_config(ctx: &Ctx) -> Arc<quinn::TransportConfig> {
     // call, header protection, ACK bookkeeping) falls with the packet count.
     // On a 1,500-byte path the search stops where it does today, after a
     // few lost probes; the socket keeps each GSO send within 64 KiB
-    // (`udp::CappedGso`).
+    // (`udp::Socket`).
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(udp::MAX_UDP_PAYLOAD);
     t.mtu_discovery_config(Some(mtu));
@@ -349,7 +349,7 @@ impl Overlay {
                 sc.transport_config(transport_config(&ctx));
                 let runtime: Arc<dyn quinn::Runtime> = Arc::new(udp::Coalescing);
                 let socket = std::net::UdpSocket::bind(addr)
-                    .and_then(|s| udp::CappedGso::wrap(s, runtime.as_ref()))
+                    .and_then(udp::Socket::wrap)
                     .with_context(|| format!("cannot listen on QUIC {addr}"))?;
                 // quinn's default (1,472) is also the largest datagram we
                 // would accept, and so caps the peer's MTU discovery.
