@@ -23,6 +23,11 @@ use crate::overlay::{FlowStream, QuicStream};
 /// Bytes buffered each way while relaying.
 pub const BUFFER: usize = 64 * 1024;
 
+/// The first read's buffer from a flow's TCP side to its QUIC stream: what
+/// an idle flow holds. Each read that fills its buffer makes the next four
+/// times larger, up to [`BUFFER`].
+pub const FIRST_BUFFER: usize = 4 * 1024;
+
 /// How a relay ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
@@ -210,13 +215,20 @@ where
         // sending half also moved into a `select!` on the stop.
         let copy_up = std::pin::pin!(async {
             let mut buf = BytesMut::new();
+            let mut size = FIRST_BUFFER;
             loop {
                 // After a short read the rest of the allocation takes the next
                 // read; quinn holds each chunk until the peer acknowledges it.
-                if buf.capacity() < BUFFER / 4 {
-                    buf.reserve(BUFFER);
+                if buf.capacity() < size / 4 {
+                    buf.reserve(size);
                 }
+                let room = buf.capacity();
                 let n = tcp_read.read_buf(&mut buf).await?;
+                if n == room {
+                    // A read that filled the room: a flow that moves more
+                    // than requests and answers reads more at a time.
+                    size = (size * 4).min(BUFFER);
+                }
                 if n == 0 {
                     // Half-close: the peer sees the end of the stream.
                     return send.finish().map_err(std::io::Error::other);
