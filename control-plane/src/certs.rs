@@ -154,7 +154,7 @@ fn serial_for(given: Option<&[u8]>, key: &KeyPair) -> Result<Vec<u8>, IssueError
 }
 
 fn serial_hex(serial: &[u8]) -> String {
-    let hex: String = serial.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = federation::hex::encode(serial);
     normalise_serial(&hex).unwrap_or(hex)
 }
 

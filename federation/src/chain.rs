@@ -10,10 +10,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// SHA-256 of a line, hex: the next line's `prev`.
 pub fn link(line: &str) -> String {
-    Sha256::digest(line.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&Sha256::digest(line.as_bytes()))
 }
 
 /// Why a log does not verify; `line` counts from 1.

@@ -136,10 +136,6 @@ fn shown(s: &str) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn check_label(label: &str, what: &'static str) -> Result<(), InvalidIdentity> {
     let reason = if label.is_empty() {
         Some("it is empty")
@@ -343,10 +339,10 @@ pub fn peer_cert(der: &[u8], trust_domain: &str) -> Result<PeerCert, InvalidCert
     } else if significant.is_empty() {
         Some("0".to_owned())
     } else {
-        normalise_serial(&hex(significant))
+        normalise_serial(&crate::hex::encode(significant))
     }
     .ok_or_else(|| InvalidCertificate::Serial {
-        serial: shown(&hex(raw)),
+        serial: shown(&crate::hex::encode(raw)),
     })?;
 
     let validity = cert.validity();
@@ -355,7 +351,7 @@ pub fn peer_cert(der: &[u8], trust_domain: &str) -> Result<PeerCert, InvalidCert
         serial,
         not_before: timestamp(validity.not_before.timestamp())?,
         not_after: timestamp(validity.not_after.timestamp())?,
-        fingerprint: hex(&Sha256::digest(der)),
+        fingerprint: crate::hex::encode(&Sha256::digest(der)),
     })
 }
 
@@ -458,7 +454,7 @@ mod tests {
         assert_eq!(peer.serial, "ff10");
         assert_eq!(peer.not_before, Timestamp::from_second(START).unwrap());
         assert_eq!(peer.not_after, Timestamp::from_second(END).unwrap());
-        assert_eq!(peer.fingerprint, hex(&Sha256::digest(&der)));
+        assert_eq!(peer.fingerprint, crate::hex::encode(&Sha256::digest(&der)));
         assert_eq!(peer.fingerprint.len(), 64);
         assert!(peer.check_validity(ts("2026-06-01T00:00:00Z")).is_ok());
     }

@@ -19,6 +19,7 @@
 
 pub mod chain;
 pub mod diag;
+pub mod hex;
 pub mod identity;
 pub mod model;
 pub mod mtls;

@@ -104,7 +104,7 @@ impl TrustedKey {
             .find(|l| !l.is_empty() && !l.starts_with('#'))
             .ok_or(InvalidKey::Empty)?;
         let hex = line.strip_prefix("ed25519:").unwrap_or(line);
-        let bytes = from_hex(hex).ok_or(InvalidKey::NotHex)?;
+        let bytes = crate::hex::decode(hex).ok_or(InvalidKey::NotHex)?;
         let raw: [u8; 32] = bytes
             .try_into()
             .map_err(|b: Vec<u8>| InvalidKey::Length { found: b.len() })?;
@@ -113,12 +113,12 @@ impl TrustedKey {
 
     /// `ed25519:<64 hex digits>`, the public-key file's line.
     pub fn to_text(&self) -> String {
-        format!("ed25519:{}", to_hex(&self.raw))
+        format!("ed25519:{}", crate::hex::encode(&self.raw))
     }
 
     /// The first 16 hex digits of the SHA-256 of the raw key.
     pub fn id(&self) -> String {
-        to_hex(&Sha256::digest(self.raw))[..16].to_owned()
+        crate::hex::encode(&Sha256::digest(self.raw))[..16].to_owned()
     }
 }
 
@@ -178,7 +178,7 @@ impl SigningKey {
     }
 
     fn signature(&self, header: &Header<'_>) -> String {
-        to_hex(self.pair.sign(&header.message()).as_ref())
+        crate::hex::encode(self.pair.sign(&header.message()).as_ref())
     }
 
     /// The signed snapshot of `edge` (one of the cut's group) at `version`,
@@ -392,7 +392,7 @@ fn verify_signature(
     header: &Header<'_>,
     signature: &str,
 ) -> Result<(), SignatureError> {
-    let signature = from_hex(signature).ok_or(SignatureError::InvalidSignature)?;
+    let signature = crate::hex::decode(signature).ok_or(SignatureError::InvalidSignature)?;
     UnparsedPublicKey::new(&ED25519, key.raw)
         .verify(&header.message(), &signature)
         .map_err(|_| SignatureError::InvalidSignature)
@@ -463,21 +463,6 @@ pub fn check_succession(
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,7 +482,7 @@ mod tests {
         let mut snap: EdgeSnapshot = serde_json::from_value(json).unwrap();
         snap.digest = {
             let bytes = serde_json::to_vec(&snap.document).unwrap();
-            to_hex(&Sha256::digest(&bytes))
+            crate::hex::encode(&Sha256::digest(&bytes))
         };
         snap
     }

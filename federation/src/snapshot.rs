@@ -70,14 +70,10 @@ pub enum SnapshotError {
     InvalidContent(Vec<Diagnostic>),
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn digest(doc: &DocumentSpec) -> String {
     // Serialising plain structs and vectors cannot fail.
     let json = serde_json::to_vec(doc).unwrap_or_default();
-    hex(&Sha256::digest(&json))
+    crate::hex::encode(&Sha256::digest(&json))
 }
 
 /// What an edge of one organisation may know, decided from the typed model:
@@ -797,7 +793,7 @@ impl<'f> Cutter<'f> {
         let document = serde_json::to_vec(&view).unwrap_or_default();
         SharedCut {
             org: local.to_string(),
-            digest: hex(&Sha256::digest(&document)),
+            digest: crate::hex::encode(&Sha256::digest(&document)),
             document: document.into(),
         }
     }

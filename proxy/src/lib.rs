@@ -218,13 +218,15 @@ impl Ctx {
         let total = self.flows.clone().try_acquire_owned().ok()?;
         let peer = match peer {
             Some(p) => {
-                let sem = self
-                    .per_peer
-                    .lock()
-                    .ok()?
-                    .entry(p.to_owned())
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.limits.max_flows_per_peer)))
-                    .clone();
+                let mut per_peer = self.per_peer.lock().ok()?;
+                let sem = match per_peer.get(p) {
+                    Some(sem) => sem.clone(),
+                    None => per_peer
+                        .entry(p.to_owned())
+                        .or_insert_with(|| Arc::new(Semaphore::new(self.limits.max_flows_per_peer)))
+                        .clone(),
+                };
+                drop(per_peer);
                 Some(sem.try_acquire_owned().ok()?)
             }
             None => None,

@@ -132,18 +132,31 @@ pub fn labels(pairs: &[(&str, &str)]) -> String {
     if pairs.is_empty() {
         return String::new();
     }
-    let inner: Vec<String> = pairs
+    // One allocation: this runs for every counter a flow touches.
+    let len = pairs
         .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
-        .collect();
-    format!("{{{}}}", inner.join(","))
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum::<usize>();
+    let mut out = String::with_capacity(len + 2);
+    out.push('{');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
 }
 
 impl Metrics {
@@ -290,6 +303,18 @@ impl Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Label values are escaped as the Prometheus text format asks:
+    /// backslash, double quote and line feed.
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(labels(&[]), "");
+        assert_eq!(labels(&[("role", "home")]), r#"{role="home"}"#);
+        assert_eq!(
+            labels(&[("reason", "a\\b \"c\"\nd"), ("peer", "wmcc/edge")]),
+            r#"{reason="a\\b \"c\"\nd",peer="wmcc/edge"}"#
+        );
+    }
 
     #[test]
     fn a_histogram_renders_cumulative_buckets_sum_and_count() {
