@@ -23,9 +23,9 @@ use crate::overlay::{FlowStream, QuicStream};
 /// Bytes buffered each way while relaying.
 pub const BUFFER: usize = 64 * 1024;
 
-/// The first read's buffer from a flow's TCP side to its QUIC stream: what
-/// an idle flow holds. Each read that fills its buffer makes the next four
-/// times larger, up to [`BUFFER`].
+/// The first read's buffer of a flow's relay, from its TCP side to its QUIC
+/// stream, and each way over TLS on TCP: what an idle flow holds. Each read
+/// that fills its buffer makes the next four times larger, up to [`BUFFER`].
 pub const FIRST_BUFFER: usize = 4 * 1024;
 
 /// How a relay ended.
@@ -156,13 +156,42 @@ where
         read: 0,
         activity: activity.clone(),
     };
-    let copy = async {
-        tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, BUFFER, BUFFER)
-            .await
+    let ended = {
+        let (mut a_read, mut a_write) = tokio::io::split(&mut a);
+        let (mut b_read, mut b_write) = tokio::io::split(&mut b);
+        let copy = async {
+            tokio::try_join!(
+                copy_growing(&mut a_read, &mut b_write),
+                copy_growing(&mut b_read, &mut a_write),
+            )
             .map(drop)
+        };
+        supervise(copy, &activity, idle, stop).await
     };
-    let ended = supervise(copy, &activity, idle, stop).await;
     (a.read, b.read, ended)
+}
+
+/// Copy `from` into `to` until `from` ends, then shut `to` down (the other
+/// side sees the half-close). Reads start at [`FIRST_BUFFER`] and grow as
+/// [`relay_quic`]'s do, so that an idle flow holds a small buffer each way.
+async fn copy_growing<R, W>(from: &mut R, to: &mut W) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; FIRST_BUFFER];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        // A TLS stream may hold the end of a record until flushed.
+        to.flush().await?;
+        if n == buf.len() && buf.len() < BUFFER {
+            buf.resize((buf.len() * 4).min(BUFFER), 0);
+        }
+    }
 }
 
 /// Relay between a TCP-like `tcp` and a flow stream to or from a peer edge,
@@ -317,6 +346,39 @@ mod tests {
         client_far.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, b"back at you");
         assert_eq!(task.await.unwrap(), (5, 11, Ended::Closed));
+    }
+
+    /// Megabytes each way at once, through reads that grow from
+    /// [`FIRST_BUFFER`] to [`BUFFER`], arrive whole and in order.
+    #[tokio::test]
+    async fn a_large_transfer_each_way_arrives_whole_as_the_reads_grow() {
+        const LEN: usize = 3 * 1024 * 1024 + 17;
+        let data = |seed: u8| -> Vec<u8> { (0..LEN).map(|i| (i % 251) as u8 ^ seed).collect() };
+        let (client, client_far) = tokio::io::duplex(BUFFER);
+        let (service, service_far) = tokio::io::duplex(BUFFER);
+        let task = tokio::spawn(relay(
+            client,
+            service,
+            Duration::from_secs(10),
+            std::future::pending(),
+        ));
+        let across = |mut far: tokio::io::DuplexStream, seed: u8| async move {
+            let (mut read, mut write) = tokio::io::split(&mut far);
+            let send = async {
+                write.write_all(&data(seed)).await.unwrap();
+                write.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let receive = read.read_to_end(&mut got);
+            let ((), n) = tokio::join!(send, receive);
+            n.unwrap();
+            got
+        };
+        // Each far end sends its own bytes and returns what it received.
+        let (at_client, at_service) = tokio::join!(across(client_far, 1), across(service_far, 2));
+        assert!(at_service == data(1), "client-to-service bytes differ");
+        assert!(at_client == data(2), "service-to-client bytes differ");
+        assert_eq!(task.await.unwrap(), (LEN as u64, LEN as u64, Ended::Closed));
     }
 
     #[tokio::test(start_paused = true)]
