@@ -20,7 +20,8 @@ use tokio::time::Instant;
 
 use crate::overlay::{FlowStream, QuicStream};
 
-/// Bytes buffered each way while relaying.
+/// The most a flow's relay reads at once, each way (reads start smaller:
+/// [`FIRST_BUFFER`]).
 pub const BUFFER: usize = 64 * 1024;
 
 /// The first read's buffer of a flow's relay, from its TCP side to its QUIC
