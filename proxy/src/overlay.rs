@@ -147,21 +147,41 @@ struct Way {
     quic: Option<quinn::Connection>,
 }
 
-/// How long a flow's header may go unacknowledged before the QUIC path is
-/// taken as lost (or four round trips, if longer). The peer acknowledges
-/// within the ACK delay asked of it (1 ms, [`acknowledge_less_often`]; 25 ms
-/// if it ignores the ask) of the header arriving, whatever it then does
-/// with the flow; QUIC resends a lost header within a few round trips.
-const PATH_PATIENCE: Duration = Duration::from_secs(2);
+/// How long a flow may wait for its answer before the QUIC path is
+/// probed, and then how long the probe may go unacknowledged before the
+/// path is taken as lost (each four round trips instead, if longer): a
+/// flow on a path that fell silent goes elsewhere within twice this. The
+/// peer acknowledges within the ACK delay asked of it (1 ms,
+/// [`acknowledge_less_often`]; 25 ms if it ignores the ask), whatever it
+/// is doing with the flow.
+const PATH_PATIENCE: Duration = Duration::from_secs(1);
 
-/// Resolves if no ACK frame has come on `conn` since the count was `before`
-/// (taken as a flow's header was sent) after [`PATH_PATIENCE`]; never
-/// resolves otherwise, or without a QUIC connection.
-async fn silent(conn: Option<&quinn::Connection>, before: Option<u64>) {
-    if let (Some(conn), Some(before)) = (conn, before) {
-        tokio::time::sleep((conn.rtt() * 4).max(PATH_PATIENCE)).await;
-        if conn.stats().frame_rx.acks == before {
-            return;
+/// The most bytes of probes ([`silent`]) an edge holds for a peer; it never
+/// reads them, and the oldest are dropped to make room.
+const PROBE_WINDOW: usize = 1024;
+
+/// Resolves if the QUIC path under `conn` fell silent: after
+/// [`PATH_PATIENCE`], a probe (a one-byte datagram, which the peer must
+/// acknowledge) is sent, and no acknowledgement of anything comes back for
+/// as long again. Never resolves otherwise, or without a QUIC connection.
+///
+/// The probe is sent, and the count of ACK frames taken, only once the
+/// patience has run out, not with the flow's header: by then whatever the
+/// peer acknowledged before the path was cut (a busy link's last packets)
+/// has arrived, and cannot pass for an answer.
+async fn silent(conn: Option<&quinn::Connection>) {
+    if let Some(conn) = conn {
+        let patience = (conn.rtt() * 4).max(PATH_PATIENCE);
+        tokio::time::sleep(patience).await;
+        let before = conn.stats().frame_rx.acks;
+        match conn.send_datagram(bytes::Bytes::from_static(&[0])) {
+            Ok(()) => {
+                tokio::time::sleep(patience).await;
+                if conn.stats().frame_rx.acks == before {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot probe the QUIC path"),
         }
     }
     std::future::pending().await
@@ -229,6 +249,8 @@ fn transport_config(ctx: &Ctx) -> Arc<quinn::TransportConfig> {
     mtu.upper_bound(udp::MAX_UDP_PAYLOAD);
     t.mtu_discovery_config(Some(mtu));
     acknowledge_less_often(&mut t);
+    // Probes of a silent path ([`silent`]) are acknowledged, never read.
+    t.datagram_receive_buffer_size(Some(PROBE_WINDOW));
     Arc::new(t)
 }
 
@@ -791,7 +813,6 @@ impl Overlay {
             tcp_peer,
             quic,
         } = way;
-        let acks = quic.as_ref().map(|c| c.stats().frame_rx.acks);
         let mut header = Vec::with_capacity(64 + first.len());
         req.encode(&mut header)?;
         header.extend_from_slice(first);
@@ -803,7 +824,7 @@ impl Overlay {
                 async {
                     tokio::select! {
                         r = answer_forwarding(&mut stream, client, first) => r.map(Some),
-                        () = silent(quic.as_ref(), acks) => Ok(None),
+                        () = silent(quic.as_ref()) => Ok(None),
                     }
                 },
             )
@@ -1016,7 +1037,7 @@ impl Overlay {
         l
     }
 
-    /// Nothing came back on `conn` for a flow's header ([`silent`]): close
+    /// Nothing came back on `conn` for a probe of the path ([`silent`]): close
     /// it (its flows could not go on), send new flows over TCP and retry
     /// QUIC in the background, as when QUIC fails at the outset.
     async fn path_lost(self: &Arc<Self>, peer: &Edge, conn: &quinn::Connection) {
@@ -1042,8 +1063,32 @@ impl Overlay {
 mod tests {
     use std::sync::Arc;
 
-    use super::acknowledge_less_often;
+    use super::{PATH_PATIENCE, acknowledge_less_often, silent};
     use crate::testing::quic_conns;
+
+    /// A healthy link whose far end says nothing (as while a home edge
+    /// waits on a slow service) is probed once its patience runs out, and
+    /// acknowledges the probe: it is not taken as silent.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_quiet_healthy_path_answers_its_probe_and_is_not_silent() {
+        let w = ::tests::World::new();
+        let (near, far, _endpoint) = quic_conns(
+            &w,
+            quinn::TransportConfig::default(),
+            quinn::TransportConfig::default(),
+            Arc::new(crate::udp::Coalescing),
+        )
+        .await;
+        let acks = near.stats().frame_rx.acks;
+        let waited = tokio::time::timeout(PATH_PATIENCE * 3, silent(Some(&near))).await;
+        assert!(waited.is_err(), "a healthy path was taken as silent");
+        let probe = far.read_datagram().await.unwrap();
+        assert_eq!(&probe[..], &[0]);
+        assert!(
+            near.stats().frame_rx.acks > acks,
+            "the probe was not acknowledged"
+        );
+    }
 
     /// Datagrams both ends send for `n` exchanges shaped like a flow whose
     /// client writes twice: each on a stream of its own, the near end sends

@@ -21,7 +21,10 @@ use common::*;
 use tests::{World, ip};
 use tokio::net::UdpSocket;
 
-/// Datagrams both ways between one client and `to`, unless blocked.
+/// Datagrams both ways between one client and `to`, unless blocked; those
+/// coming back from `to` arrive `latency` after they passed (as over a
+/// longer path: the block stops what reaches it after it is set, not what
+/// is already on its way).
 struct Firewall {
     blocked: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
@@ -29,8 +32,8 @@ struct Firewall {
 }
 
 impl Firewall {
-    async fn start(listen: SocketAddr, to: SocketAddr) -> Self {
-        let outer = UdpSocket::bind(listen).await.expect("bind the firewall");
+    async fn start(listen: SocketAddr, to: SocketAddr, latency: Duration) -> Self {
+        let outer = Arc::new(UdpSocket::bind(listen).await.expect("bind the firewall"));
         let inner = UdpSocket::bind(SocketAddr::new(listen.ip(), 0))
             .await
             .expect("bind the firewall's inner side");
@@ -56,7 +59,11 @@ impl Firewall {
                         let Ok(n) = r else { continue };
                         match client {
                             Some(c) if !b.load(Ordering::SeqCst) => {
-                                let _ = outer.send_to(&down[..n], c).await;
+                                let (outer, datagram) = (outer.clone(), down[..n].to_vec());
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(latency).await;
+                                    let _ = outer.send_to(&datagram, c).await;
+                                });
                             }
                             _ => {
                                 d.fetch_add(1, Ordering::SeqCst);
@@ -104,7 +111,12 @@ async fn quic_link_up(admin: SocketAddr) -> bool {
 /// with away's snapshot sending QUIC to it: returns the firewall, away's
 /// document and the pair.
 async fn behind_firewall(w: &World, doc: &str) -> (Firewall, String, Pair) {
-    let firewall = Firewall::start(addr(w, 20, 4433), addr(w, 2, 4433)).await;
+    behind_firewall_with(w, doc, Duration::ZERO).await
+}
+
+/// [`behind_firewall`], with `latency` on the firewall's way back.
+async fn behind_firewall_with(w: &World, doc: &str, latency: Duration) -> (Firewall, String, Pair) {
+    let firewall = Firewall::start(addr(w, 20, 4433), addr(w, 2, 4433), latency).await;
     let home_quic = format!("quic: \"{}:4433\"", ip(w.net, 2));
     assert!(doc.contains(&home_quic));
     let away_doc = doc.replace(&home_quic, &format!("quic: \"{}:4433\"", ip(w.net, 20)));
@@ -268,4 +280,90 @@ async fn quic_is_no_longer_retried_once_the_snapshot_drops_its_endpoint() {
         "QUIC handshakes went on after the snapshot dropped the endpoint"
     );
     assert_eq!(flow_transport(&w, "second").await, "tcp");
+}
+
+/// UDP blocked under a busy QUIC link whose packets take 200 ms to come
+/// back: acknowledgements of what the busy flow sent before the block keep
+/// arriving after a new flow's header goes out. They must not pass for an
+/// answer to it: the new flow finds the path silent and goes over TCP
+/// within seconds (not after its 10 s answer timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_already_on_their_way_do_not_hide_a_blocked_path() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = World::new();
+    tests::echo_origin(addr(&w, 11, 7007)).await;
+    let origin_cert = w.path("origin.pem");
+    tests::https_origin(
+        addr(&w, 10, 8443),
+        "web.home.example",
+        &origin_cert,
+        "web\n",
+    )
+    .await;
+    let doc = document(&w, &Options::default());
+    let (firewall, _, pair) = behind_firewall_with(&w, &doc, Duration::from_millis(200)).await;
+    firewall.set_blocked(false);
+    assert_eq!(flow_transport(&w, "first").await, "quic");
+
+    // A flow that keeps sending (1 KiB every 5 ms, for at most 20 s), its
+    // echo read and dropped.
+    let busy = tokio::net::TcpStream::connect(addr(&w, 130, 7007))
+        .await
+        .expect("connect to the echo VIP");
+    let (mut from_busy, mut to_busy) = busy.into_split();
+    let sender = tokio::spawn(async move {
+        for _ in 0..4000 {
+            if to_busy.write_all(&[7u8; 1024]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        let mut echoed = 0usize;
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_secs(20), from_busy.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            echoed += n;
+        }
+        echoed
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    firewall.set_blocked(true);
+    let started = tokio::time::Instant::now();
+    let (ok, body, err) = curl(vec![
+        "--proxy".into(),
+        format!("http://{}", addr(&w, 1, 3128)),
+        "--cacert".into(),
+        origin_cert.display().to_string(),
+        "https://web.home.example:8443/".into(),
+    ])
+    .await;
+    let took = started.elapsed();
+    sender.abort();
+    assert!(
+        ok && body == "web\n",
+        "{body} {err}\n{}",
+        pair.away.log_text()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the flow took {took:?} with UDP newly blocked under a busy link\n{}",
+        pair.away.log_text()
+    );
+    let r = audit_record(&w, "away", |r| r["ingress"] == "connect").await;
+    assert_eq!(r["transport"], "tcp");
+    assert!(
+        pair.away.log_text().contains("QUIC path to peer lost"),
+        "{}",
+        pair.away.log_text()
+    );
+    // The busy flow had been echoed through QUIC before the block.
+    let echoed = reader.await.expect("reader task");
+    assert!(echoed > 0, "the busy flow was never echoed");
 }
