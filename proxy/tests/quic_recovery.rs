@@ -13,6 +13,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -124,18 +125,53 @@ async fn behind_firewall_with(w: &World, doc: &str, latency: Duration) -> (Firew
     (firewall, away_doc, pair)
 }
 
+/// The echo origin (.11:7007) and the HTTPS origin (.10:8443,
+/// `web.home.example`) behind home: the HTTPS origin's certificate.
+async fn origins(w: &World) -> PathBuf {
+    tests::echo_origin(addr(w, 11, 7007)).await;
+    let origin_cert = w.path("origin.pem");
+    tests::https_origin(addr(w, 10, 8443), "web.home.example", &origin_cert, "web\n").await;
+    origin_cert
+}
+
+/// Fetch the HTTPS origin through away's CONNECT proxy just after UDP was
+/// blocked under a QUIC link that is up (`when` says what else was going
+/// on): the flow (nothing of the client's sent before the answer, so safe
+/// to send again) finds the path silent and goes over TCP within 5 s.
+async fn fetch_falls_back_to_tcp(w: &World, pair: &Pair, origin_cert: &Path, when: &str) {
+    let started = tokio::time::Instant::now();
+    let (ok, body, err) = curl(vec![
+        "--proxy".into(),
+        format!("http://{}", addr(w, 1, 3128)),
+        "--cacert".into(),
+        origin_cert.display().to_string(),
+        "https://web.home.example:8443/".into(),
+    ])
+    .await;
+    let took = started.elapsed();
+    assert!(
+        ok && body == "web\n",
+        "{body} {err}\n{}",
+        pair.away.log_text()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the flow took {took:?} with UDP newly blocked{when}\n{}",
+        pair.away.log_text()
+    );
+    let r = audit_record(w, "away", |r| r["ingress"] == "connect").await;
+    assert_eq!(r["transport"], "tcp");
+    assert!(
+        pair.away.log_text().contains("QUIC path to peer lost"),
+        "{}",
+        pair.away.log_text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     let w = World::new();
-    tests::echo_origin(addr(&w, 11, 7007)).await;
-    let origin_cert = w.path("origin.pem");
-    tests::https_origin(
-        addr(&w, 10, 8443),
-        "web.home.example",
-        &origin_cert,
-        "web\n",
-    )
-    .await;
+    let origin_cert = origins(&w).await;
     let doc = document(&w, &Options::default());
     let (firewall, _, mut pair) = behind_firewall(&w, &doc).await;
     let away_admin = addr(&w, 1, 9100);
@@ -188,32 +224,7 @@ async fn flows_take_tcp_while_udp_is_blocked_and_quic_again_after() {
     // client's sent before the answer, so safe to send again) is opened on
     // the QUIC link, finds the path silent, and goes over TCP instead.
     firewall.set_blocked(true);
-    let started = tokio::time::Instant::now();
-    let (ok, body, err) = curl(vec![
-        "--proxy".into(),
-        format!("http://{}", addr(&w, 1, 3128)),
-        "--cacert".into(),
-        origin_cert.display().to_string(),
-        "https://web.home.example:8443/".into(),
-    ])
-    .await;
-    let took = started.elapsed();
-    assert!(
-        ok && body == "web\n",
-        "{body} {err}\n{}",
-        pair.away.log_text()
-    );
-    assert!(
-        took < Duration::from_secs(5),
-        "the flow took {took:?} with UDP newly blocked"
-    );
-    let r = audit_record(&w, "away", |r| r["ingress"] == "connect").await;
-    assert_eq!(r["transport"], "tcp");
-    assert!(
-        pair.away.log_text().contains("QUIC path to peer lost"),
-        "{}",
-        pair.away.log_text()
-    );
+    fetch_falls_back_to_tcp(&w, &pair, &origin_cert, "").await;
     assert!(!quic_link_up(away_admin).await);
     // The next flows go over TCP at once.
     let started = tokio::time::Instant::now();
@@ -291,15 +302,7 @@ async fn quic_is_no_longer_retried_once_the_snapshot_drops_its_endpoint() {
 async fn acknowledgements_already_on_their_way_do_not_hide_a_blocked_path() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let w = World::new();
-    tests::echo_origin(addr(&w, 11, 7007)).await;
-    let origin_cert = w.path("origin.pem");
-    tests::https_origin(
-        addr(&w, 10, 8443),
-        "web.home.example",
-        &origin_cert,
-        "web\n",
-    )
-    .await;
+    let origin_cert = origins(&w).await;
     let doc = document(&w, &Options::default());
     let (firewall, _, pair) = behind_firewall_with(&w, &doc, Duration::from_millis(200)).await;
     firewall.set_blocked(false);
@@ -335,34 +338,8 @@ async fn acknowledgements_already_on_their_way_do_not_hide_a_blocked_path() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     firewall.set_blocked(true);
-    let started = tokio::time::Instant::now();
-    let (ok, body, err) = curl(vec![
-        "--proxy".into(),
-        format!("http://{}", addr(&w, 1, 3128)),
-        "--cacert".into(),
-        origin_cert.display().to_string(),
-        "https://web.home.example:8443/".into(),
-    ])
-    .await;
-    let took = started.elapsed();
+    fetch_falls_back_to_tcp(&w, &pair, &origin_cert, " under a busy link").await;
     sender.abort();
-    assert!(
-        ok && body == "web\n",
-        "{body} {err}\n{}",
-        pair.away.log_text()
-    );
-    assert!(
-        took < Duration::from_secs(5),
-        "the flow took {took:?} with UDP newly blocked under a busy link\n{}",
-        pair.away.log_text()
-    );
-    let r = audit_record(&w, "away", |r| r["ingress"] == "connect").await;
-    assert_eq!(r["transport"], "tcp");
-    assert!(
-        pair.away.log_text().contains("QUIC path to peer lost"),
-        "{}",
-        pair.away.log_text()
-    );
     // The busy flow had been echoed through QUIC before the block.
     let echoed = reader.await.expect("reader task");
     assert!(echoed > 0, "the busy flow was never echoed");
