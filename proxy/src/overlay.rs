@@ -1063,7 +1063,7 @@ impl Overlay {
 mod tests {
     use std::sync::Arc;
 
-    use super::{PATH_PATIENCE, acknowledge_less_often, silent};
+    use super::{PATH_PATIENCE, PROBE_WINDOW, acknowledge_less_often, silent};
     use crate::testing::quic_conns;
 
     /// A healthy link whose far end says nothing (as while a home edge
@@ -1072,10 +1072,13 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_quiet_healthy_path_answers_its_probe_and_is_not_silent() {
         let w = ::tests::World::new();
+        // The far end holds probes as the edges do.
+        let mut far_transport = quinn::TransportConfig::default();
+        far_transport.datagram_receive_buffer_size(Some(PROBE_WINDOW));
         let (near, far, _endpoint) = quic_conns(
             &w,
             quinn::TransportConfig::default(),
-            quinn::TransportConfig::default(),
+            far_transport,
             Arc::new(crate::udp::Coalescing),
         )
         .await;

@@ -59,6 +59,9 @@ impl Firewall {
                     r = inner.recv(&mut down) => {
                         let Ok(n) = r else { continue };
                         match client {
+                            Some(c) if !b.load(Ordering::SeqCst) && latency.is_zero() => {
+                                let _ = outer.send_to(&down[..n], c).await;
+                            }
                             Some(c) if !b.load(Ordering::SeqCst) => {
                                 let (outer, datagram) = (outer.clone(), down[..n].to_vec());
                                 tokio::spawn(async move {
