@@ -87,10 +87,10 @@ struct RunArgs {
     #[arg(long, default_value_t = 30)]
     deny_grace_secs: u64,
     /// This edge's certificate chain (PEM), issued by the federation CA with
-    /// the edge's URI SAN identity (`fedctl certs`)
+    /// the edge's URI SAN identity (`fedctl certs`).
     #[arg(long, env = "FEDGATE_CERT")]
     cert: PathBuf,
-    /// The certificate's private key (PEM)
+    /// The certificate's private key (PEM).
     #[arg(long, env = "FEDGATE_KEY")]
     key: PathBuf,
     /// The federation CA certificates trusted (PEM; during a CA rollover,
@@ -125,11 +125,11 @@ struct RunArgs {
     /// Metrics, /healthz and /readyz.
     #[arg(long)]
     admin: Option<SocketAddr>,
-    /// Flows at once, in total; past it new ones are refused as "overloaded"
+    /// Flows at once, in total; past it new ones are refused as "overloaded".
     #[arg(long, default_value_t = 100_000)]
     max_flows: usize,
     /// Flows at once that one peer edge brings to this edge as their home;
-    /// past it new ones are refused as "overloaded"
+    /// past it new ones are refused as "overloaded".
     #[arg(long, default_value_t = 50_000)]
     max_flows_per_peer: usize,
     /// New client connections per second per source address.
