@@ -86,6 +86,11 @@ pub struct Limits {
     pub drain: Duration,
     /// How long a flow a new snapshot no longer allows may go on.
     pub deny_grace: Duration,
+    /// How long a flow that finds no QUIC connection to its peer up waits
+    /// for the one being set up before it goes over TLS on TCP (QUIC goes
+    /// on being set up, and later flows take it): where UDP is blocked, the
+    /// first flow is late by this much only.
+    pub quic_head_start: Duration,
 }
 
 impl Default for Limits {
@@ -101,6 +106,7 @@ impl Default for Limits {
             conn_rate_per_source: 200,
             drain: Duration::from_secs(10),
             deny_grace: Duration::from_secs(30),
+            quic_head_start: Duration::from_millis(300),
         }
     }
 }

@@ -151,6 +151,13 @@ struct RunArgs {
     /// Close a flow on which nothing has moved for this many seconds.
     #[arg(long, default_value_t = 300)]
     flow_idle_secs: u64,
+    /// Milliseconds a flow that finds no QUIC connection to its peer up
+    /// waits for the one being set up before it goes over TLS on TCP
+    /// (QUIC goes on being set up, and later flows take it). Where UDP is
+    /// blocked, the first flow is late by this much only; raise it where
+    /// a QUIC handshake takes longer (a far peer, a busy host).
+    #[arg(long, default_value_t = 300)]
+    quic_head_start_ms: u64,
     /// Split-horizon DNS on this address (UDP and TCP); default: the
     /// snapshot's `dns` for this edge, else off.
     #[arg(long)]
@@ -286,6 +293,7 @@ fn run(args: RunArgs) -> ExitCode {
             client_hello_timeout: Duration::from_secs(args.client_hello_secs.max(1)),
             flow_idle: Duration::from_secs(args.flow_idle_secs.max(1)),
             deny_grace: Duration::from_secs(args.deny_grace_secs),
+            quic_head_start: Duration::from_millis(args.quic_head_start_ms),
             ..Limits::default()
         },
     };

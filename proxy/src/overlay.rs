@@ -197,11 +197,6 @@ const REFUSAL_MARGIN: usize = 1024;
 #[error("{0} takes no more flows from this edge for now")]
 pub struct PeerBusy(pub String);
 
-/// How long a flow waits for a QUIC connection being set up before it goes
-/// over TLS on TCP instead (the connection goes on being set up, and later
-/// flows take it): where UDP is blocked, a flow is late by this much only.
-const QUIC_HEAD_START: Duration = Duration::from_millis(300);
-
 #[derive(Default)]
 struct Link {
     quic: Option<quinn::Connection>,
@@ -883,8 +878,8 @@ impl Overlay {
     }
 
     /// The QUIC connection to `peer`: the one up, else one being set up if
-    /// it comes up within [`QUIC_HEAD_START`] (`None`: use TCP, as also when
-    /// QUIC is off for it).
+    /// it comes up within [`crate::Limits::quic_head_start`] (`None`: use
+    /// TCP, as also when QUIC is off for it).
     async fn quic_link(
         self: &Arc<Self>,
         peer: &Edge,
@@ -909,7 +904,7 @@ impl Overlay {
                 );
                 self.retry_quic(peer.clone(), link.clone(), Duration::ZERO);
             }
-            let deadline = l.since? + QUIC_HEAD_START;
+            let deadline = l.since? + self.ctx.limits.quic_head_start;
             (l.attempts.subscribe(), deadline)
         };
         // Within the head start: wait for the attempt under way to end.

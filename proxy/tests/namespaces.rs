@@ -69,6 +69,7 @@ fn edge(w: &World, ns: &Namespaces, tag: &str, org: &str, extra: &[&str]) -> Pro
     .map(|s| s.to_string())
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
+    tests::with_test_head_start(&mut args);
     let mut p = ns.start(
         tag,
         org,

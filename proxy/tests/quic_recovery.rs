@@ -124,7 +124,10 @@ async fn behind_firewall_with(w: &World, doc: &str, latency: Duration) -> (Firew
     let home_quic = format!("quic: \"{}:4433\"", ip(w.net, 2));
     assert!(doc.contains(&home_quic));
     let away_doc = doc.replace(&home_quic, &format!("quic: \"{}:4433\"", ip(w.net, 20)));
-    let pair = start_pair(w, &away_doc, doc, &[]);
+    // The edge's default head start, which this file tests (the test kit
+    // gives edges a longer one).
+    let head_start = ["--quic-head-start-ms".to_string(), "300".to_string()];
+    let pair = start_pair_with(w, &away_doc, doc, &[], &head_start);
     (firewall, away_doc, pair)
 }
 

@@ -43,6 +43,19 @@ pub fn now() -> Timestamp {
     Timestamp::now()
 }
 
+/// Add `--quic-head-start-ms 2000` to an edge's `args` unless a test gave
+/// its own. The edge's default (300 ms) is for production, and
+/// `proxy/tests/quic_recovery.rs` tests it; but on a busy 2-core machine a
+/// QUIC handshake between two debug-built edges takes longer (865 ms with
+/// four busy loops beside it), and CI saw tests that check flows go over
+/// QUIC fail on a first flow over TCP. 2 s is the handshake attempt's own
+/// limit: a first flow waits for that attempt to end.
+pub fn with_test_head_start(args: &mut Vec<String>) {
+    if !args.iter().any(|a| a == "--quic-head-start-ms") {
+        args.extend(["--quic-head-start-ms".into(), "2000".into()]);
+    }
+}
+
 /// Directory, CA and certificates of one test.
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -292,6 +305,7 @@ impl World {
                 .to_string(),
         ];
         args.extend(extra.iter().cloned());
+        with_test_head_start(&mut args);
         Proc::start(name, bin, &args, self.path(&format!("{name}.log")))
     }
 

@@ -118,6 +118,7 @@ pub(crate) fn start_edge(
         w.path(&format!("{name}.audit.jsonl")).display().to_string(),
     ];
     args.extend(extra.iter().cloned());
+    tests::with_test_head_start(&mut args);
     let mut p = Proc::start(name, Path::new(EDGE), &args, w.path(&format!("{name}.log")));
     p.wait_for("ready", Duration::from_secs(20));
     p
