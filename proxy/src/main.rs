@@ -155,7 +155,8 @@ struct RunArgs {
     /// waits for the one being set up before it goes over TLS on TCP
     /// (QUIC goes on being set up, and later flows take it). Where UDP is
     /// blocked, the first flow is late by this much only; raise it where
-    /// a QUIC handshake takes longer (a far peer, a busy host).
+    /// a QUIC handshake takes longer (a far peer, a busy host). 0: flows
+    /// take QUIC only once it is up.
     #[arg(long, default_value_t = 300)]
     quic_head_start_ms: u64,
     /// Split-horizon DNS on this address (UDP and TCP); default: the
