@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::audit::FlowRecord;
-use crate::overlay::{FlowStream, Overlay, PeerBusy, Unanswered};
+use crate::overlay::{FlowStream, Overlay, PeerBusy, Transport, Unanswered};
 use crate::tls::Peer;
 use crate::{Ctx, FlowPermit, enforce, now, relay};
 
@@ -173,7 +173,8 @@ pub async fn open(
         src_addr: Some(client.ip()),
     };
     let mut last_error = String::from("no edge of the owner");
-    let mut busy = false;
+    // The last home edge that gave no stream credit in time.
+    let mut busy = None;
     // Bytes that may reach the home edge twice without harm, if a QUIC path
     // is lost under the flow's opening: none, or a TLS ClientHello.
     let replayable = first.is_empty() || ingress == "sni";
@@ -216,7 +217,7 @@ pub async fn open(
                 last_error = format!("{e:#}");
                 tracing::warn!(peer = %edge.id, cause = %last_error, "cannot open a flow to the home edge");
                 if e.is::<PeerBusy>() {
-                    busy = true;
+                    busy = Some(edge);
                     continue;
                 }
                 overlay.failed(edge);
@@ -227,8 +228,10 @@ pub async fn open(
             }
         }
     }
-    if busy {
+    if let Some(edge) = busy {
         // A home edge at its limit of flows from us, as if it had answered.
+        record.peer_edge = Some(edge.id.to_string());
+        record.transport = Some(Transport::Quic.as_str().into());
         return Err(refuse(&mut record, false, "home:overloaded", None));
     }
     tracing::warn!(%service, cause = %last_error, "no home edge reachable");
