@@ -221,6 +221,8 @@ pub async fn open(
                     continue;
                 }
                 overlay.failed(edge);
+                // Refused as unreachable, the record names the last edge tried.
+                record.peer_edge = Some(edge.id.to_string());
                 if e.is::<Unanswered>() && !(replayable && first.len() == at_start) {
                     // It may have reached that edge: not to another as well.
                     break;
