@@ -44,6 +44,11 @@ pub async fn serve(ctx: Arc<Ctx>, peer: &Arc<Peer>, mut stream: FlowStream, tran
         }
         Err(_) => {
             tracing::warn!(peer = %peer, "no flow header from peer in time");
+            ctx.metrics.add(
+                "fedgate_denials_total",
+                &[("role", "home"), ("reason", "header-timeout")],
+                1,
+            );
             return;
         }
     };

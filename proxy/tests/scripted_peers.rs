@@ -349,7 +349,12 @@ async fn the_home_edge_drops_a_header_it_cannot_read_and_serves_the_next_flow() 
         &snapshot,
         &cert,
         &key,
-        &["--admin".into(), admin.to_string()],
+        &[
+            "--admin".into(),
+            admin.to_string(),
+            "--client-hello-secs".into(),
+            "1".into(),
+        ],
     );
     let (_endpoint, link) = scripted_away(&w).await;
     let request = |flow_id| FlowRequest {
@@ -360,8 +365,10 @@ async fn the_home_edge_drops_a_header_it_cannot_read_and_serves_the_next_flow() 
         src_addr: Some(addr(&w, 1, 0).ip()),
     };
 
-    // A header in version 2, then bytes that are no Fedgate frame: each
-    // stream ends with no answer, and the link stays up.
+    // A header in version 2, bytes that are no Fedgate frame, a header that
+    // says its body is 65,535 bytes long, and the start of a header and no
+    // more: each stream ends with no answer (the last at the 1 s
+    // --client-hello-secs), and the link stays up.
     let mut newer = Vec::new();
     request(1).encode(&mut newer).expect("encode");
     for (header, reason) in [
@@ -373,6 +380,11 @@ async fn the_home_edge_drops_a_header_it_cannot_read_and_serves_the_next_flow() 
             b"GET / HTTP/1.1\r\n\r\n".to_vec(),
             "not a Fedgate frame (bad magic)",
         ),
+        (
+            b"FG\x01\x01\xff\xff".to_vec(),
+            "frame body of 65535 bytes exceeds the limit of 1024",
+        ),
+        (b"FG\x01".to_vec(), "no flow header from peer in time"),
     ] {
         let (mut send, mut recv) = link.open_bi().await.expect("open a stream");
         send.write_all(&header).await.expect("send the header");
@@ -384,26 +396,30 @@ async fn the_home_edge_drops_a_header_it_cannot_read_and_serves_the_next_flow() 
             "no answer to a header the home edge cannot read: {back:?}"
         );
         let log = home.log_text();
-        assert!(
-            log.contains("bad flow header from peer") && log.contains(reason),
-            "the reason is logged: {log}"
-        );
+        assert!(log.contains(reason), "the reason is logged: {log}");
     }
     let page = metrics(admin).await;
-    assert_eq!(
-        metric(
-            &page,
-            "fedgate_denials_total{role=\"home\",reason=\"bad-header\"}"
-        ),
-        Some(2.0),
-        "{page}"
+    for (reason, count) in [("bad-header", 3.0), ("header-timeout", 1.0)] {
+        assert_eq!(
+            metric(
+                &page,
+                &format!("fedgate_denials_total{{role=\"home\",reason=\"{reason}\"}}")
+            ),
+            Some(count),
+            "{page}"
+        );
+    }
+    assert!(
+        audit(&w, "home").is_empty(),
+        "no flow to audit yet: {:#?}",
+        audit(&w, "home")
     );
     assert!(link.close_reason().is_none(), "{:?}", link.close_reason());
 
     // The next flow on the same connection is served.
     let (mut send, mut recv) = link.open_bi().await.expect("open a stream");
     let mut header = Vec::new();
-    request(3).encode(&mut header).expect("encode");
+    request(5).encode(&mut header).expect("encode");
     header.extend_from_slice(b"after the bad ones");
     send.write_all(&header).await.expect("send the header");
     send.finish().expect("finish");
