@@ -17,9 +17,9 @@
 //!   or does not answer at all: the flow is refused (CONNECT 502) with the
 //!   reason logged, in bounded time;
 //! - a visited edge that sends a header the home edge cannot read (another
-//!   version, not a Fedgate frame): the home edge logs and counts it,
-//!   closes that stream without an answer, and serves the next flow on the
-//!   same connection.
+//!   version, not a Fedgate frame, a body over the limit) or not all of one
+//!   in time: the home edge logs and counts it, closes that stream without
+//!   an answer, and serves the next flow on the same connection.
 
 mod common;
 
@@ -175,11 +175,8 @@ async fn a_peer_that_grants_no_stream_gets_flows_refused_as_overloaded_and_keeps
     // which lets it open no stream. Each waits out the connect timeout,
     // side by side: a flow waiting for credit holds up no other.
     let started = tokio::time::Instant::now();
-    let connect = || {
-        let w = &w;
-        async move { connect_status(w).await }
-    };
-    let (link, first, second) = tokio::join!(next_link(&home), connect(), connect());
+    let (link, first, second) =
+        tokio::join!(next_link(&home), connect_status(&w), connect_status(&w));
     for status in [first, second] {
         assert_eq!(status, "503", "{}", away.log_text());
     }
