@@ -35,9 +35,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the edge from a snapshot file (`fedctl snapshot --edge ORG/NAME ...`).
+    /// Run the edge, from a snapshot file (`fedctl snapshot --edge ORG/NAME ...`) or following the control plane (--control).
     #[command(
-        after_help = "Example:\n  fedgate-edge run --edge dpft/core --snapshot dpft-core.snapshot.json \\\n    --cert certs-dev/out/edges/dpft-core.pem --key certs-dev/out/edges/dpft-core.key --ca certs-dev/out/ca.pem \\\n    --connect 127.0.1.1:3128 --sni 127.0.1.1:443 --vips --dns 127.0.1.1:53 --admin 127.0.0.1:9101 --audit dpft-core.audit.jsonl"
+        after_help = "Examples:\n  fedgate-edge run --edge dpft/core --snapshot dpft-core.snapshot.json \\\n    --cert certs-dev/out/edges/dpft-core.pem --key certs-dev/out/edges/dpft-core.key \\\n    --ca certs-dev/out/ca.pem --connect 127.0.1.1:3128 --sni 127.0.1.1:443 --vips \\\n    --dns 127.0.1.1:53 --admin 127.0.0.1:9101 --audit dpft-core.audit.jsonl\n  fedgate-edge run --edge dpft/core --control 127.0.0.1:7443 \\\n    --control-key certs-dev/out/control/signing.pub \\\n    --cache /var/lib/fedgate-edge/dpft-core.snapshot.json \\\n    --cert certs-dev/out/edges/dpft-core.pem --key certs-dev/out/edges/dpft-core.key \\\n    --ca certs-dev/out/ca.pem ..."
     )]
     Run(Box<RunArgs>),
     /// Audit log tools.
