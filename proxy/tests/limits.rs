@@ -68,23 +68,6 @@ async fn idle_records(w: &World, edge: &str, n: usize) {
     }
 }
 
-/// curl's CONNECT through away's proxy to echo.home.example: the status the
-/// proxy answered the CONNECT with.
-async fn connect_status(w: &World) -> String {
-    let (_, out, _) = curl(vec![
-        "--proxytunnel".into(),
-        "--proxy".into(),
-        format!("http://{}", addr(w, 1, 3128)),
-        "--write-out".into(),
-        "%{http_connect}".into(),
-        "--max-time".into(),
-        "5".into(),
-        "http://echo.home.example:7007/".into(),
-    ])
-    .await;
-    out.trim().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_edge_refuses_new_flows_until_idle_ones_are_closed() {
     let w = World::new();

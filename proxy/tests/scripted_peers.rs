@@ -132,43 +132,22 @@ fn with_version(mut frame: Vec<u8>, version: u8) -> Vec<u8> {
     frame
 }
 
-/// curl's CONNECT through away's proxy to echo.home.example: the status the
-/// proxy answered with.
-async fn connect_status(w: &World) -> String {
-    let (_, out, _) = curl(vec![
-        "--proxytunnel".into(),
-        "--proxy".into(),
-        format!("http://{}", addr(w, 1, 3128)),
-        "--write-out".into(),
-        "%{http_connect}".into(),
-        "http://echo.home.example:7007/".into(),
-    ])
-    .await;
-    out.trim().to_string()
-}
-
-/// The value of `series` (exact name and labels) on a metrics page.
-fn metric(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+/// The real away/edge with every ingress listener and `extra` flags,
+/// ready, its home edge scripted.
+fn start_away(w: &World, extra: &[String]) -> tests::Proc {
+    let doc = document(w, &Options::default());
+    let snapshot = w.snapshot(&doc, "away/edge", "away.snapshot.json");
+    let (cert, key, _) = w.edge_cert("away", "edge", "away-edge", None, None);
+    let mut args = away_ingress(w);
+    args.extend(extra.iter().cloned());
+    start_edge(w, "away", "away/edge", &snapshot, &cert, &key, &args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_grants_no_stream_gets_flows_refused_as_overloaded_and_keeps_its_link() {
     let w = World::new();
     let home = scripted_home(&w, 0);
-    let doc = document(&w, &Options::default());
-    let snapshot = w.snapshot(&doc, "away/edge", "away.snapshot.json");
-    let (cert, key, _) = w.edge_cert("away", "edge", "away-edge", None, None);
-    let away = start_edge(
-        &w,
-        "away",
-        "away/edge",
-        &snapshot,
-        &cert,
-        &key,
-        &away_ingress(&w),
-    );
+    let away = start_away(&w, &[]);
     let admin = addr(&w, 1, 9100);
 
     // Two CONNECTs at once through away: it dials home/edge over QUIC,
@@ -257,14 +236,9 @@ async fn a_peer_that_grants_no_stream_gets_flows_refused_as_overloaded_and_keeps
 async fn a_home_edge_that_answers_in_another_version_or_not_at_all_gets_the_flow_refused() {
     let w = World::new();
     let home = scripted_home(&w, 100);
-    let doc = document(&w, &Options::default());
-    let snapshot = w.snapshot(&doc, "away/edge", "away.snapshot.json");
-    let (cert, key, _) = w.edge_cert("away", "edge", "away-edge", None, None);
     // An answer is awaited for the connect and handshake timeouts together:
     // 5 + 1 s here.
-    let mut args = away_ingress(&w);
-    args.extend(["--handshake-secs".into(), "1".into()]);
-    let away = start_edge(&w, "away", "away/edge", &snapshot, &cert, &key, &args);
+    let away = start_away(&w, &["--handshake-secs".into(), "1".into()]);
 
     // An answer in header version 2.
     let started = tokio::time::Instant::now();

@@ -206,6 +206,27 @@ pub(crate) async fn echo_through(addr: SocketAddr, msg: &[u8]) -> Result<Vec<u8>
     Ok(back)
 }
 
+/// curl's CONNECT through away's proxy to echo.home.example: the status the
+/// proxy answered the CONNECT with.
+pub(crate) async fn connect_status(w: &World) -> String {
+    let (_, out, _) = curl(vec![
+        "--proxytunnel".into(),
+        "--proxy".into(),
+        format!("http://{}", addr(w, 1, 3128)),
+        "--write-out".into(),
+        "%{http_connect}".into(),
+        "http://echo.home.example:7007/".into(),
+    ])
+    .await;
+    out.trim().to_string()
+}
+
+/// The value of `series` (its exact name and labels) on a metrics page.
+pub(crate) fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// The metrics page of the edge whose admin listener is `admin`.
 pub(crate) async fn metrics(admin: SocketAddr) -> String {
     let (ok, out, err) = curl(vec![format!("http://{admin}/metrics")]).await;
