@@ -75,12 +75,15 @@ impl AuditLog {
         let mut writer = None;
         if let Some(path) = path {
             if path.exists() {
-                let summary = verify(path).with_context(|| {
+                let summary = scan(path).with_context(|| {
                     format!(
                         "existing audit log {} does not verify; move it aside",
                         path.display()
                     )
                 })?;
+                if summary.cut_short > 0 {
+                    set_aside(path, &summary)?;
+                }
                 chain.seq = summary.records;
                 chain.prev = summary.last_hash;
             }
@@ -188,20 +191,97 @@ fn write_lines(file: File, rx: &mpsc::Receiver<String>, path: &str) {
 pub struct Verified {
     pub records: u64,
     pub last_hash: String,
+    /// Bytes of the complete lines (each ends with a newline).
+    pub complete: u64,
+    /// Bytes after the last newline: a record cut short, as when the edge
+    /// stopped (power cut, full disk) in the middle of writing it.
+    pub cut_short: u64,
 }
 
-/// Check every line's `seq` and `prev` against the chain.
-pub fn verify(path: &Path) -> anyhow::Result<Verified> {
+/// Check every complete line's `seq` and `prev` against the chain, and
+/// measure what follows the last newline.
+fn scan(path: &Path) -> anyhow::Result<Verified> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::new(file);
     let mut chain = Verifier::default();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read line {}", i + 1))?;
-        chain.handle_line(&line)?;
+    let mut complete = 0u64;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("cannot read line {}", chain.records + 1))?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            return Ok(Verified {
+                records: chain.records,
+                last_hash: chain.prev,
+                complete,
+                cut_short: n as u64,
+            });
+        }
+        let line = std::str::from_utf8(&buf[..n - 1])
+            .map_err(|_| anyhow::anyhow!("line {} is not UTF-8", chain.records + 1))?;
+        chain.handle_line(line)?;
+        complete += n as u64;
     }
-    Ok(Verified {
-        records: chain.records,
-        last_hash: chain.prev,
-    })
+}
+
+/// Check every line's `seq` and `prev` against the chain; a last line cut
+/// short fails too (the edge sets it aside when it next starts).
+pub fn verify(path: &Path) -> anyhow::Result<Verified> {
+    let summary = scan(path)?;
+    anyhow::ensure!(
+        summary.cut_short == 0,
+        "line {} is cut short ({} bytes and no newline: a record being written when the edge \
+         stopped); the {} lines before it verify",
+        summary.records + 1,
+        summary.cut_short,
+        summary.records
+    );
+    Ok(summary)
+}
+
+/// Move the bytes after the last complete line of `path` to a file of
+/// their own beside it (`FILE.cut-short-UNIXSECONDS`), so that the chain
+/// goes on from the last whole record and nothing written is lost.
+fn set_aside(path: &Path, summary: &Verified) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open audit log {}", path.display()))?;
+    file.seek(SeekFrom::Start(summary.complete))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".cut-short-{secs}"));
+    let aside = std::path::PathBuf::from(aside);
+    let mut kept = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&aside)
+        .with_context(|| {
+            format!(
+                "cannot set the cut-short record aside in {}",
+                aside.display()
+            )
+        })?;
+    kept.write_all(&tail)?;
+    kept.sync_all()?;
+    file.set_len(summary.complete)?;
+    file.sync_all()?;
+    tracing::warn!(
+        path = %path.display(),
+        bytes = tail.len(),
+        kept = %aside.display(),
+        records = summary.records,
+        "audit log ended in a record cut short; set it aside and continued the chain"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -268,6 +348,59 @@ mod tests {
             lines[2].replacen("\"seq\":3", "\"seq\":2", 1)
         );
         assert!(check(renumbered).contains("line 2: `prev` does not match"));
+    }
+
+    /// A record cut short (the edge stopped while writing it) fails
+    /// `verify`, naming the line; an edge that opens the log sets those
+    /// bytes aside in a file of their own and goes on from the last whole
+    /// record. A log altered before its end still refuses to open.
+    #[test]
+    fn a_record_cut_short_is_set_aside_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(Some(&path)).unwrap();
+        for n in 1..=3 {
+            log.record(&record(n));
+        }
+        log.close();
+        let whole = std::fs::read(&path).unwrap();
+        let torn = b"{\"seq\":4,\"prev\":\"ab";
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(torn).unwrap();
+        drop(file);
+        let err = format!("{:#}", verify(&path).unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "line 4 is cut short ({} bytes and no newline",
+                torn.len()
+            )) && err.contains("the 3 lines before it verify"),
+            "{err}"
+        );
+
+        let log = AuditLog::open(Some(&path)).unwrap();
+        log.record(&record(4));
+        log.close();
+        let summary = verify(&path).unwrap();
+        assert_eq!(summary.records, 4);
+        assert_eq!(&std::fs::read(&path).unwrap()[..whole.len()], &whole[..]);
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("audit.jsonl.cut-short-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), torn);
+
+        // An altered record before the end: no setting aside, no opening.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let altered = text.replacen("\"bytes_up\":2", "\"bytes_up\":9", 1);
+        assert_ne!(altered, text);
+        std::fs::write(&path, format!("{altered}{{\"seq\":5")).unwrap();
+        let err = format!("{:#}", AuditLog::open(Some(&path)).err().unwrap());
+        assert!(
+            err.contains("does not verify; move it aside") && err.contains("line 3"),
+            "{err}"
+        );
     }
 
     /// Records of many flows at once, gathered by the writer, all reach the

@@ -330,6 +330,7 @@ fn run(args: RunArgs) -> ExitCode {
                     c.to_string().contains("cannot read")
                         || c.to_string().contains("malformed")
                         || c.to_string().contains("do not match")
+                        || c.to_string().contains("does not verify")
                 });
                 ExitCode::from(if bad_config { 64 } else { 1 })
             }

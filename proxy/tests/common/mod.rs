@@ -102,6 +102,22 @@ pub(crate) fn start_edge(
     key: &Path,
     extra: &[String],
 ) -> Proc {
+    let mut p = spawn_edge(w, name, edge, snapshot, cert, key, extra);
+    p.wait_for("ready", Duration::from_secs(20));
+    p
+}
+
+/// Start an edge process (audit log `NAME.audit.jsonl`, log `NAME.log`)
+/// without waiting: for edges expected to refuse to start.
+pub(crate) fn spawn_edge(
+    w: &World,
+    name: &str,
+    edge: &str,
+    snapshot: &Path,
+    cert: &Path,
+    key: &Path,
+    extra: &[String],
+) -> Proc {
     let mut args: Vec<String> = vec![
         "run".into(),
         "--edge".into(),
@@ -119,9 +135,7 @@ pub(crate) fn start_edge(
     ];
     args.extend(extra.iter().cloned());
     tests::with_test_head_start(&mut args);
-    let mut p = Proc::start(name, Path::new(EDGE), &args, w.path(&format!("{name}.log")));
-    p.wait_for("ready", Duration::from_secs(20));
-    p
+    Proc::start(name, Path::new(EDGE), &args, w.path(&format!("{name}.log")))
 }
 
 /// The standard pair: `away/edge` with every ingress listener, `home/edge`.

@@ -1,0 +1,126 @@
+//! An edge restarted on its audit log, as after a crash: the real
+//! `fedgate-edge` processes, flows through a service VIP, and
+//! `fedgate-edge audit verify`:
+//! - the chain goes on across a restart;
+//! - a record cut short (the edge stopped while writing it: power cut, full
+//!   disk) fails `audit verify` with the line named; the edge, started on
+//!   that log, sets the cut bytes aside in `FILE.cut-short-SECONDS`, says so,
+//!   and goes on from the last whole record, so the log verifies again and
+//!   nothing written is lost;
+//! - a log altered before its end stops the edge (exit status 64) with the
+//!   reason, and the file is left as it was.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tests::World;
+
+/// `fedgate-edge audit verify FILE`: (success, stdout and stderr).
+fn verify(file: &std::path::Path) -> (bool, String) {
+    let (ok, out, err) = tests::run(EDGE, &["audit", "verify", &file.display().to_string()]);
+    (ok, format!("{out}{err}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_restarted_on_its_audit_log_goes_on_and_sets_a_record_cut_short_aside() {
+    let w = World::new();
+    tests::echo_origin(addr(&w, 11, 7007)).await;
+    let doc = document(&w, &Options::default());
+    let mut pair = start_pair(&w, &doc, &doc, &[]);
+    let _ = echo_record(&w, "first").await;
+    let status = pair.away.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "away stopped: {status:?}"
+    );
+    let log = w.path("away.audit.jsonl");
+    let (ok, out) = verify(&log);
+    assert!(ok && out.contains("ok: 1 records"), "{out}");
+
+    // The edge stopped in the middle of a record.
+    let whole = std::fs::read(&log).expect("audit log");
+    let torn = br#"{"seq":2,"prev":"5e1c"#;
+    let mut cut = whole.clone();
+    cut.extend_from_slice(torn);
+    std::fs::write(&log, &cut).expect("write the cut log");
+    let (ok, out) = verify(&log);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "line 2 is cut short ({} bytes and no newline",
+            torn.len()
+        )),
+        "{out}"
+    );
+
+    // Started on it, the edge sets the cut bytes aside and goes on.
+    let away_snap = w.path("away.snapshot.json");
+    let (ac, ak, _) = w.edge_cert("away", "edge", "away-edge", None, None);
+    let away = start_edge(
+        &w,
+        "away",
+        "away/edge",
+        &away_snap,
+        &ac,
+        &ak,
+        &away_ingress(&w),
+    );
+    assert!(
+        away.log_text().contains(
+            "audit log ended in a record cut short; set it aside and continued the chain"
+        ),
+        "{}",
+        away.log_text()
+    );
+    let second = echo_record(&w, "second!").await;
+    assert_eq!(second["seq"], 2, "{second:#}");
+    let (ok, out) = verify(&log);
+    assert!(ok && out.contains("ok: 2 records"), "{out}");
+    assert_eq!(
+        &std::fs::read(&log).expect("audit log")[..whole.len()],
+        &whole[..],
+        "the whole records are as they were"
+    );
+    let aside: Vec<_> = std::fs::read_dir(log.parent().expect("dir"))
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().contains("away.audit.jsonl.cut-short-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).expect("set aside"), torn);
+    drop(away);
+
+    // A record altered before the end: the edge does not start on it.
+    let text = std::fs::read_to_string(&log).expect("audit log");
+    let altered = text.replacen("\"bytes_up\":5", "\"bytes_up\":6", 1);
+    assert_ne!(altered, text);
+    std::fs::write(&log, &altered).expect("alter the log");
+    let mut refused = spawn_edge(
+        &w,
+        "away",
+        "away/edge",
+        &away_snap,
+        &ac,
+        &ak,
+        &away_ingress(&w),
+    );
+    let status = refused.wait_exit(Duration::from_secs(20));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(64),
+        "{}",
+        refused.log_text()
+    );
+    let said = refused.log_text();
+    assert!(
+        said.contains("does not verify; move it aside") && said.contains("line 2"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("audit log"),
+        altered,
+        "a refused log is left as it was"
+    );
+}
