@@ -312,15 +312,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_chain_proves_the_log_complete_and_unaltered() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
+    /// An audit log in `dir` with records 1 to 3, closed.
+    fn three_records(dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("audit.jsonl");
         let log = AuditLog::open(Some(&path)).unwrap();
         for n in 1..=3 {
             log.record(&record(n));
         }
         log.close();
+        path
+    }
+
+    #[test]
+    fn the_chain_proves_the_log_complete_and_unaltered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = three_records(dir.path());
         // Reopening continues the chain.
         let log = AuditLog::open(Some(&path)).unwrap();
         log.record(&record(4));
@@ -357,12 +363,7 @@ mod tests {
     #[test]
     fn a_record_cut_short_is_set_aside_and_the_chain_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(Some(&path)).unwrap();
-        for n in 1..=3 {
-            log.record(&record(n));
-        }
-        log.close();
+        let path = three_records(dir.path());
         let whole = std::fs::read(&path).unwrap();
         let torn = b"{\"seq\":4,\"prev\":\"ab";
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();

@@ -58,15 +58,19 @@ async fn an_edge_restarted_on_its_audit_log_goes_on_and_sets_a_record_cut_short_
     // Started on it, the edge sets the cut bytes aside and goes on.
     let away_snap = w.path("away.snapshot.json");
     let (ac, ak, _) = w.edge_cert("away", "edge", "away-edge", None, None);
-    let away = start_edge(
-        &w,
-        "away",
-        "away/edge",
-        &away_snap,
-        &ac,
-        &ak,
-        &away_ingress(&w),
-    );
+    let away_again = || {
+        spawn_edge(
+            &w,
+            "away",
+            "away/edge",
+            &away_snap,
+            &ac,
+            &ak,
+            &away_ingress(&w),
+        )
+    };
+    let mut away = away_again();
+    away.wait_for("ready", Duration::from_secs(20));
     assert!(
         away.log_text().contains(
             "audit log ended in a record cut short; set it aside and continued the chain"
@@ -97,15 +101,7 @@ async fn an_edge_restarted_on_its_audit_log_goes_on_and_sets_a_record_cut_short_
     let altered = text.replacen("\"bytes_up\":5", "\"bytes_up\":6", 1);
     assert_ne!(altered, text);
     std::fs::write(&log, &altered).expect("alter the log");
-    let mut refused = spawn_edge(
-        &w,
-        "away",
-        "away/edge",
-        &away_snap,
-        &ac,
-        &ak,
-        &away_ingress(&w),
-    );
+    let mut refused = away_again();
     let status = refused.wait_exit(Duration::from_secs(20));
     assert_eq!(
         status.and_then(|s| s.code()),
