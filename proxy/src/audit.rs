@@ -241,11 +241,22 @@ pub fn verify(path: &Path) -> anyhow::Result<Verified> {
     Ok(summary)
 }
 
+/// The most bytes a record cut short can hold: a record is well under 4 KiB.
+const CUT_SHORT_MAX: u64 = 64 * 1024;
+
 /// Move the bytes after the last complete line of `path` to a file of
 /// their own beside it (`FILE.cut-short-UNIXSECONDS`), so that the chain
-/// goes on from the last whole record and nothing written is lost.
+/// goes on from the last whole record and nothing written is lost. Only
+/// the start of the record the chain expects next is taken for one cut
+/// short; anything else (not our log, or altered) is refused as before.
 fn set_aside(path: &Path, summary: &Verified) -> anyhow::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
+    let line = summary.records + 1;
+    anyhow::ensure!(
+        summary.cut_short <= CUT_SHORT_MAX,
+        "line {line} has no newline and {} bytes: not a record cut short",
+        summary.cut_short
+    );
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -254,6 +265,12 @@ fn set_aside(path: &Path, summary: &Verified) -> anyhow::Result<()> {
     file.seek(SeekFrom::Start(summary.complete))?;
     let mut tail = Vec::new();
     file.read_to_end(&mut tail)?;
+    // Every record starts with its `seq` and the hash of the line before.
+    let expected = format!("{{\"seq\":{line},\"prev\":\"{}\",", summary.last_hash);
+    anyhow::ensure!(
+        tail.starts_with(expected.as_bytes()) || expected.as_bytes().starts_with(&tail),
+        "line {line} has no newline and is not the start of record {line}: not a record cut short"
+    );
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -365,7 +382,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = three_records(dir.path());
         let whole = std::fs::read(&path).unwrap();
-        let torn = b"{\"seq\":4,\"prev\":\"ab";
+        // The first half of the record that came next, as a copy shows.
+        let copy = dir.path().join("copy.jsonl");
+        std::fs::copy(&path, &copy).unwrap();
+        let log = AuditLog::open(Some(&copy)).unwrap();
+        log.record(&record(4));
+        log.close();
+        let next = std::fs::read(&copy).unwrap()[whole.len()..].to_vec();
+        let torn = &next[..next.len() / 2];
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(torn).unwrap();
         drop(file);
@@ -391,6 +415,19 @@ mod tests {
             .collect();
         assert_eq!(aside.len(), 1, "{aside:?}");
         assert_eq!(std::fs::read(&aside[0]).unwrap(), torn);
+
+        // Bytes after the last line that do not start the next record (not
+        // our log, or altered): refused, the file left as it is.
+        let foreign = dir.path().join("foreign.jsonl");
+        let mut body = std::fs::read(&path).unwrap();
+        body.extend_from_slice(b"{\"seq\":5,\"prev\":\"0000");
+        std::fs::write(&foreign, &body).unwrap();
+        let err = format!("{:#}", AuditLog::open(Some(&foreign)).err().unwrap());
+        assert!(
+            err.contains("line 5 has no newline and is not the start of record 5"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&foreign).unwrap(), body);
 
         // An altered record before the end: no setting aside, no opening.
         let text = std::fs::read_to_string(&path).unwrap();

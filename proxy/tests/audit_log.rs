@@ -39,9 +39,13 @@ async fn an_edge_restarted_on_its_audit_log_goes_on_and_sets_a_record_cut_short_
     let (ok, out) = verify(&log);
     assert!(ok && out.contains("ok: 1 records"), "{out}");
 
-    // The edge stopped in the middle of a record.
+    // The edge stopped in the middle of the next record: its `seq`, the
+    // hash of the line before, and the start of its flow id.
     let whole = std::fs::read(&log).expect("audit log");
-    let torn = br#"{"seq":2,"prev":"5e1c"#;
+    let first = std::str::from_utf8(&whole).expect("UTF-8");
+    let prev = federation::chain::link(first.trim_end_matches('\n'));
+    let torn = format!(r#"{{"seq":2,"prev":"{prev}","flow_id":"00"#);
+    let torn = torn.as_bytes();
     let mut cut = whole.clone();
     cut.extend_from_slice(torn);
     std::fs::write(&log, &cut).expect("write the cut log");
