@@ -89,19 +89,15 @@ async fn next_flow(
         .await
         .expect("a flow stream within 10 s")
         .expect("accept the flow stream");
-    let mut buf = Vec::new();
-    loop {
-        if let Some((request, used)) = FlowRequest::decode(&buf).expect("a well-formed header") {
-            return (send, recv, request, buf.split_off(used));
-        }
-        let mut chunk = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(10), recv.read(&mut chunk))
-            .await
-            .expect("the header within 10 s")
-            .expect("read the header")
-            .expect("the header before the stream's end");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    // The edge's own header reader, as the home edge reads it.
+    let (request, early) = tokio::time::timeout(
+        Duration::from_secs(10),
+        proxy::overlay::read_frame(&mut recv, FlowRequest::decode),
+    )
+    .await
+    .expect("the header within 10 s")
+    .expect("a well-formed header");
+    (send, recv, request, early)
 }
 
 /// Serve one flow stream on `link` as a home edge that allows it: read the
