@@ -1,5 +1,5 @@
 //! The local admin listener: `/metrics` (Prometheus text), `/healthz`,
-//! `/readyz` (503 while draining).
+//! `/readyz` (503 while draining, or while the audit log cannot be written).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ pub async fn start(ctx: Arc<Ctx>, addr: SocketAddr, tasks: &mut JoinSet<()>) -> 
 }
 
 async fn metrics(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
+    ctx.audit.publish(&ctx.metrics);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ctx.metrics.render(),
@@ -41,8 +42,10 @@ async fn metrics(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
 
 async fn ready(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
     if *ctx.shutdown.borrow() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_owned())
+    } else if let Some(why) = ctx.audit.trouble() {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
     } else {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, "ready\n".to_owned())
     }
 }

@@ -3,14 +3,17 @@
 //! log is complete and unaltered (`fedgate-edge audit verify FILE`).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::sync::{Mutex, mpsc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use anyhow::Context;
 use federation::chain::{Verifier, link};
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
 
 pub use federation::chain::GENESIS;
 
@@ -60,18 +63,59 @@ struct Chain {
 /// in the flow's task (cheap, and it fixes the order); the file is written by
 /// a thread of its own, in batches gathered for [`GATHER`], so a flow never
 /// waits on the disk.
+///
+/// When the file cannot be written (a full disk, an I/O error) the writer
+/// keeps every record taken, to the byte, and tries again every [`RETRY`]:
+/// once there is room the records, the rest of one cut short included, reach
+/// the file in order and the chain is whole. Meanwhile [`AuditLog::trouble`]
+/// says why (`/readyz` answers 503), and past `backlog` records kept
+/// [`AuditLog::accepting`] is false: the edge refuses new flows as
+/// [`UNAVAILABLE`] rather than let a crossing go unaudited.
 pub struct AuditLog {
     chain: Mutex<Chain>,
-    writer: Mutex<Option<(mpsc::Sender<String>, std::thread::JoinHandle<()>)>>,
+    writer: Mutex<Option<Writer>>,
+    backlog: Arc<Backlog>,
 }
 
+/// Records given to the writer and not yet on file, shared with it.
+#[derive(Default)]
+struct Backlog {
+    /// Records taken and not yet written whole.
+    records: AtomicU64,
+    /// Past this many while writes fail, new flows are refused.
+    limit: u64,
+    /// Writes that failed since the edge started.
+    errors: AtomicU64,
+    /// Why the last write failed, while writes fail.
+    failing: Mutex<Option<String>>,
+}
+
+/// The reason a flow is refused while the audit log is past its backlog.
+pub const UNAVAILABLE: &str = "audit-unavailable";
+
+/// Records kept in memory while the file cannot be written, by default:
+/// about 60 MB at some 600 bytes a record.
+pub const DEFAULT_BACKLOG: u64 = 100_000;
+
 impl AuditLog {
-    /// Open (or create) the log, continuing the chain of what is there.
+    /// Open (or create) the log, continuing the chain of what is there,
+    /// with the default backlog.
     pub fn open(path: Option<&Path>) -> anyhow::Result<Self> {
+        Self::open_with_backlog(path, DEFAULT_BACKLOG)
+    }
+
+    /// Open (or create) the log, continuing the chain of what is there;
+    /// new flows are refused while more than `backlog` records wait for a
+    /// file that cannot be written.
+    pub fn open_with_backlog(path: Option<&Path>, backlog: u64) -> anyhow::Result<Self> {
         let mut chain = Chain {
             seq: 0,
             prev: GENESIS.to_owned(),
         };
+        let backlog = Arc::new(Backlog {
+            limit: backlog.max(1),
+            ..Backlog::default()
+        });
         let mut writer = None;
         if let Some(path) = path {
             if path.exists() {
@@ -92,49 +136,71 @@ impl AuditLog {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open audit log {}", path.display()))?;
-            let (tx, rx) = mpsc::channel::<String>();
-            let shown = path.display().to_string();
-            let handle = std::thread::Builder::new()
-                .name("audit-writer".into())
-                .spawn(move || write_lines(file, &rx, &shown))
-                .context("cannot start the audit writer")?;
-            writer = Some((tx, handle));
+            writer = Some(spawn_writer(file, path.display().to_string(), &backlog)?);
         }
         Ok(Self {
             chain: Mutex::new(chain),
             writer: Mutex::new(writer),
+            backlog,
         })
     }
 
-    /// Write out every record taken so far and stop the writer.
-    pub fn close(&self) {
+    /// Write out every record taken so far and stop the writer. If the file
+    /// still cannot be written after [`CLOSE_TRIES`], the records left are
+    /// logged as lost (they are in the edge's log, target `fedgate::audit`)
+    /// and counted: the result.
+    pub fn close(&self) -> u64 {
         let taken = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some((tx, handle)) = taken {
-            drop(tx);
-            let _ = handle.join();
+        match taken {
+            Some((tx, handle)) => {
+                drop(tx);
+                handle.join().unwrap_or(0)
+            }
+            None => 0,
         }
     }
 
-    pub fn record(&self, record: &FlowRecord) {
-        tracing::info!(
-            target: "fedgate::audit",
-            flow_id = %record.flow_id,
-            role = %record.role,
-            src_org = %record.src_org,
-            src_network = record.src_network.as_deref().unwrap_or("-"),
-            src_addr = record.src_addr.as_deref().unwrap_or("-"),
-            service = %record.service,
-            port = record.port,
-            result = %record.result,
-            reason = %record.reason,
-            rule = record.rules.first().map_or("-", String::as_str),
-            agreement = record.agreement.as_deref().unwrap_or("-"),
-            bytes_up = record.bytes_up,
-            bytes_down = record.bytes_down,
-            peer_edge = record.peer_edge.as_deref().unwrap_or("-"),
-            transport = record.transport.as_deref().unwrap_or("-"),
-            "flow"
+    /// Whether a new flow may start: false while the file cannot be
+    /// written and the backlog's limit of records wait for it (records
+    /// merely gathering for their next write do not count against it).
+    pub fn accepting(&self) -> bool {
+        self.backlog.records.load(Ordering::Relaxed) < self.backlog.limit
+            || self.backlog.failing.lock().is_ok_and(|f| f.is_none())
+    }
+
+    /// Why records are not reaching the file, while they are not.
+    pub fn trouble(&self) -> Option<String> {
+        let cause = self.backlog.failing.lock().ok()?.clone()?;
+        Some(format!(
+            "audit log not writable ({cause}); {} records kept until it is",
+            self.backlog.records.load(Ordering::Relaxed)
+        ))
+    }
+
+    /// Put the writer's figures on the metrics page.
+    pub fn publish(&self, metrics: &Metrics) {
+        let b = &self.backlog;
+        metrics.set(
+            "fedgate_audit_backlog_records",
+            &[],
+            b.records.load(Ordering::Relaxed) as f64,
         );
+        metrics.set(
+            "fedgate_audit_write_errors_total",
+            &[],
+            b.errors.load(Ordering::Relaxed) as f64,
+        );
+    }
+
+    /// Log a record without filing it: a flow refused because records
+    /// cannot be filed ([`UNAVAILABLE`]); nothing crossed, and the chain
+    /// does not grow while the file is out of reach.
+    pub fn log_only(&self, record: &FlowRecord) {
+        trace(record, false);
+    }
+
+    pub fn record(&self, record: &FlowRecord) {
+        trace(record, true);
         let Ok(mut chain) = self.chain.lock() else {
             return;
         };
@@ -151,14 +217,59 @@ impl AuditLog {
         text.push('\n');
         if let Ok(w) = self.writer.lock()
             && let Some((tx, _)) = w.as_ref()
-            && tx.send(text).is_err()
         {
-            tracing::error!("audit writer stopped; record not written");
-            return;
+            self.backlog.records.fetch_add(1, Ordering::Relaxed);
+            if tx.send(text).is_err() {
+                self.backlog.records.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!("audit writer stopped; record not written");
+                return;
+            }
         }
         chain.seq += 1;
         chain.prev = hash;
     }
+}
+
+/// The writer's end of the channel, and its thread.
+type Writer = (mpsc::Sender<String>, std::thread::JoinHandle<u64>);
+
+/// Start the thread that writes the records to `file` ([`write_lines`]).
+fn spawn_writer(
+    file: impl Write + Send + 'static,
+    shown: String,
+    backlog: &Arc<Backlog>,
+) -> anyhow::Result<Writer> {
+    let (tx, rx) = mpsc::channel::<String>();
+    let shared = backlog.clone();
+    let handle = std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || write_lines(file, &rx, &shown, &shared))
+        .context("cannot start the audit writer")?;
+    Ok((tx, handle))
+}
+
+/// The record in the edge's log (target `fedgate::audit`, message `flow`).
+fn trace(record: &FlowRecord, filed: bool) {
+    tracing::info!(
+        target: "fedgate::audit",
+        flow_id = %record.flow_id,
+        role = %record.role,
+        src_org = %record.src_org,
+        src_network = record.src_network.as_deref().unwrap_or("-"),
+        src_addr = record.src_addr.as_deref().unwrap_or("-"),
+        service = %record.service,
+        port = record.port,
+        result = %record.result,
+        reason = %record.reason,
+        rule = record.rules.first().map_or("-", String::as_str),
+        agreement = record.agreement.as_deref().unwrap_or("-"),
+        bytes_up = record.bytes_up,
+        bytes_down = record.bytes_down,
+        peer_edge = record.peer_edge.as_deref().unwrap_or("-"),
+        transport = record.transport.as_deref().unwrap_or("-"),
+        filed,
+        "flow"
+    );
 }
 
 /// How long the writer, woken by a record, lets more gather before writing
@@ -167,24 +278,119 @@ impl AuditLog {
 /// and a `write` that took about 5% of the CPU of each new flow).
 pub const GATHER: Duration = Duration::from_millis(5);
 
+/// How often the writer tries again while the file cannot be written.
+pub const RETRY: Duration = Duration::from_millis(500);
+
+/// How long the writer goes on trying, once the edge stops, to write the
+/// records it kept.
+pub const CLOSE_TRIES: Duration = Duration::from_secs(3);
+
+/// How often the writer says again that the file still cannot be written.
+const REMIND: Duration = Duration::from_secs(60);
+
 /// The writer thread: woken by a record, let more gather for [`GATHER`],
-/// append them all and flush.
-fn write_lines(file: File, rx: &mpsc::Receiver<String>, path: &str) {
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
-    while let Ok(line) = rx.recv() {
-        std::thread::sleep(GATHER);
-        let mut result = out.write_all(line.as_bytes());
-        while result.is_ok() {
+/// append them all. What a write leaves (a full disk) is kept, to the byte,
+/// and tried again every [`RETRY`]. Returns the records it could not write
+/// before giving up at close.
+fn write_lines(
+    mut file: impl Write,
+    rx: &mpsc::Receiver<String>,
+    path: &str,
+    backlog: &Backlog,
+) -> u64 {
+    // Outside the runtime, tokio's clock is the system's monotonic one.
+    use tokio::time::Instant;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut failing_since: Option<Instant> = None;
+    let mut reminded = Instant::now();
+    let mut closing: Option<Instant> = None;
+    loop {
+        if pending.is_empty() {
+            let Ok(line) = rx.recv() else {
+                return 0;
+            };
+            pending.extend_from_slice(line.as_bytes());
+            std::thread::sleep(GATHER);
+        } else {
+            std::thread::sleep(RETRY);
+        }
+        loop {
             match rx.try_recv() {
-                Ok(more) => result = out.write_all(more.as_bytes()),
-                Err(_) => break,
+                Ok(more) => pending.extend_from_slice(more.as_bytes()),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    closing.get_or_insert_with(Instant::now);
+                    break;
+                }
             }
         }
-        if let Err(e) = result.and_then(|()| out.flush()) {
-            tracing::error!(cause = %e, path, "cannot write audit records");
+        let (written, error) = append(&mut file, &pending);
+        let whole = pending[..written].iter().filter(|&&b| b == b'\n').count() as u64;
+        pending.drain(..written);
+        backlog.records.fetch_sub(whole, Ordering::Relaxed);
+        let kept = backlog.records.load(Ordering::Relaxed);
+        match error {
+            None => {
+                if let Some(since) = failing_since.take() {
+                    if let Ok(mut f) = backlog.failing.lock() {
+                        *f = None;
+                    }
+                    tracing::warn!(
+                        path,
+                        after_secs = since.elapsed().as_secs(),
+                        "audit log writable again; every record kept is on file"
+                    );
+                }
+            }
+            Some(e) => {
+                backlog.errors.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut f) = backlog.failing.lock() {
+                    *f = Some(e.to_string());
+                }
+                if failing_since.is_none() {
+                    failing_since = Some(Instant::now());
+                    reminded = Instant::now();
+                    tracing::error!(
+                        cause = %e,
+                        path,
+                        records = kept,
+                        limit = backlog.limit,
+                        "cannot write audit records; keeping them and trying again"
+                    );
+                } else if reminded.elapsed() >= REMIND {
+                    reminded = Instant::now();
+                    tracing::warn!(cause = %e, path, records = kept, "audit log still not writable");
+                }
+            }
+        }
+        if let Some(since) = closing
+            && !pending.is_empty()
+            && since.elapsed() >= CLOSE_TRIES
+        {
+            let lost = pending.iter().filter(|&&b| b == b'\n').count() as u64;
+            tracing::error!(
+                path,
+                records = lost,
+                "stopping with audit records not written; they are in this log (target fedgate::audit)"
+            );
+            return lost;
         }
     }
-    let _ = out.flush();
+}
+
+/// Write as much of `bytes` as the file takes: how much, and the error
+/// that stopped it.
+fn append(file: &mut impl Write, bytes: &[u8]) -> (usize, Option<std::io::Error>) {
+    let mut done = 0;
+    while done < bytes.len() {
+        match file.write(&bytes[done..]) {
+            Ok(0) => return (done, Some(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
 }
 
 #[derive(Debug)]
@@ -441,6 +647,108 @@ mod tests {
         );
     }
 
+    /// A disk of `room` bytes more, written in place of a file: a write
+    /// takes what fits, as a full filesystem's does, then fails.
+    #[derive(Clone, Default)]
+    struct Disk {
+        room: Arc<Mutex<usize>>,
+        data: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut room = self.room.lock().unwrap();
+            if *room == 0 {
+                return Err(std::io::ErrorKind::StorageFull.into());
+            }
+            let n = buf.len().min(*room);
+            *room -= n;
+            self.data.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A disk that fills in the middle of a record: the records are kept,
+    /// to the byte, and new flows refused past the backlog; once there is
+    /// room the rest of the record cut short and the ones after it follow
+    /// in order, and the chain is whole.
+    #[test]
+    fn records_the_disk_cannot_take_are_kept_and_written_when_it_can() {
+        let disk = Disk::default();
+        *disk.room.lock().unwrap() = 1000;
+        let backlog = Arc::new(Backlog {
+            limit: 3,
+            ..Backlog::default()
+        });
+        let log = AuditLog {
+            chain: Mutex::new(Chain {
+                seq: 0,
+                prev: GENESIS.to_owned(),
+            }),
+            writer: Mutex::new(Some(
+                spawn_writer(disk.clone(), "disk".into(), &backlog).unwrap(),
+            )),
+            backlog,
+        };
+        let within = |what: &str, check: &dyn Fn() -> bool| {
+            for _ in 0..300 {
+                if check() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            panic!("{what} within 3 s");
+        };
+        for n in 1..=6 {
+            log.record(&record(n));
+            // Records gathering for a write that has not failed do not
+            // count against the backlog.
+            assert!(
+                log.accepting() || log.trouble().is_some(),
+                "refused with {} records gathering and no write failed",
+                log.backlog.records.load(Ordering::Relaxed)
+            );
+        }
+        within("a failed write", &|| log.trouble().is_some());
+        let written = disk.data.lock().unwrap().clone();
+        assert_eq!(written.len(), 1000, "the disk took what fitted");
+        assert_ne!(written.last(), Some(&b'\n'), "a record cut short on disk");
+        let on_disk = written.iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(log.backlog.records.load(Ordering::Relaxed), 6 - on_disk);
+        assert!(on_disk < 3, "records of about 400 bytes: {on_disk} fitted");
+        assert!(!log.accepting(), "past the backlog of 3");
+        let why = log.trouble().unwrap();
+        assert!(why.contains("audit log not writable"), "{why}");
+        let metrics = Metrics::default();
+        log.publish(&metrics);
+        let page = metrics.render();
+        assert!(
+            page.contains(&format!("fedgate_audit_backlog_records {}", 6 - on_disk)),
+            "{page}"
+        );
+        assert!(
+            !page.contains("fedgate_audit_write_errors_total 0\n"),
+            "{page}"
+        );
+
+        *disk.room.lock().unwrap() = usize::MAX;
+        within("the records kept on disk", &|| log.trouble().is_none());
+        assert!(log.accepting());
+        log.record(&record(7));
+        assert_eq!(log.close(), 0);
+        let text = String::from_utf8(disk.data.lock().unwrap().clone()).unwrap();
+        let mut chain = Verifier::default();
+        for line in text.lines() {
+            chain.handle_line(line).unwrap();
+        }
+        assert_eq!(chain.records, 7);
+        assert!(text.ends_with('\n'));
+    }
+
     /// Records of many flows at once, gathered by the writer, all reach the
     /// file soon after they were taken, without waiting for close, with the
     /// chain intact.
@@ -448,7 +756,7 @@ mod tests {
     fn records_from_many_flows_reach_the_file_soon_without_close() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let log = std::sync::Arc::new(AuditLog::open(Some(&path)).unwrap());
+        let log = Arc::new(AuditLog::open(Some(&path)).unwrap());
         let flows: Vec<_> = (0..4u64)
             .map(|t| {
                 let log = log.clone();

@@ -93,6 +93,21 @@ async fn authorise(
     let deny = |record: &mut FlowRecord, reason: &str, rules: Vec<String>| {
         ctx.record_denied(record, reason, rules);
     };
+    // No flow starts that this edge could not audit (its log is out of
+    // reach and its backlog full); nor is its refusal filed.
+    if !ctx.audit.accepting() {
+        let _ = answer(
+            &mut stream,
+            &FlowAnswer::Denied {
+                rule: None,
+                reason: crate::audit::UNAVAILABLE.into(),
+            },
+        )
+        .await;
+        tracing::warn!("flow refused: this edge's audit log cannot be written");
+        deny(&mut record, crate::audit::UNAVAILABLE, Vec::new());
+        return;
+    }
 
     let owned = node
         .fed

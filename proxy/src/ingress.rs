@@ -470,7 +470,7 @@ async fn connect(
         Err(refused) => {
             let (status, why) = if refused.denied {
                 ("403 Forbidden", "denied")
-            } else if refused.overloaded() {
+            } else if refused.try_later() {
                 ("503 Service Unavailable", "busy, try again")
             } else {
                 ("502 Bad Gateway", "failed")

@@ -91,6 +91,9 @@ pub struct Limits {
     /// on being set up, and later flows take it): where UDP is blocked, the
     /// first flow is late by this much only.
     pub quic_head_start: Duration,
+    /// Audit records kept in memory while the audit log cannot be written;
+    /// past it new flows are refused as `audit-unavailable`.
+    pub audit_backlog: u64,
 }
 
 impl Default for Limits {
@@ -107,6 +110,7 @@ impl Default for Limits {
             drain: Duration::from_secs(10),
             deny_grace: Duration::from_secs(30),
             quic_head_start: Duration::from_millis(300),
+            audit_backlog: audit::DEFAULT_BACKLOG,
         }
     }
 }
@@ -282,7 +286,11 @@ impl Ctx {
             &[("role", role), ("reason", reason)],
             1,
         );
-        self.audit.record(record);
+        if reason == audit::UNAVAILABLE {
+            self.audit.log_only(record);
+        } else {
+            self.audit.record(record);
+        }
     }
 
     /// Close a flow's record as allowed and relayed: counters, then the audit log.
@@ -431,7 +439,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         (None, Some(path)) => (load_node(path, &config.edge)?, None),
         (None, None) => anyhow::bail!("give --snapshot FILE or --control ADDR"),
     };
-    let audit = AuditLog::open(config.audit.as_deref())?;
+    let audit = AuditLog::open_with_backlog(config.audit.as_deref(), config.limits.audit_backlog)?;
     metrics.set("fedgate_snapshot_version", &[], node.version as f64);
     metrics.set("fedgate_active_flows", &[], 0.0);
     tracing::info!(edge = %config.edge, version = node.version, services = node.fed.services.len(), policies = node.fed.policies.len(), "snapshot loaded");
@@ -525,7 +533,15 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     overlay.close().await;
-    ctx.audit.close();
+    let lost = ctx.audit.close();
+    anyhow::ensure!(
+        lost == 0,
+        "stopped with {lost} audit records not written to {} (it could not be written); they are in this log (target fedgate::audit)",
+        config
+            .audit
+            .as_deref()
+            .map_or_else(|| "-".into(), |p| p.display().to_string())
+    );
     tracing::info!("stopped");
     Ok(())
 }

@@ -26,7 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "fedgate-edge",
     version,
     about,
-    after_help = "Exit status: 0 stopped cleanly; 1 failed while running; 64 bad configuration (nothing was bound).\nLogging: FEDGATE_LOG (default `warn,proxy=info`), e.g. FEDGATE_LOG=debug."
+    after_help = "Exit status: 0 stopped cleanly; 1 failed while running; 64 bad configuration (nothing was bound).\nLogging: FEDGATE_LOG (default `warn,proxy=info,fedgate::audit=info`: the audit records too), e.g. FEDGATE_LOG=debug."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -132,6 +132,12 @@ struct RunArgs {
     /// past it new ones are refused as "overloaded".
     #[arg(long, default_value_t = 50_000)]
     max_flows_per_peer: usize,
+    /// Audit records kept in memory while the --audit file cannot be
+    /// written (a full disk): each is written, in order, once it can be.
+    /// Past this many, new flows are refused as "audit-unavailable" until
+    /// the file takes them.
+    #[arg(long, default_value_t = proxy::audit::DEFAULT_BACKLOG)]
+    audit_backlog: u64,
     /// New client connections per second per source address.
     #[arg(long, default_value_t = 200)]
     conn_rate: u32,
@@ -183,8 +189,9 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FEDGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,proxy=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FEDGATE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,proxy=info,fedgate::audit=info")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -295,6 +302,7 @@ fn run(args: RunArgs) -> ExitCode {
             flow_idle: Duration::from_secs(args.flow_idle_secs.max(1)),
             deny_grace: Duration::from_secs(args.deny_grace_secs),
             quic_head_start: Duration::from_millis(args.quic_head_start_ms),
+            audit_backlog: args.audit_backlog,
             ..Limits::default()
         },
     };

@@ -101,6 +101,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "QUIC connections to a peer closed because nothing came back for a flow (UDP blocked under a link that was up); new flows go over TLS on TCP while QUIC is retried.",
     ),
     (
+        "fedgate_audit_backlog_records",
+        "gauge",
+        "Audit records not yet on file: above 0 for long, the audit log cannot be written (see /readyz); past --audit-backlog new flows are refused.",
+    ),
+    (
+        "fedgate_audit_write_errors_total",
+        "counter",
+        "Writes of the audit log that failed (a full disk, an I/O error); the records are kept and written when it can be.",
+    ),
+    (
         "fedgate_snapshot_version",
         "gauge",
         "Version of the snapshot in force.",

@@ -28,9 +28,14 @@ pub struct Refused {
 
 impl Refused {
     /// Refused for want of a free slot (`--max-flows` here, or
-    /// `--max-flows-per-peer` at the home edge): worth retrying soon.
-    pub fn overloaded(&self) -> bool {
-        !self.denied && matches!(self.reason.as_str(), "overloaded" | "home:overloaded")
+    /// `--max-flows-per-peer` at the home edge), or while an audit log
+    /// cannot be written (here or there): worth retrying soon.
+    pub fn try_later(&self) -> bool {
+        !self.denied
+            && matches!(
+                self.reason.strip_prefix("home:").unwrap_or(&self.reason),
+                "overloaded" | crate::audit::UNAVAILABLE
+            )
     }
 
     pub fn message(&self) -> String {
@@ -111,6 +116,11 @@ pub async fn open(
             rule,
         }
     };
+    // No flow starts that this edge could not audit (its log is out of
+    // reach and its backlog full); nor is its refusal filed.
+    if !ctx.audit.accepting() {
+        return Err(refuse(&mut record, false, crate::audit::UNAVAILABLE, None));
+    }
     let Some(network) = network else {
         return Err(refuse(&mut record, true, "unknown-source-network", None));
     };
@@ -210,7 +220,9 @@ pub async fn open(
                         _permit: permit,
                     });
                 };
-                let denied = !reason.starts_with("upstream") && reason != "overloaded";
+                let denied = !reason.starts_with("upstream")
+                    && reason != "overloaded"
+                    && reason != crate::audit::UNAVAILABLE;
                 return Err(refuse(&mut record, denied, &format!("home:{reason}"), rule));
             }
             Err(e) => {

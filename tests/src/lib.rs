@@ -591,6 +591,77 @@ impl Drop for Namespaces {
     }
 }
 
+/// A small filesystem of one test's own (a tmpfs of a set size, mounted on
+/// a directory of the test's), to fill as a disk fills; unmounted on drop,
+/// also when the test fails. Declare it after the [`World`] whose directory
+/// it is in and before the [`Proc`]s writing to it, so that they stop
+/// first and the mount goes before the directory.
+pub struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mount a tmpfs of `size` (`mount`'s form: `256k`) on `dir`. Without
+    /// root a test fails under `CI=true` (CI runs as root) and is skipped,
+    /// loudly, elsewhere: `None`.
+    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
+        fs::create_dir_all(dir).expect("mount point");
+        let shown = dir.display().to_string();
+        let options = format!("size={size},mode=0700");
+        let (ok, _, err) = run(
+            "mount",
+            &["-t", "tmpfs", "-o", &options, "fedgate-test", &shown],
+        );
+        if !ok {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "cannot mount a tmpfs on {shown} (CI runs as root): {err}"
+            );
+            eprintln!("SKIPPED: cannot mount a tmpfs (not root?): {err}");
+            return None;
+        }
+        Some(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Fill what is left of the disk with a file `name`: the disk is full
+    /// when this returns (the error that ended the writing says so).
+    pub fn fill(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        let mut file = fs::File::create(&path).expect("filler");
+        let chunk = [0x5au8; 4096];
+        // Bounded: a disk of 4 GiB at most takes this many chunks.
+        for _ in 0..(1 << 20) {
+            if let Err(e) = file.write_all(&chunk).and_then(|()| file.sync_all()) {
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(28),
+                    "filling {}: {e} (expected ENOSPC)",
+                    path.display()
+                );
+                return path;
+            }
+        }
+        panic!("{} never filled", self.dir.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let shown = self.dir.display().to_string();
+        let (ok, _, err) = run("umount", &[&shown]);
+        if !ok {
+            eprintln!("umount {shown}: {err}; detaching it");
+            run("umount", &["-l", &shown]);
+        }
+    }
+}
+
 /// `dig @server -p PORT ARGS...`, one try of two seconds; returns its output
 /// (the answer as text) and whether it exited 0.
 pub fn dig(server: SocketAddr, args: &[&str]) -> (bool, String) {
