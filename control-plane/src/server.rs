@@ -9,7 +9,7 @@
 //! | `POST /v1/apply` | admins | validate, authorise, commit on top of `expected_version` |
 //! | `POST /v1/rollback` | admins | a new version with the files of an earlier one |
 //! | `GET /v1/history` | admins | every version: author, time, message, changes |
-//! | `GET /v1/status` | admins | this replica, its store, every edge's report |
+//! | `GET /v1/status` | admins | this replica, its store, why its admin audit log cannot be written (while it cannot), every edge's report |
 //! | `GET /v1/snapshot?have=N&digest=D&wait=S` | edges | its own signed snapshot once newer than N (long poll); its signed header alone when the document is still D |
 //! | `POST /v1/report` | edges | the version it runs and its peer links |
 //! | `GET /v1/healthz` | anyone with a certificate | `ok` |
@@ -18,7 +18,8 @@
 //! durably; snapshots are cut and signed only from stored versions
 //! ([`Publisher`]), so no edge can run a version that was not acknowledged.
 //! Every apply and rollback, accepted or refused, is written to the admin
-//! audit log ([`crate::admin_audit`]).
+//! audit log ([`crate::admin_audit`]); while that log cannot be written no
+//! change is committed (503, `audit-unavailable`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -384,6 +385,20 @@ impl App {
                 json!({"version": head, "changes": changes, "applied": false, "dry_run": req.dry_run, "diagnostics": warnings}),
             ));
         }
+        // No change is committed that the admin audit log could not tell of.
+        if let Err(e) = self.audit.ready() {
+            self.audit_refusal(
+                caller,
+                action,
+                &req,
+                "audit-unavailable",
+                json!({"cause": e.to_string()}),
+            );
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "audit-unavailable", "message": format!("{e}; nothing was applied: make room for the log (the control plane writes what it kept once it can), then apply again")}),
+            ));
+        }
         let version = Version {
             meta: VersionMeta {
                 version: head + 1,
@@ -417,7 +432,7 @@ impl App {
             message = %req.message,
             "config change committed"
         );
-        self.audit.record(&json!({
+        let recorded = self.audit.record(&json!({
             "time": version.meta.time,
             "caller": caller.identity.to_string(),
             "serial": caller.serial,
@@ -429,6 +444,10 @@ impl App {
             "message": req.message,
             "changes": changes,
         }));
+        if let Err(e) = recorded {
+            // Committed, and its record kept until the log takes it.
+            tracing::error!(version = version.meta.version, cause = %e, "change committed; its admin audit record is not on file yet");
+        }
         // Acknowledged once committed: the version is durable. Every replica
         // (this one too) publishes it from the store's head watch
         // (`follow_store`), cutting and signing off the request path.
@@ -447,7 +466,7 @@ impl App {
         detail: Value,
     ) {
         tracing::warn!(caller = %caller.identity, action, result, "config change refused");
-        self.audit.record(&json!({
+        let _kept_if_not_written = self.audit.record(&json!({
             "time": now().to_string(),
             "caller": caller.identity.to_string(),
             "serial": caller.serial,
@@ -651,6 +670,7 @@ async fn status(State(app): State<Arc<App>>, Extension(caller): Extension<Caller
         "store": app.store.describe(),
         "head": head,
         "published": published.version,
+        "admin_audit": app.audit.trouble(),
         "edges": edges,
     }))
     .into_response()

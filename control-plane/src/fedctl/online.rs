@@ -527,6 +527,12 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
         s["store"].as_str().unwrap_or("?"),
         s["published"]
     );
+    if let Some(trouble) = s["admin_audit"].as_str() {
+        println!(
+            "{}: {trouble}; changes are refused until it can be written",
+            paint.red("admin audit log")
+        );
+    }
     let edges = s["edges"].as_array().cloned().unwrap_or_default();
     let now = now();
     let rows: Vec<Vec<String>> = edges
