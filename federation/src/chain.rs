@@ -30,33 +30,62 @@ pub enum BrokenChain {
         expected: u64,
     },
     #[error(
-        "line {line}: `prev` does not match the hash of line {}: the log was altered or a record removed",
-        line - 1
+        "line {line}: `prev` does not match the hash of the record before it: the log was altered or a record removed"
     )]
     Prev { line: u64 },
 }
 
 /// Checks a log line by line; after the last, `records` and `prev` continue
-/// the chain.
+/// the chain. A log may be kept in several files (an edge rotates its audit
+/// log): each file's first record goes on from the last of the file before,
+/// so the files checked in turn with one verifier prove the whole, and one
+/// file alone ([`Verifier::continuing`]) is proved from its first record on.
 #[derive(Debug, Clone)]
 pub struct Verifier {
+    /// The `seq` of the last record checked (0 before any); the next must
+    /// be one more.
     pub records: u64,
     /// Hash of the last line checked ([`GENESIS`] before any).
     pub prev: String,
+    /// Lines checked by this verifier: errors name lines counted from 1.
+    pub lines: u64,
+    /// The first line's `seq` and `prev`, once one is checked.
+    pub start: Option<(u64, String)>,
+    /// Take the first line's `seq` and `prev` as given.
+    continuing: bool,
 }
 
 impl Default for Verifier {
     fn default() -> Self {
-        Self {
-            records: 0,
-            prev: GENESIS.to_owned(),
-        }
+        Self::after(0, GENESIS)
     }
 }
 
 impl Verifier {
+    /// A chain known to end at record `seq` with hash `prev` (the last line
+    /// of the file before): the next line must go on from it.
+    pub fn after(seq: u64, prev: &str) -> Self {
+        Self {
+            records: seq,
+            prev: prev.to_owned(),
+            lines: 0,
+            start: None,
+            continuing: false,
+        }
+    }
+
+    /// A file that may go on from one not given (a log rotated before it):
+    /// its first line's `seq` and `prev` are taken as they are, and every
+    /// line after must follow.
+    pub fn continuing() -> Self {
+        Self {
+            continuing: true,
+            ..Self::default()
+        }
+    }
+
     pub fn handle_line(&mut self, line: &str) -> Result<(), BrokenChain> {
-        let n = self.records + 1;
+        let n = self.lines + 1;
         let value: serde_json::Value =
             serde_json::from_str(line).map_err(|_| BrokenChain::NotJson { line: n })?;
         let seq = value["seq"].as_u64().ok_or(BrokenChain::Missing {
@@ -67,18 +96,94 @@ impl Verifier {
             line: n,
             field: "prev",
         })?;
-        if seq != n {
+        if self.continuing && self.lines == 0 && seq > 0 {
+            self.records = seq - 1;
+            claimed.clone_into(&mut self.prev);
+        }
+        let expected = self.records + 1;
+        if seq != expected {
             return Err(BrokenChain::Sequence {
                 line: n,
                 found: seq,
-                expected: n,
+                expected,
             });
         }
         if claimed != self.prev {
             return Err(BrokenChain::Prev { line: n });
         }
+        if self.start.is_none() {
+            self.start = Some((seq, claimed.to_owned()));
+        }
         self.prev = link(line);
-        self.records = n;
+        self.records = seq;
+        self.lines = n;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(first: u64, prev: &str, n: u64) -> Vec<String> {
+        let mut prev = prev.to_owned();
+        (first..first + n)
+            .map(|seq| {
+                let line = format!(r#"{{"seq":{seq},"prev":"{prev}","x":{seq}}}"#);
+                prev = link(&line);
+                line
+            })
+            .collect()
+    }
+
+    /// A log in two files: checked in turn, the second must go on from the
+    /// first; alone, the second is proved from its first record on.
+    #[test]
+    fn a_log_in_two_files_is_proved_whole_and_each_file_alone() {
+        let first = chain(1, GENESIS, 3);
+        let second = chain(4, &link(&first[2]), 2);
+        let mut whole = Verifier::default();
+        for line in first.iter().chain(&second) {
+            whole.handle_line(line).unwrap();
+        }
+        assert_eq!((whole.records, whole.lines), (5, 5));
+
+        let mut alone = Verifier::continuing();
+        for line in &second {
+            alone.handle_line(line).unwrap();
+        }
+        assert_eq!(alone.records, 5);
+        assert_eq!(alone.lines, 2);
+        assert_eq!(alone.start, Some((4, link(&first[2]))));
+
+        // From the start, the second file alone is missing records 1 to 3.
+        let err = Verifier::default().handle_line(&second[0]).unwrap_err();
+        assert_eq!(
+            err,
+            BrokenChain::Sequence {
+                line: 1,
+                found: 4,
+                expected: 1
+            }
+        );
+        // After a file that is not the one before it.
+        let other = chain(1, GENESIS, 3);
+        let mut after = Verifier::after(3, &link(&format!("{} ", other[2])));
+        assert_eq!(
+            after.handle_line(&second[0]).unwrap_err(),
+            BrokenChain::Prev { line: 1 }
+        );
+        // A record removed inside a continuing file.
+        let mut gap = Verifier::continuing();
+        gap.handle_line(&second[0]).unwrap();
+        let third = chain(6, &link(&second[1]), 1);
+        assert_eq!(
+            gap.handle_line(&third[0]).unwrap_err(),
+            BrokenChain::Sequence {
+                line: 2,
+                found: 6,
+                expected: 5
+            }
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -99,15 +99,17 @@ pub const DEFAULT_BACKLOG: u64 = 100_000;
 
 impl AuditLog {
     /// Open (or create) the log, continuing the chain of what is there,
-    /// with the default backlog.
+    /// with the default backlog and no rotation.
     pub fn open(path: Option<&Path>) -> anyhow::Result<Self> {
-        Self::open_with_backlog(path, DEFAULT_BACKLOG)
+        Self::open_with(path, DEFAULT_BACKLOG, 0)
     }
 
-    /// Open (or create) the log, continuing the chain of what is there;
-    /// new flows are refused while more than `backlog` records wait for a
-    /// file that cannot be written.
-    pub fn open_with_backlog(path: Option<&Path>, backlog: u64) -> anyhow::Result<Self> {
+    /// Open (or create) the log, continuing the chain of what is there (or,
+    /// when the file is new or empty, of its newest rotated file); new flows
+    /// are refused while more than `backlog` records wait for a file that
+    /// cannot be written; past `rotate_at` bytes (0: never) the file is
+    /// rotated ([`rotate`]).
+    pub fn open_with(path: Option<&Path>, backlog: u64, rotate_at: u64) -> anyhow::Result<Self> {
         let mut chain = Chain {
             seq: 0,
             prev: GENESIS.to_owned(),
@@ -118,8 +120,23 @@ impl AuditLog {
         });
         let mut writer = None;
         if let Some(path) = path {
+            // The file goes on from the newest rotated one; without one, it
+            // is proved from its own first record on.
+            let before = match rotated(path)?.last() {
+                Some(last) => {
+                    let (seq, hash) = last_record(last).with_context(|| {
+                        format!("cannot go on from the rotated audit log {}", last.display())
+                    })?;
+                    Verifier::after(seq, &hash)
+                }
+                None => Verifier::continuing(),
+            };
+            chain.seq = before.records;
+            chain.prev.clone_from(&before.prev);
+            let mut size = 0;
+            let mut first = chain.seq + 1;
             if path.exists() {
-                let summary = scan(path).with_context(|| {
+                let summary = scan(path, before).with_context(|| {
                     format!(
                         "existing audit log {} does not verify; move it aside",
                         path.display()
@@ -128,15 +145,29 @@ impl AuditLog {
                 if summary.cut_short > 0 {
                     set_aside(path, &summary)?;
                 }
-                chain.seq = summary.records;
+                chain.seq = summary.last_seq;
                 chain.prev = summary.last_hash;
+                size = summary.complete;
+                first = summary.first.map_or(chain.seq + 1, |(seq, _)| seq);
             }
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open audit log {}", path.display()))?;
-            writer = Some(spawn_writer(file, path.display().to_string(), &backlog)?);
+            let rotation = (rotate_at > 0).then(|| Rotation {
+                path: path.to_path_buf(),
+                at: rotate_at,
+                size,
+                first,
+                last: chain.seq,
+            });
+            writer = Some(spawn_writer(
+                file,
+                path.display().to_string(),
+                &backlog,
+                rotation,
+            )?);
         }
         Ok(Self {
             chain: Mutex::new(chain),
@@ -233,19 +264,91 @@ impl AuditLog {
 /// The writer's end of the channel, and its thread.
 type Writer = (mpsc::Sender<String>, std::thread::JoinHandle<u64>);
 
-/// Start the thread that writes the records to `file` ([`write_lines`]).
-fn spawn_writer(
-    file: impl Write + Send + 'static,
+/// Start the thread that writes the records to `file` ([`write_lines`]),
+/// rotating it as `rotation` says.
+fn spawn_writer<W, R>(
+    file: W,
     shown: String,
     backlog: &Arc<Backlog>,
-) -> anyhow::Result<Writer> {
+    rotation: Option<R>,
+) -> anyhow::Result<Writer>
+where
+    W: Write + Send + 'static,
+    R: Rotate<W> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel::<String>();
     let shared = backlog.clone();
     let handle = std::thread::Builder::new()
         .name("audit-writer".into())
-        .spawn(move || write_lines(file, &rx, &shown, &shared))
+        .spawn(move || write_lines(file, &rx, &shown, &shared, rotation))
         .context("cannot start the audit writer")?;
     Ok((tx, handle))
+}
+
+/// Where the file being written stands, for its rotation: past `at` bytes,
+/// once every record taken is on file, it is renamed
+/// `FILE.FIRST-LAST` (the `seq` of its first and last records, twelve
+/// digits each) and a new `FILE` goes on with the chain: its first record's
+/// `prev` is the hash of the rotated file's last line.
+struct Rotation {
+    path: PathBuf,
+    at: u64,
+    size: u64,
+    first: u64,
+    last: u64,
+}
+
+/// A writer's output that [`Rotation`] can replace with a new file.
+trait Rotate<W> {
+    /// `bytes` (whole records) reached `file`; rotate it if it is due.
+    fn wrote(&mut self, file: &mut W, bytes: &[u8]);
+}
+
+impl Rotate<File> for Rotation {
+    fn wrote(&mut self, file: &mut File, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        self.last += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        if self.size < self.at || self.last < self.first {
+            return;
+        }
+        let mut kept = self.path.as_os_str().to_owned();
+        kept.push(format!(".{:012}-{:012}", self.first, self.last));
+        let kept = PathBuf::from(kept);
+        let rotated = file
+            .sync_all()
+            .and_then(|()| std::fs::rename(&self.path, &kept))
+            .and_then(|()| {
+                let opened = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path);
+                if opened.is_err() {
+                    // Back as it was: the records go on in the same file.
+                    let _ = std::fs::rename(&kept, &self.path);
+                }
+                opened
+            });
+        match rotated {
+            Ok(new) => {
+                *file = new;
+                tracing::info!(
+                    path = %self.path.display(),
+                    kept = %kept.display(),
+                    first = self.first,
+                    last = self.last,
+                    bytes = self.size,
+                    "audit log rotated"
+                );
+                self.size = 0;
+                self.first = self.last + 1;
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), cause = %e, "cannot rotate the audit log; writing on to it");
+                // Try again past as many bytes more.
+                self.size = 0;
+            }
+        }
+    }
 }
 
 /// The record in the edge's log (target `fedgate::audit`, message `flow`).
@@ -292,11 +395,12 @@ const REMIND: Duration = Duration::from_secs(60);
 /// append them all. What a write leaves (a full disk) is kept, to the byte,
 /// and tried again every [`RETRY`]. Returns the records it could not write
 /// before giving up at close.
-fn write_lines(
-    mut file: impl Write,
+fn write_lines<W: Write>(
+    mut file: W,
     rx: &mpsc::Receiver<String>,
     path: &str,
     backlog: &Backlog,
+    mut rotation: Option<impl Rotate<W>>,
 ) -> u64 {
     // Outside the runtime, tokio's clock is the system's monotonic one.
     use tokio::time::Instant;
@@ -326,6 +430,11 @@ fn write_lines(
         }
         let (written, error) = append(&mut file, &pending);
         let whole = pending[..written].iter().filter(|&&b| b == b'\n').count() as u64;
+        if error.is_none()
+            && let Some(r) = rotation.as_mut()
+        {
+            r.wrote(&mut file, &pending[..written]);
+        }
         pending.drain(..written);
         backlog.records.fetch_sub(whole, Ordering::Relaxed);
         let kept = backlog.records.load(Ordering::Relaxed);
@@ -395,7 +504,14 @@ fn append(file: &mut impl Write, bytes: &[u8]) -> (usize, Option<std::io::Error>
 
 #[derive(Debug)]
 pub struct Verified {
+    /// Records (complete lines) in the file.
     pub records: u64,
+    /// The `seq` of the file's first record and the `prev` it starts from
+    /// (a rotated log's later files start after record 1).
+    pub first: Option<(u64, String)>,
+    /// The chain after the file's last complete line: the last `seq` (0 for
+    /// none) and its hash.
+    pub last_seq: u64,
     pub last_hash: String,
     /// Bytes of the complete lines (each ends with a newline).
     pub complete: u64,
@@ -404,47 +520,122 @@ pub struct Verified {
     pub cut_short: u64,
 }
 
-/// Check every complete line's `seq` and `prev` against the chain, and
-/// measure what follows the last newline.
-fn scan(path: &Path) -> anyhow::Result<Verified> {
+/// Check every complete line's `seq` and `prev` against `chain` (the
+/// chain of the files before, or one that takes the first line as it is),
+/// and measure what follows the last newline.
+fn scan(path: &Path, mut chain: Verifier) -> anyhow::Result<Verified> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = BufReader::new(file);
-    let mut chain = Verifier::default();
     let mut complete = 0u64;
     let mut buf = Vec::with_capacity(1024);
     loop {
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .with_context(|| format!("cannot read line {}", chain.records + 1))?;
+            .with_context(|| format!("cannot read line {}", chain.lines + 1))?;
         if n == 0 || buf.last() != Some(&b'\n') {
             return Ok(Verified {
-                records: chain.records,
+                records: chain.lines,
+                first: chain.start,
+                last_seq: chain.records,
                 last_hash: chain.prev,
                 complete,
                 cut_short: n as u64,
             });
         }
         let line = std::str::from_utf8(&buf[..n - 1])
-            .map_err(|_| anyhow::anyhow!("line {} is not UTF-8", chain.records + 1))?;
+            .map_err(|_| anyhow::anyhow!("line {} is not UTF-8", chain.lines + 1))?;
         chain.handle_line(line)?;
         complete += n as u64;
     }
 }
 
-/// Check every line's `seq` and `prev` against the chain; a last line cut
-/// short fails too (the edge sets it aside when it next starts).
-pub fn verify(path: &Path) -> anyhow::Result<Verified> {
-    let summary = scan(path)?;
-    anyhow::ensure!(
-        summary.cut_short == 0,
-        "line {} is cut short ({} bytes and no newline: a record being written when the edge \
-         stopped); the {} lines before it verify",
-        summary.records + 1,
-        summary.cut_short,
-        summary.records
-    );
-    Ok(summary)
+/// Check the files of one log, in order (a rotated log's files, oldest
+/// first, then the file being written): every line's `seq` and `prev`
+/// against the chain, each file going on from the one before, the first
+/// from record 1. With `partial` the first file may start later (the files
+/// before it archived): it is proved from its first record on, and
+/// [`Verified::first`] says where that is. A last line cut short fails
+/// (the edge sets it aside when it next starts).
+pub fn verify(paths: &[PathBuf], partial: bool) -> anyhow::Result<Vec<Verified>> {
+    let mut chain = if partial {
+        Verifier::continuing()
+    } else {
+        Verifier::default()
+    };
+    let mut out = Vec::new();
+    for path in paths {
+        let summary = scan(path, chain).with_context(|| format!("{}", path.display()))?;
+        anyhow::ensure!(
+            summary.cut_short == 0,
+            "{}: line {} is cut short ({} bytes and no newline: a record being written when the \
+             edge stopped); the {} lines before it verify",
+            path.display(),
+            summary.records + 1,
+            summary.cut_short,
+            summary.records
+        );
+        chain = Verifier::after(summary.last_seq, &summary.last_hash);
+        out.push(summary);
+    }
+    Ok(out)
+}
+
+/// The rotated files of the log at `path` (`FILE.FIRST-LAST`, the `seq` of
+/// their first and last records, twelve digits each), oldest first.
+pub fn rotated(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(stem) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{stem}.");
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(range) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((first, last)) = range.split_once('-') else {
+            continue;
+        };
+        let digits = |s: &str| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit());
+        if digits(first) && digits(last) {
+            found.push((first.parse().unwrap_or(0), entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The chain after the last line of a rotated file: its `seq` and hash.
+fn last_record(path: &Path) -> anyhow::Result<(u64, String)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(CUT_SHORT_MAX)))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let text = std::str::from_utf8(&tail).unwrap_or_default();
+    let line = text
+        .strip_suffix('\n')
+        .and_then(|t| t.rsplit('\n').next())
+        .filter(|l| !l.is_empty())
+        .with_context(|| format!("{} does not end in a whole record", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(line)
+        .with_context(|| format!("the last line of {} is not a record", path.display()))?;
+    let seq = value["seq"]
+        .as_u64()
+        .with_context(|| format!("the last line of {} has no `seq`", path.display()))?;
+    Ok((seq, link(line)))
 }
 
 /// The most bytes a record cut short can hold: a record is well under 4 KiB.
@@ -458,6 +649,7 @@ const CUT_SHORT_MAX: u64 = 64 * 1024;
 fn set_aside(path: &Path, summary: &Verified) -> anyhow::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let line = summary.records + 1;
+    let seq = summary.last_seq + 1;
     anyhow::ensure!(
         summary.cut_short <= CUT_SHORT_MAX,
         "line {line} has no newline and {} bytes: not a record cut short",
@@ -472,17 +664,17 @@ fn set_aside(path: &Path, summary: &Verified) -> anyhow::Result<()> {
     let mut tail = Vec::new();
     file.read_to_end(&mut tail)?;
     // Every record starts with its `seq` and the hash of the line before.
-    let expected = format!("{{\"seq\":{line},\"prev\":\"{}\",", summary.last_hash);
+    let expected = format!("{{\"seq\":{seq},\"prev\":\"{}\",", summary.last_hash);
     anyhow::ensure!(
         tail.starts_with(expected.as_bytes()) || expected.as_bytes().starts_with(&tail),
-        "line {line} has no newline and is not the start of record {line}: not a record cut short"
+        "line {line} has no newline and is not the start of record {seq}: not a record cut short"
     );
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut aside = path.as_os_str().to_owned();
     aside.push(format!(".cut-short-{secs}"));
-    let aside = std::path::PathBuf::from(aside);
+    let aside = PathBuf::from(aside);
     let mut kept = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -511,6 +703,10 @@ fn set_aside(path: &Path, summary: &Verified) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    fn verify_one(path: &Path) -> anyhow::Result<Verified> {
+        verify(&[path.to_path_buf()], false).map(|mut v| v.remove(0))
+    }
+
     fn record(n: u64) -> FlowRecord {
         FlowRecord {
             flow_id: format!("{n:032x}"),
@@ -536,7 +732,7 @@ mod tests {
     }
 
     /// An audit log in `dir` with records 1 to 3, closed.
-    fn three_records(dir: &Path) -> std::path::PathBuf {
+    fn three_records(dir: &Path) -> PathBuf {
         let path = dir.join("audit.jsonl");
         let log = AuditLog::open(Some(&path)).unwrap();
         for n in 1..=3 {
@@ -554,18 +750,28 @@ mod tests {
         let log = AuditLog::open(Some(&path)).unwrap();
         log.record(&record(4));
         log.close();
-        assert_eq!(verify(&path).unwrap().records, 4);
+        assert_eq!(verify_one(&path).unwrap().records, 4);
 
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let check = |body: String| {
             let p = dir.path().join("tampered.jsonl");
             std::fs::write(&p, body).unwrap();
-            verify(&p).unwrap_err().to_string()
+            format!("{:#}", verify_one(&p).unwrap_err())
         };
         // A removed record.
         let removed = format!("{}\n{}\n{}\n", lines[0], lines[2], lines[3]);
         assert!(check(removed).contains("line 2: sequence number 3"));
+        // The first record removed: the log no longer starts at record 1,
+        // which only a check of part of a log (`partial`) lets pass, and
+        // then it says where that part starts.
+        let headless = format!("{}\n{}\n{}\n", lines[1], lines[2], lines[3]);
+        assert!(check(headless.clone()).contains("line 1: sequence number 2, expected 1"));
+        let part = dir.path().join("part.jsonl");
+        std::fs::write(&part, headless).unwrap();
+        let checked = verify(&[part], true).unwrap();
+        assert_eq!(checked[0].records, 3);
+        assert_eq!(checked[0].first, Some((2, link(lines[0]))));
         // An altered record (bytes changed, seq and prev kept).
         let altered = text.replacen("\"bytes_up\":2", "\"bytes_up\":9", 1);
         assert_ne!(altered, text);
@@ -599,7 +805,7 @@ mod tests {
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(torn).unwrap();
         drop(file);
-        let err = format!("{:#}", verify(&path).unwrap_err());
+        let err = format!("{:#}", verify_one(&path).unwrap_err());
         assert!(
             err.contains(&format!(
                 "line 4 is cut short ({} bytes and no newline",
@@ -611,7 +817,7 @@ mod tests {
         let log = AuditLog::open(Some(&path)).unwrap();
         log.record(&record(4));
         log.close();
-        let summary = verify(&path).unwrap();
+        let summary = verify_one(&path).unwrap();
         assert_eq!(summary.records, 4);
         assert_eq!(&std::fs::read(&path).unwrap()[..whole.len()], &whole[..]);
         let aside: Vec<_> = std::fs::read_dir(dir.path())
@@ -645,6 +851,13 @@ mod tests {
             err.contains("does not verify; move it aside") && err.contains("line 3"),
             "{err}"
         );
+    }
+
+    /// No rotation, for a writer that writes no file.
+    struct Never;
+
+    impl<W> Rotate<W> for Never {
+        fn wrote(&mut self, _: &mut W, _: &[u8]) {}
     }
 
     /// A disk of `room` bytes more, written in place of a file: a write
@@ -690,7 +903,7 @@ mod tests {
                 prev: GENESIS.to_owned(),
             }),
             writer: Mutex::new(Some(
-                spawn_writer(disk.clone(), "disk".into(), &backlog).unwrap(),
+                spawn_writer(disk.clone(), "disk".into(), &backlog, None::<Never>).unwrap(),
             )),
             backlog,
         };
@@ -749,6 +962,62 @@ mod tests {
         assert!(text.ends_with('\n'));
     }
 
+    /// Past its size the log is renamed `FILE.FIRST-LAST` and a new file
+    /// goes on with the chain, also across a restart that finds the new
+    /// file empty: the files, oldest first, verify as one log, each alone
+    /// from its first record on.
+    #[test]
+    fn a_rotated_log_goes_on_in_a_new_file_and_verifies_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        // Rotated after every write: each batch of records in a file.
+        let log = AuditLog::open_with(Some(&path), DEFAULT_BACKLOG, 1).unwrap();
+        for n in 1..=3 {
+            log.record(&record(n));
+            std::thread::sleep(GATHER * 4);
+        }
+        log.close();
+        let files = rotated(&path).unwrap();
+        assert!(!files.is_empty(), "{files:?}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"",
+            "a new file after the last rotation"
+        );
+        let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name(&files[0]).starts_with("audit.jsonl.000000000001-"),
+            "{files:?}"
+        );
+
+        // Started again on the empty file: the chain goes on from the
+        // newest rotated file.
+        let log = AuditLog::open_with(Some(&path), DEFAULT_BACKLOG, 0).unwrap();
+        log.record(&record(4));
+        log.close();
+        let mut all = rotated(&path).unwrap();
+        all.push(path.clone());
+        let checked = verify(&all, false).unwrap();
+        assert_eq!(checked.iter().map(|v| v.records).sum::<u64>(), 4);
+        assert_eq!(checked.last().unwrap().first.as_ref().unwrap().0, 4);
+        for (file, v) in all.iter().zip(&checked).take(all.len() - 1) {
+            let (first, _) = v.first.as_ref().unwrap();
+            assert_eq!(
+                name(file),
+                format!("audit.jsonl.{first:012}-{:012}", v.last_seq)
+            );
+        }
+        // The live file alone: from its first record on, with `partial`.
+        assert!(verify(std::slice::from_ref(&path), false).is_err());
+        let alone = verify(std::slice::from_ref(&path), true).unwrap();
+        assert_eq!(alone[0].first.as_ref().unwrap().0, 4);
+        // Out of order, the files do not verify.
+        let mut shuffled = all.clone();
+        shuffled.swap(0, 1);
+        let err = format!("{:#}", verify(&shuffled, false).unwrap_err());
+        assert!(err.contains("sequence number"), "{err}");
+    }
+
     /// Records of many flows at once, gathered by the writer, all reach the
     /// file soon after they were taken, without waiting for close, with the
     /// chain intact.
@@ -787,6 +1056,6 @@ mod tests {
             recorded.elapsed()
         );
         log.close();
-        assert_eq!(verify(&path).unwrap().records, 1000);
+        assert_eq!(verify_one(&path).unwrap().records, 1000);
     }
 }

@@ -144,6 +144,8 @@ pub struct Config {
     pub key: PathBuf,
     pub ca: PathBuf,
     pub audit: Option<PathBuf>,
+    /// Rotate the audit log past this many bytes; 0: never.
+    pub audit_rotate: u64,
     pub listen: Listen,
     pub limits: Limits,
     /// Split-horizon DNS settings (TTL, rate); see `dns_listen`.
@@ -439,7 +441,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         (None, Some(path)) => (load_node(path, &config.edge)?, None),
         (None, None) => anyhow::bail!("give --snapshot FILE or --control ADDR"),
     };
-    let audit = AuditLog::open_with_backlog(config.audit.as_deref(), config.limits.audit_backlog)?;
+    let audit = AuditLog::open_with(
+        config.audit.as_deref(),
+        config.limits.audit_backlog,
+        config.audit_rotate,
+    )?;
     metrics.set("fedgate_snapshot_version", &[], node.version as f64);
     metrics.set("fedgate_active_flows", &[], 0.0);
     tracing::info!(edge = %config.edge, version = node.version, services = node.fed.services.len(), policies = node.fed.policies.len(), "snapshot loaded");

@@ -50,7 +50,21 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check that an audit log is complete and unaltered (its hash chain).
-    Verify { file: PathBuf },
+    /// Give a rotated log's files oldest first, then the file being
+    /// written: each must go on from the one before. A first file that
+    /// starts after record 1 is checked from its first record on.
+    #[command(
+        after_help = "Examples:\n  fedgate-edge audit verify dpft-core.audit.jsonl\n  fedgate-edge audit verify dpft-core.audit.jsonl.0* dpft-core.audit.jsonl\n  fedgate-edge audit verify --partial dpft-core.audit.jsonl"
+    )]
+    Verify {
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// The first file may start after record 1 (the files before it
+        /// archived elsewhere): check from its first record on, and say
+        /// where that is.
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 #[derive(Args)]
@@ -100,6 +114,11 @@ struct RunArgs {
     /// Append one JSON line per flow here (hash-chained).
     #[arg(long)]
     audit: Option<PathBuf>,
+    /// Rotate the --audit file once it holds this much (e.g. 256MiB, 64KiB;
+    /// 0: never): it is renamed FILE.FIRST-LAST (its first and last record
+    /// numbers) and a new FILE goes on with the chain.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    audit_rotate_size: u64,
     /// QUIC overlay listener; default: the snapshot's `overlay.quic` for this edge.
     #[arg(long)]
     overlay_quic: Option<SocketAddr>,
@@ -199,25 +218,66 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => match proxy::audit::verify(&file) {
-            Ok(v) => {
-                println!(
-                    "ok: {} records, chain intact, last hash {}",
-                    v.records, v.last_hash
-                );
+            command: AuditCommand::Verify { files, partial },
+        } => match proxy::audit::verify(&files, partial) {
+            Ok(checked) => {
+                if files.len() > 1 {
+                    for (file, v) in files.iter().zip(&checked) {
+                        let range = match &v.first {
+                            Some((first, _)) => format!("records {first} to {}", v.last_seq),
+                            None => "no records".into(),
+                        };
+                        println!("{}: {range}", file.display());
+                    }
+                }
+                let records: u64 = checked.iter().map(|v| v.records).sum();
+                let last = checked.last().map_or("", |v| v.last_hash.as_str());
+                println!("ok: {records} records, chain intact, last hash {last}");
+                if let Some((first, prev)) = checked.first().and_then(|v| v.first.as_ref())
+                    && *first > 1
+                {
+                    println!(
+                        "from record {first} on, after a record with hash {prev}: records 1 to {} are in the files before it",
+                        first - 1
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
+                let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
                 eprintln!(
                     "fedgate-edge: audit log {} does not verify: {e:#}",
-                    file.display()
+                    shown.join(" ")
                 );
                 ExitCode::from(1)
             }
         },
         Command::Run(args) => run(*args),
     }
+}
+
+/// A size in bytes: a number with an optional unit (K, KiB, M, MiB, G,
+/// GiB: powers of 1,024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("`{text}` is not a size: give a number with K, M or G (e.g. 256MiB)")
+    })?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`: use K, M or G (KiB, MiB, GiB)"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// The runtime the edge runs on: tokio's multi-threaded one with `threads`
@@ -287,6 +347,7 @@ fn run(args: RunArgs) -> ExitCode {
         key: args.key,
         ca: args.ca,
         audit: args.audit,
+        audit_rotate: args.audit_rotate_size,
         listen,
         dns,
         dns_listen: args.dns,
@@ -344,4 +405,28 @@ fn run(args: RunArgs) -> ExitCode {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_units_and_name_a_bad_one() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("2KiB"), Ok(2048));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(
+            parse_size("12XB")
+                .unwrap_err()
+                .contains("unknown unit `xb`")
+        );
+        assert!(parse_size("MiB").unwrap_err().contains("is not a size"));
+        assert!(
+            parse_size("99999999999G")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
 }
