@@ -91,9 +91,6 @@ pub struct Limits {
     /// on being set up, and later flows take it): where UDP is blocked, the
     /// first flow is late by this much only.
     pub quic_head_start: Duration,
-    /// Audit records kept in memory while the audit log cannot be written;
-    /// past it new flows are refused as `audit-unavailable`.
-    pub audit_backlog: u64,
 }
 
 impl Default for Limits {
@@ -110,7 +107,6 @@ impl Default for Limits {
             drain: Duration::from_secs(10),
             deny_grace: Duration::from_secs(30),
             quic_head_start: Duration::from_millis(300),
-            audit_backlog: audit::DEFAULT_BACKLOG,
         }
     }
 }
@@ -144,8 +140,8 @@ pub struct Config {
     pub key: PathBuf,
     pub ca: PathBuf,
     pub audit: Option<PathBuf>,
-    /// Rotate the audit log past this many bytes; 0: never.
-    pub audit_rotate: u64,
+    /// How the audit log is kept (backlog, rotation, sync).
+    pub audit_settings: audit::Settings,
     pub listen: Listen,
     pub limits: Limits,
     /// Split-horizon DNS settings (TTL, rate); see `dns_listen`.
@@ -441,11 +437,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         (None, Some(path)) => (load_node(path, &config.edge)?, None),
         (None, None) => anyhow::bail!("give --snapshot FILE or --control ADDR"),
     };
-    let audit = AuditLog::open_with(
-        config.audit.as_deref(),
-        config.limits.audit_backlog,
-        config.audit_rotate,
-    )?;
+    let audit = AuditLog::open_with(config.audit.as_deref(), &config.audit_settings)?;
     metrics.set("fedgate_snapshot_version", &[], node.version as f64);
     metrics.set("fedgate_active_flows", &[], 0.0);
     tracing::info!(edge = %config.edge, version = node.version, services = node.fed.services.len(), policies = node.fed.policies.len(), "snapshot loaded");

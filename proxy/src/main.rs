@@ -119,6 +119,11 @@ struct RunArgs {
     /// numbers) and a new FILE goes on with the chain.
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     audit_rotate_size: u64,
+    /// Do not flush the audit records to the disk (fdatasync, otherwise at
+    /// most every 100 ms): a power cut may then lose the last seconds of
+    /// records.
+    #[arg(long)]
+    audit_no_sync: bool,
     /// QUIC overlay listener; default: the snapshot's `overlay.quic` for this edge.
     #[arg(long)]
     overlay_quic: Option<SocketAddr>,
@@ -347,7 +352,11 @@ fn run(args: RunArgs) -> ExitCode {
         key: args.key,
         ca: args.ca,
         audit: args.audit,
-        audit_rotate: args.audit_rotate_size,
+        audit_settings: proxy::audit::Settings {
+            backlog: args.audit_backlog,
+            rotate_at: args.audit_rotate_size,
+            sync: !args.audit_no_sync,
+        },
         listen,
         dns,
         dns_listen: args.dns,
@@ -363,7 +372,6 @@ fn run(args: RunArgs) -> ExitCode {
             flow_idle: Duration::from_secs(args.flow_idle_secs.max(1)),
             deny_grace: Duration::from_secs(args.deny_grace_secs),
             quic_head_start: Duration::from_millis(args.quic_head_start_ms),
-            audit_backlog: args.audit_backlog,
             ..Limits::default()
         },
     };
