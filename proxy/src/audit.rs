@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use federation::chain::{Verifier, link};
@@ -98,6 +98,9 @@ pub struct Settings {
     pub backlog: u64,
     /// Rotate the file past this many bytes; 0: never.
     pub rotate_at: u64,
+    /// Rotate the file at each multiple of this since the Unix epoch (24 h:
+    /// at midnight UTC), when it holds a record; `None`: by size only.
+    pub rotate_every: Option<Duration>,
     /// Flush the records written to the disk (`fdatasync`) at most every
     /// [`SYNC_EVERY`], so that a power cut loses at most that much.
     pub sync: bool,
@@ -108,6 +111,7 @@ impl Default for Settings {
         Self {
             backlog: DEFAULT_BACKLOG,
             rotate_at: 0,
+            rotate_every: None,
             sync: true,
         }
     }
@@ -133,6 +137,7 @@ impl AuditLog {
         let Settings {
             backlog,
             rotate_at,
+            rotate_every,
             sync,
         } = *settings;
         let mut chain = Chain {
@@ -188,6 +193,8 @@ impl AuditLog {
             let rotation = Some(LogFile {
                 path: path.to_path_buf(),
                 rotate_at,
+                rotate_every,
+                next_rotation: rotate_every.map(next_boundary),
                 sync,
                 dirty: false,
                 synced: tokio::time::Instant::now(),
@@ -327,6 +334,10 @@ where
 struct LogFile {
     path: PathBuf,
     rotate_at: u64,
+    /// Rotate at each multiple of this since the Unix epoch (24 h: at
+    /// midnight UTC), when the file holds a record.
+    rotate_every: Option<Duration>,
+    next_rotation: Option<SystemTime>,
     sync: bool,
     /// Written since the last flush to the disk, and when that was.
     dirty: bool,
@@ -364,27 +375,16 @@ impl LogFile {
     }
 }
 
-impl AfterWrite<File> for LogFile {
-    fn due(&self) -> Option<Duration> {
-        (self.sync && self.dirty).then(|| SYNC_EVERY.saturating_sub(self.synced.elapsed()))
+impl LogFile {
+    /// Whether the file holds a record and is past its size or its time.
+    fn rotation_due(&self) -> bool {
+        self.last >= self.first
+            && ((self.rotate_at > 0 && self.size >= self.rotate_at)
+                || self.next_rotation.is_some_and(|t| SystemTime::now() >= t))
     }
 
-    fn idle(&mut self, file: &mut File) {
-        if self.sync && self.dirty {
-            self.flush(file);
-        }
-    }
-
-    fn wrote(&mut self, file: &mut File, bytes: &[u8]) {
-        self.dirty = true;
-        if self.sync && self.synced.elapsed() >= SYNC_EVERY {
-            self.flush(file);
-        }
-        self.size += bytes.len() as u64;
-        self.last += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-        if self.rotate_at == 0 || self.size < self.rotate_at || self.last < self.first {
-            return;
-        }
+    /// Rename the file `FILE.FIRST-LAST` and go on in a new one.
+    fn rotate(&mut self, file: &mut File) {
         let mut kept = self.path.as_os_str().to_owned();
         kept.push(format!(".{:012}-{:012}", self.first, self.last));
         let kept = PathBuf::from(kept);
@@ -402,6 +402,8 @@ impl AfterWrite<File> for LogFile {
                 }
                 opened
             });
+        // Past as many bytes more, or at the next boundary, again.
+        self.next_rotation = self.rotate_every.map(next_boundary);
         match rotated {
             Ok(new) => {
                 *file = new;
@@ -420,9 +422,54 @@ impl AfterWrite<File> for LogFile {
             }
             Err(e) => {
                 tracing::error!(path = %self.path.display(), cause = %e, "cannot rotate the audit log; writing on to it");
-                // Try again past as many bytes more.
                 self.size = 0;
             }
+        }
+    }
+}
+
+/// The first multiple of `every` since the Unix epoch after now: with 24 h,
+/// the next midnight (UTC); with 1 h, the next hour.
+fn next_boundary(every: Duration) -> SystemTime {
+    let every = every.as_secs().max(1);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    SystemTime::UNIX_EPOCH + Duration::from_secs((now / every + 1) * every)
+}
+
+impl AfterWrite<File> for LogFile {
+    fn due(&self) -> Option<Duration> {
+        let flush =
+            (self.sync && self.dirty).then(|| SYNC_EVERY.saturating_sub(self.synced.elapsed()));
+        let rotation = self
+            .next_rotation
+            .filter(|_| self.last >= self.first)
+            .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
+        match (flush, rotation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn idle(&mut self, file: &mut File) {
+        if self.sync && self.dirty {
+            self.flush(file);
+        }
+        if self.rotation_due() {
+            self.rotate(file);
+        }
+    }
+
+    fn wrote(&mut self, file: &mut File, bytes: &[u8]) {
+        self.dirty = true;
+        if self.sync && self.synced.elapsed() >= SYNC_EVERY {
+            self.flush(file);
+        }
+        self.size += bytes.len() as u64;
+        self.last += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        if self.rotation_due() {
+            self.rotate(file);
         }
     }
 }
@@ -762,7 +809,7 @@ fn set_aside(path: &Path, summary: &Verified) -> anyhow::Result<()> {
         tail.starts_with(expected.as_bytes()) || expected.as_bytes().starts_with(&tail),
         "line {line} has no newline and is not the start of record {seq}: not a record cut short"
     );
-    let secs = std::time::SystemTime::now()
+    let secs = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut aside = path.as_os_str().to_owned();
@@ -1170,6 +1217,39 @@ mod tests {
         shuffled.swap(0, 1);
         let err = format!("{:#}", verify(&shuffled, false).unwrap_err());
         assert!(err.contains("sequence number"), "{err}");
+    }
+
+    /// Rotated by the clock: at the next whole second past a record, with
+    /// no other record to wake the writer; a file with no record is not
+    /// rotated.
+    #[test]
+    fn a_log_rotated_by_the_clock_goes_on_in_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let every_second = Settings {
+            rotate_every: Some(Duration::from_secs(1)),
+            ..Settings::default()
+        };
+        let log = AuditLog::open_with(Some(&path), &every_second).unwrap();
+        log.record(&record(1));
+        let mut files = Vec::new();
+        for _ in 0..300 {
+            files = rotated(&path).unwrap();
+            if !files.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(files.len(), 1, "rotated within 3 s");
+        // Nothing more to rotate: the new file stays, empty.
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(rotated(&path).unwrap().len(), 1);
+        log.record(&record(2));
+        log.close();
+        let mut all = rotated(&path).unwrap();
+        all.push(path.clone());
+        let checked = verify(&all, false).unwrap();
+        assert_eq!(checked.iter().map(|v| v.records).sum::<u64>(), 2);
     }
 
     /// Records of many flows at once, gathered by the writer, all reach the

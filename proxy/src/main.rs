@@ -119,6 +119,11 @@ struct RunArgs {
     /// numbers) and a new FILE goes on with the chain.
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     audit_rotate_size: u64,
+    /// Also rotate the --audit file at each multiple of this since the Unix
+    /// epoch, when it holds a record: 24h at midnight UTC, 1h on the hour
+    /// (units s, m, h, d).
+    #[arg(long, value_parser = parse_interval)]
+    audit_rotate_every: Option<Duration>,
     /// Do not flush the audit records to the disk (fdatasync, otherwise at
     /// most every 100 ms): a power cut may then lose the last seconds of
     /// records.
@@ -285,6 +290,34 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// A time interval: a number with a unit (s, m, h, d).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("`{text}` is not an interval: give a number with s, m, h or d (e.g. 24h)")
+    })?;
+    let secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`: use s, m, h or d"
+            ));
+        }
+    };
+    match n.checked_mul(secs) {
+        Some(0) => Err(format!(
+            "`{text}`: an interval of 0 rotates nothing; leave the flag out"
+        )),
+        Some(s) => Ok(Duration::from_secs(s)),
+        None => Err(format!("`{text}` is too long")),
+    }
+}
+
 /// The runtime the edge runs on: tokio's multi-threaded one with `threads`
 /// workers (default: one per core), or with one thread its single-threaded
 /// one, which hands no task between threads.
@@ -355,6 +388,7 @@ fn run(args: RunArgs) -> ExitCode {
         audit_settings: proxy::audit::Settings {
             backlog: args.audit_backlog,
             rotate_at: args.audit_rotate_size,
+            rotate_every: args.audit_rotate_every,
             sync: !args.audit_no_sync,
         },
         listen,
@@ -417,7 +451,30 @@ fn run(args: RunArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_interval, parse_size};
+    use std::time::Duration;
+
+    #[test]
+    fn intervals_take_a_unit_and_name_a_bad_one() {
+        assert_eq!(parse_interval("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_interval("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_interval("90s"), Ok(Duration::from_secs(90)));
+        assert!(
+            parse_interval("24")
+                .unwrap_err()
+                .contains("unknown unit ``")
+        );
+        assert!(
+            parse_interval("0h")
+                .unwrap_err()
+                .contains("leave the flag out")
+        );
+        assert!(
+            parse_interval("h")
+                .unwrap_err()
+                .contains("is not an interval")
+        );
+    }
 
     #[test]
     fn sizes_take_binary_units_and_name_a_bad_one() {

@@ -155,7 +155,8 @@ fn verify_files(files: &[std::path::PathBuf], extra: &[&str]) -> (bool, String) 
 
 /// An edge rotating its audit log (`--audit-rotate-size 1KiB`): past the
 /// size the file is renamed `FILE.FIRST-LAST` and a new one goes on with
-/// the chain, also across a restart; `audit verify` proves the files,
+/// the chain, also across a restart (and, with `--audit-rotate-every 1s`,
+/// at the next whole second); `audit verify` proves the files,
 /// oldest first, as one log, and the file being written alone only with
 /// `--partial`, saying where it starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,11 +215,18 @@ async fn an_edge_rotates_its_audit_log_and_the_files_verify_as_one_log() {
     let (ok, out) = verify_files(&shuffled, &[]);
     assert!(!ok, "{out}");
 
-    // Started again, the edge goes on with the chain.
+    // Started again, the edge goes on with the chain; rotated by the clock
+    // only now, at the next whole second after the record.
     let away_snap = w.path("away.snapshot.json");
     let (ac, ak, _) = w.edge_cert("away", "edge", "away-edge", None, None);
     let mut args = away_ingress(&w);
-    args.extend(rotate.iter().cloned());
+    args.extend([
+        "--audit-rotate-size".into(),
+        "0".into(),
+        "--audit-rotate-every".into(),
+        "1s".into(),
+    ]);
+    let rotated_before = files.len() - 1;
     pair.away = start_edge(&w, "away", "away/edge", &away_snap, &ac, &ak, &args);
     let back = echo_through(addr(&w, 130, 7007), b"after the restart").await;
     assert_eq!(back.as_deref(), Ok(&b"after the restart"[..]));
@@ -233,4 +241,19 @@ async fn an_edge_rotates_its_audit_log_and_the_files_verify_as_one_log() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(verified, "{:?}", verify_files(&files, &[]));
+    let mut by_clock = Vec::new();
+    for _ in 0..60 {
+        by_clock = log_files(&w, "away");
+        if by_clock.len() - 1 > rotated_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(by_clock.len() - 1, rotated_before + 1, "{by_clock:?}");
+    let last = by_clock[by_clock.len() - 2].display().to_string();
+    assert!(last.ends_with("-000000000017"), "{last}");
+    assert_eq!(
+        std::fs::read(&by_clock[by_clock.len() - 1]).expect("live file"),
+        b""
+    );
 }
