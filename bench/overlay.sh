@@ -484,7 +484,9 @@ for n in edge_away edge_home edge_away-tcp edge_home-tcp; do
   kill -0 "${PID[$n]}" 2>/dev/null || echo "!! $n is no longer running"
 done
 for e in away home away-tcp home-tcp; do
-  "$edge_bin" audit verify "$tmp/$e.audit.jsonl" | sed "s/^/   $e audit: /" || true
+  # Rotated files (FILE.FIRST-LAST, past 256 MiB) first, oldest first.
+  mapfile -t rotated < <(ls "$tmp/$e.audit.jsonl".0* 2>/dev/null | sort)
+  "$edge_bin" audit verify "${rotated[@]}" "$tmp/$e.audit.jsonl" | sed "s/^/   $e audit: /" || true
 done
 
 echo
