@@ -266,16 +266,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// A size in bytes: a number with an optional unit (K, KiB, M, MiB, G,
-/// GiB: powers of 1,024).
-fn parse_size(text: &str) -> Result<u64, String> {
+/// `text` as a whole number and the unit after it; `what` and `hint` make
+/// the error when there is no number.
+fn number_and_unit<'a>(text: &'a str, what: &str, hint: &str) -> Result<(u64, &'a str), String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| {
-        format!("`{text}` is not a size: give a number with K, M or G (e.g. 256MiB)")
-    })?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+    let n = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not {what}: give a number with {hint}"))?;
+    Ok((n, unit.trim()))
+}
+
+/// A size in bytes: a number with an optional unit (K, KiB, M, MiB, G,
+/// GiB: powers of 1,024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (n, unit) = number_and_unit(text, "a size", "K, M or G (e.g. 256MiB)")?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kib" | "kb" => 10,
         "m" | "mib" | "mb" => 20,
@@ -292,13 +299,8 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 /// A time interval: a number with a unit (s, m, h, d).
 fn parse_interval(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| {
-        format!("`{text}` is not an interval: give a number with s, m, h or d (e.g. 24h)")
-    })?;
-    let secs = match unit.trim() {
+    let (n, unit) = number_and_unit(text, "an interval", "s, m, h or d (e.g. 24h)")?;
+    let secs = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3_600,

@@ -19,8 +19,7 @@ use tests::World;
 
 /// `fedgate-edge audit verify FILE`: (success, stdout and stderr).
 fn verify(file: &std::path::Path) -> (bool, String) {
-    let (ok, out, err) = tests::run(EDGE, &["audit", "verify", &file.display().to_string()]);
-    (ok, format!("{out}{err}"))
+    verify_files(&[file.to_path_buf()], &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,6 +143,8 @@ fn log_files(w: &World, name: &str) -> Vec<std::path::PathBuf> {
     rotated
 }
 
+/// `fedgate-edge audit verify EXTRA... FILES...`: (success, stdout and
+/// stderr).
 fn verify_files(files: &[std::path::PathBuf], extra: &[&str]) -> (bool, String) {
     let mut args = vec!["audit".to_string(), "verify".into()];
     args.extend(extra.iter().map(|s| (*s).to_string()));
