@@ -190,7 +190,7 @@ impl AuditLog {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open audit log {}", path.display()))?;
-            let rotation = Some(LogFile {
+            let log_file = LogFile {
                 path: path.to_path_buf(),
                 rotate_at,
                 rotate_every,
@@ -201,12 +201,12 @@ impl AuditLog {
                 size,
                 first,
                 last: chain.seq,
-            });
+            };
             writer = Some(spawn_writer(
                 file,
                 path.display().to_string(),
                 &backlog,
-                rotation,
+                log_file,
             )?);
         }
         Ok(Self {
@@ -310,7 +310,7 @@ fn spawn_writer<W, R>(
     file: W,
     shown: String,
     backlog: &Arc<Backlog>,
-    after: Option<R>,
+    after: R,
 ) -> anyhow::Result<Writer>
 where
     W: Write + Send + 'static,
@@ -523,7 +523,7 @@ fn write_lines<W: Write>(
     rx: &mpsc::Receiver<String>,
     path: &str,
     backlog: &Backlog,
-    mut after: Option<impl AfterWrite<W>>,
+    mut after: impl AfterWrite<W>,
 ) -> u64 {
     // Outside the runtime, tokio's clock is the system's monotonic one.
     use tokio::time::Instant;
@@ -534,22 +534,18 @@ fn write_lines<W: Write>(
     loop {
         if pending.is_empty() {
             // Wait for a record, or until the file is due a flush.
-            let next = match after.as_ref().and_then(AfterWrite::due) {
+            let next = match after.due() {
                 Some(wait) => rx.recv_timeout(wait),
                 None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
             };
             let line = match next {
                 Ok(line) => line,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(a) = after.as_mut() {
-                        a.idle(&mut file);
-                    }
+                    after.idle(&mut file);
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if let Some(a) = after.as_mut() {
-                        a.idle(&mut file);
-                    }
+                    after.idle(&mut file);
                     return 0;
                 }
             };
@@ -570,10 +566,8 @@ fn write_lines<W: Write>(
         }
         let (written, error) = append(&mut file, &pending);
         let whole = pending[..written].iter().filter(|&&b| b == b'\n').count() as u64;
-        if error.is_none()
-            && let Some(a) = after.as_mut()
-        {
-            a.wrote(&mut file, &pending[..written]);
+        if error.is_none() {
+            after.wrote(&mut file, &pending[..written]);
         }
         pending.drain(..written);
         backlog.records.fetch_sub(whole, Ordering::Relaxed);
@@ -993,7 +987,7 @@ mod tests {
         );
     }
 
-    /// No rotation, for a writer that writes no file.
+    /// Nothing after a write: a writer that writes no file.
     struct Never;
 
     impl<W> AfterWrite<W> for Never {
@@ -1041,7 +1035,7 @@ mod tests {
             ..Backlog::default()
         });
         let (tx, handle) =
-            spawn_writer(Vec::new(), "memory".into(), &backlog, Some(flushes.clone())).unwrap();
+            spawn_writer(Vec::new(), "memory".into(), &backlog, flushes.clone()).unwrap();
         tx.send("{}\n".into()).unwrap();
         for _ in 0..300 {
             if flushes.0.lock().unwrap().1 == 1 {
@@ -1100,7 +1094,7 @@ mod tests {
                 prev: GENESIS.to_owned(),
             }),
             writer: Mutex::new(Some(
-                spawn_writer(disk.clone(), "disk".into(), &backlog, None::<Never>).unwrap(),
+                spawn_writer(disk.clone(), "disk".into(), &backlog, Never).unwrap(),
             )),
             backlog,
         };

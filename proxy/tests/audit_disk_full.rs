@@ -273,18 +273,8 @@ async fn a_home_edge_with_a_full_disk_refuses_new_flows_and_stopped_says_what_it
     // Room again, and the edge started on that log: a record cut short is
     // set aside, the rest verifies, and the chain goes on.
     std::fs::remove_file(&filler).expect("free the disk");
-    let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
-    let mut args = vec!["--admin".to_string(), home_admin.to_string()];
-    args.extend(home_extra.iter().cloned());
-    pair.home = start_edge(
-        &w,
-        "home",
-        "home/edge",
-        &w.path("home.snapshot.json"),
-        &hc,
-        &hk,
-        &args,
-    );
+    pair.home = spawn_pair_edge(&w, "home", &home_extra);
+    pair.home.wait_for("ready", Duration::from_secs(20));
     let (ok, out) = verify(&log);
     let filed = relayed - lost;
     assert!(ok && out.contains(&format!("ok: {filed} records")), "{out}");

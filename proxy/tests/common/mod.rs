@@ -172,17 +172,36 @@ pub(crate) fn start_pair_with(
     home_extra: &[String],
     away_extra: &[String],
 ) -> Pair {
-    let away_snap = w.snapshot(away_doc, "away/edge", "away.snapshot.json");
-    let home_snap = w.snapshot(home_doc, "home/edge", "home.snapshot.json");
-    let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
-    let (ac, ak, _) = w.edge_cert("away", "edge", "away-edge", None, None);
-    let mut home_args = vec!["--admin".to_string(), addr(w, 2, 9100).to_string()];
-    home_args.extend(home_extra.iter().cloned());
-    let home = start_edge(w, "home", "home/edge", &home_snap, &hc, &hk, &home_args);
-    let mut away_args = away_ingress(w);
-    away_args.extend(away_extra.iter().cloned());
-    let away = start_edge(w, "away", "away/edge", &away_snap, &ac, &ak, &away_args);
+    w.snapshot(away_doc, "away/edge", "away.snapshot.json");
+    w.snapshot(home_doc, "home/edge", "home.snapshot.json");
+    let mut home = spawn_pair_edge(w, "home", home_extra);
+    home.wait_for("ready", Duration::from_secs(20));
+    let mut away = spawn_pair_edge(w, "away", away_extra);
+    away.wait_for("ready", Duration::from_secs(20));
     Pair { away, home }
+}
+
+/// One edge of the standard pair, `away` or `home`, on its snapshot
+/// (`NAME.snapshot.json`) and with its flags as [`start_pair_with`] gives
+/// them, plus `extra`: to start it again; not waited for.
+pub(crate) fn spawn_pair_edge(w: &World, name: &str, extra: &[String]) -> Proc {
+    let (cert, key, _) = w.edge_cert(name, "edge", &format!("{name}-edge"), None, None);
+    let mut args = if name == "away" {
+        away_ingress(w)
+    } else {
+        vec!["--admin".to_string(), addr(w, 2, 9100).to_string()]
+    };
+    args.extend(extra.iter().cloned());
+    let snapshot = w.path(&format!("{name}.snapshot.json"));
+    spawn_edge(
+        w,
+        name,
+        &format!("{name}/edge"),
+        &snapshot,
+        &cert,
+        &key,
+        &args,
+    )
 }
 
 /// Run curl off the async runtime; returns (success, stdout, stderr).
