@@ -1090,7 +1090,14 @@ pub async fn run(
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    serve(app, listener, tls, shutdown).await?;
+    serve(app.clone(), listener, tls, shutdown).await?;
+    let lost = app.audit.close().await;
+    anyhow::ensure!(
+        lost == 0,
+        "stopped with {lost} admin audit record(s) not written to {}: each is in this log whole \
+         (target fedgate::admin_audit): append them to it, in order, before starting again",
+        opts.data.join("admin-audit.jsonl").display()
+    );
     tracing::info!("stopped");
     Ok(())
 }

@@ -121,6 +121,54 @@ impl Verifier {
     }
 }
 
+/// The most bytes a record cut short can hold: a record of either log is
+/// well under 4 KiB.
+pub const CUT_SHORT_MAX: usize = 64 * 1024;
+
+/// Why the bytes after a log's last newline are not a record cut short (a
+/// write stopped by a crash or a full disk), and so are not set aside.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotCutShort {
+    #[error("line {line} has no newline and {bytes} bytes: not a record cut short")]
+    TooLong { line: u64, bytes: usize },
+    #[error(
+        "line {line} has no newline and is not the start of record {seq}: not a record cut short"
+    )]
+    NotNext { line: u64, seq: u64 },
+}
+
+impl Verifier {
+    /// How the record this chain expects next begins: every record of a
+    /// chained log starts with its `seq` and `prev`, in that order, so that
+    /// one cut short can be told from an altered line.
+    pub fn next_opening(&self) -> String {
+        format!(r#"{{"seq":{},"prev":"{}","#, self.records + 1, self.prev)
+    }
+
+    /// Whether `tail`, the bytes after the last complete line checked, is
+    /// the record this chain expects next cut short: the start of it, or
+    /// (cut after its opening) what begins with that opening.
+    pub fn cut_short(&self, tail: &[u8]) -> Result<(), NotCutShort> {
+        let line = self.lines + 1;
+        if tail.len() > CUT_SHORT_MAX {
+            return Err(NotCutShort::TooLong {
+                line,
+                bytes: tail.len(),
+            });
+        }
+        let opening = self.next_opening();
+        if tail.starts_with(opening.as_bytes()) || opening.as_bytes().starts_with(tail) {
+            Ok(())
+        } else {
+            Err(NotCutShort::NotNext {
+                line,
+                seq: self.records + 1,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +232,40 @@ mod tests {
                 found: 6,
                 expected: 5
             }
+        );
+    }
+
+    /// The bytes after the last newline are set aside only when they are
+    /// the start of the record the chain expects next.
+    #[test]
+    fn a_record_cut_short_is_told_from_other_bytes() {
+        let lines = chain(1, GENESIS, 2);
+        let mut v = Verifier::default();
+        for line in &lines {
+            v.handle_line(line).unwrap();
+        }
+        let next = &chain(3, &link(&lines[1]), 1)[0];
+        for cut in [1, 5, 40, next.len() / 2, next.len() - 1] {
+            assert_eq!(v.cut_short(&next.as_bytes()[..cut]), Ok(()), "cut at {cut}");
+        }
+        // The record after the next, or one altered, is not cut short.
+        let later = chain(4, &link(next), 1).remove(0);
+        assert_eq!(
+            v.cut_short(&later.as_bytes()[..30]),
+            Err(NotCutShort::NotNext { line: 3, seq: 3 })
+        );
+        let altered = next.replacen(&link(&lines[1])[..8], "ffffffff", 1);
+        assert_eq!(
+            v.cut_short(&altered.as_bytes()[..altered.len() - 1]),
+            Err(NotCutShort::NotNext { line: 3, seq: 3 })
+        );
+        let long = [b'x'; CUT_SHORT_MAX + 1];
+        assert_eq!(
+            v.cut_short(&long),
+            Err(NotCutShort::TooLong {
+                line: 3,
+                bytes: CUT_SHORT_MAX + 1
+            })
         );
     }
 }

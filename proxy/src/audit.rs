@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use federation::chain::{Verifier, link};
+use federation::chain::{CUT_SHORT_MAX, Verifier, link};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
@@ -755,7 +755,7 @@ fn last_record(path: &Path) -> anyhow::Result<(u64, String)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(CUT_SHORT_MAX)))?;
+    file.seek(SeekFrom::Start(len.saturating_sub(CUT_SHORT_MAX as u64)))?;
     let mut tail = Vec::new();
     file.read_to_end(&mut tail)?;
     let text = std::str::from_utf8(&tail).unwrap_or_default();
@@ -772,23 +772,14 @@ fn last_record(path: &Path) -> anyhow::Result<(u64, String)> {
     Ok((seq, link(line)))
 }
 
-/// The most bytes a record cut short can hold: a record is well under 4 KiB.
-const CUT_SHORT_MAX: u64 = 64 * 1024;
-
 /// Move the bytes after the last complete line of `path` to a file of
 /// their own beside it (`FILE.cut-short-UNIXSECONDS`), so that the chain
 /// goes on from the last whole record and nothing written is lost. Only
 /// the start of the record the chain expects next is taken for one cut
-/// short; anything else (not our log, or altered) is refused as before.
+/// short ([`Verifier::cut_short`]); anything else (not our log, or
+/// altered) is refused as before.
 fn set_aside(path: &Path, summary: &Verified) -> anyhow::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
-    let line = summary.records + 1;
-    let seq = summary.last_seq + 1;
-    anyhow::ensure!(
-        summary.cut_short <= CUT_SHORT_MAX,
-        "line {line} has no newline and {} bytes: not a record cut short",
-        summary.cut_short
-    );
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -797,12 +788,9 @@ fn set_aside(path: &Path, summary: &Verified) -> anyhow::Result<()> {
     file.seek(SeekFrom::Start(summary.complete))?;
     let mut tail = Vec::new();
     file.read_to_end(&mut tail)?;
-    // Every record starts with its `seq` and the hash of the line before.
-    let expected = format!("{{\"seq\":{seq},\"prev\":\"{}\",", summary.last_hash);
-    anyhow::ensure!(
-        tail.starts_with(expected.as_bytes()) || expected.as_bytes().starts_with(&tail),
-        "line {line} has no newline and is not the start of record {seq}: not a record cut short"
-    );
+    let mut chain = Verifier::after(summary.last_seq, &summary.last_hash);
+    chain.lines = summary.records;
+    chain.cut_short(&tail)?;
     let secs = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -224,12 +224,26 @@ impl World {
     /// [`CONTROL_NAME`], snapshot-signing key in `signing/`, data in
     /// `control-data/`, long polls of 5 s. Waits until version 1 is published.
     pub fn start_control(&self, bin: &Path, doc: &str, listen: SocketAddr) -> Proc {
+        let args = self.control_args(doc, listen);
+        assert!(
+            bin.exists(),
+            "{} is missing: build it first (`cargo build -p control-plane`, or run `cargo test --workspace`)",
+            bin.display()
+        );
+        let mut p = Proc::start("control", bin, &args, self.path("control.log"));
+        p.wait_for("version published", Duration::from_secs(20));
+        p
+    }
+
+    /// The arguments of [`World::start_control`]'s control plane, its
+    /// document, certificate and key written.
+    pub fn control_args(&self, doc: &str, listen: SocketAddr) -> Vec<String> {
         let fed = self.path("fed");
         fs::create_dir_all(&fed).expect("fed dir");
         fs::write(fed.join("test.yaml"), doc).expect("write doc");
         let (cert, key, _) = self.issue(&Identity::control(CONTROL_NAME).expect("id"), "control");
         control_plane::certs::write_signing_key(&self.path("signing")).expect("signing key");
-        let args: Vec<String> = vec![
+        vec![
             "run".into(),
             "--data".into(),
             self.path("control-data").display().to_string(),
@@ -247,15 +261,7 @@ impl World {
             "5".into(),
             "--init".into(),
             fed.display().to_string(),
-        ];
-        assert!(
-            bin.exists(),
-            "{} is missing: build it first (`cargo build -p control-plane`, or run `cargo test --workspace`)",
-            bin.display()
-        );
-        let mut p = Proc::start("control", bin, &args, self.path("control.log"));
-        p.wait_for("version published", Duration::from_secs(20));
-        p
+        ]
     }
 
     /// An edge (`fedgate-edge` at `bin`) following the control plane at

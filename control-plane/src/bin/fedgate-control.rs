@@ -95,6 +95,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,control_plane=info,fedgate_control=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let Command::Run(run) = args.command;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
