@@ -103,16 +103,21 @@ impl RoutingTable {
         self.names.get(&name).map(|&i| &self.routes[i])
     }
 
-    /// The network of `org` that holds `addr`, by longest prefix.
+    /// The network of `org` that holds `addr`, by longest prefix. An IPv4
+    /// address as a dual-stack socket gives it (`::ffff:10.1.2.3`) is taken
+    /// as the IPv4 address it is.
     pub fn classify(&self, org: &str, addr: IpAddr) -> Option<&NetworkMatch> {
+        let addr = addr.to_canonical();
         self.ranges
             .get(org)?
             .iter()
             .find(|m| m.cidr.contains(&addr))
     }
 
-    /// Every member's network that holds `addr` (longest prefix per member).
+    /// Every member's network that holds `addr` (longest prefix per member;
+    /// IPv4-mapped addresses as in [`RoutingTable::classify`]).
     pub fn locate(&self, addr: IpAddr) -> Vec<&NetworkMatch> {
+        let addr = addr.to_canonical();
         let mut out: Vec<&NetworkMatch> = self
             .ranges
             .values()

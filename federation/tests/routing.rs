@@ -118,3 +118,32 @@ fn addresses_outside_every_range_have_no_network() {
     assert_eq!(table.classify("a", ip("10.200.1.1")).unwrap().label, "wide");
     assert!(table.classify("a", ip("11.0.0.1")).is_none());
 }
+
+/// A client on a dual-stack (IPv6) listener shows an IPv4 address as
+/// `::ffff:a.b.c.d`: it is the IPv4 address's network, and IPv6 networks
+/// hold IPv6 clients.
+#[test]
+fn ipv4_mapped_and_ipv6_clients_find_their_networks() {
+    let mut sources = Sources::new();
+    sources.add(
+        "dual.yaml",
+        "federation: {name: t, trust_domain: t.example}\n\
+         organisations: [{id: a, name: A, kind: other, membership: {agreement: X, expires: 2031-01-01}}]\n\
+         networks:\n\
+         - {org: a, label: staff, purpose: corporate, cidrs: [10.0.0.0/8, 2001:2:0:10::/64]}\n",
+    );
+    let loaded = federation::load(&sources, parse_time("2026-06-01", false).unwrap());
+    let fed = loaded.federation.expect("valid");
+    let table = RoutingTable::new(&fed);
+    for addr in ["10.1.2.3", "::ffff:10.1.2.3", "2001:2:0:10::50"] {
+        assert_eq!(
+            table.classify("a", ip(addr)).map(|m| m.label.as_str()),
+            Some("staff"),
+            "{addr}"
+        );
+        assert_eq!(table.locate(ip(addr)).len(), 1, "{addr}");
+    }
+    for addr in ["::ffff:11.1.2.3", "2001:2:0:11::50", "::10.1.2.3"] {
+        assert!(table.classify("a", ip(addr)).is_none(), "{addr}");
+    }
+}

@@ -55,9 +55,8 @@ pub async fn start(
         let vips: Vec<SocketAddr> = ctx.node().vips.keys().copied().collect();
         let mut running = std::collections::BTreeMap::new();
         for addr in vips {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for vip on {addr}"))?;
+            let listener =
+                bind_vip(addr).with_context(|| format!("cannot listen for vip on {addr}"))?;
             tracing::info!(kind = "vip", %addr, "listening");
             running.insert(addr, Listening::vip(ctx, overlay, listener, addr));
         }
@@ -74,6 +73,23 @@ pub async fn start(
         tasks.spawn(accept_loop(ctx, overlay, listener, kind, local));
     }
     Ok(())
+}
+
+/// A listener on a service VIP. The VIP prefix is routed to the edge host
+/// as local (`ip route add local PREFIX dev lo`); Linux lets a socket bind
+/// an IPv4 address of such a route as it is, an IPv6 one only with
+/// `IPV6_FREEBIND`.
+fn bind_vip(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv6() {
+        let socket = tokio::net::TcpSocket::new_v6()?;
+        socket2::SockRef::from(&socket).set_freebind_v6(true)?;
+        socket
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Keep one listener per service VIP of the node in force: a new snapshot's
@@ -98,7 +114,7 @@ async fn follow_vips(
             if running.contains_key(&addr) {
                 continue;
             }
-            match TcpListener::bind(addr).await {
+            match bind_vip(addr) {
                 Ok(listener) => {
                     tracing::info!(kind = "vip", %addr, "listening");
                     running.insert(addr, Listening::vip(&ctx, &overlay, listener, addr));
@@ -154,6 +170,9 @@ async fn accept_loop(
                 continue;
             }
         };
+        // On a dual-stack listener an IPv4 client is `::ffff:a.b.c.d`: it is
+        // logged, audited and rate-limited as the IPv4 address it is.
+        let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
         if !ctx.within_rate(remote.ip()) {
             ctx.metrics.add(
                 "fedgate_denials_total",

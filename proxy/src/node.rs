@@ -108,6 +108,13 @@ pub struct VipTable {
     pub unassigned: Vec<ServiceId>,
 }
 
+/// Whether `ip` may be a VIP of `prefix`: in it, and for IPv6 not its
+/// first address, the subnet-router anycast address (IPv4's network and
+/// broadcast addresses `hosts()` leaves out already).
+fn usable(prefix: IpNet, ip: IpAddr) -> bool {
+    prefix.contains(&ip) && !(ip.is_ipv6() && ip == prefix.network())
+}
+
 impl VipTable {
     /// Give `services` (id and ports, in any order) addresses from
     /// `prefix`, keeping those `prev` gave.
@@ -124,7 +131,7 @@ impl VipTable {
         let prev = prev.unwrap_or(&empty);
         let mut taken = BTreeSet::new();
         for id in services.keys() {
-            if let Some(ip) = prev.hosts.get(id).filter(|ip| prefix.contains(*ip)) {
+            if let Some(ip) = prev.hosts.get(id).filter(|ip| usable(prefix, **ip)) {
                 out.hosts.insert(id.clone(), *ip);
                 taken.insert(*ip);
             }
@@ -136,12 +143,14 @@ impl VipTable {
             .map(|(_, ip)| *ip);
         let mut released: Vec<IpAddr> = Vec::new();
         for ip in prev.released.iter().copied().chain(gone) {
-            if prefix.contains(&ip) && !taken.contains(&ip) && !released.contains(&ip) {
+            if usable(prefix, ip) && !taken.contains(&ip) && !released.contains(&ip) {
                 released.push(ip);
             }
         }
         let avoid: BTreeSet<IpAddr> = taken.iter().chain(&released).copied().collect();
-        let mut fresh = prefix.hosts().filter(move |ip| !avoid.contains(ip));
+        let mut fresh = prefix
+            .hosts()
+            .filter(move |ip| usable(prefix, *ip) && !avoid.contains(ip));
         for id in services.keys() {
             if out.hosts.contains_key(id) {
                 continue;
@@ -257,6 +266,23 @@ mod tests {
         assert_eq!(at(&t, "a/x").as_deref(), Some("198.18.0.129"));
         assert_eq!(at(&t, "b/y").as_deref(), Some("198.18.0.130"));
         assert!(t.unassigned.is_empty());
+    }
+
+    /// An IPv6 prefix's first address is its subnet-router anycast
+    /// address, not a host's: the VIPs start after it, and a table that
+    /// gave it out keeps it no longer. A /126 holds three VIPs.
+    #[test]
+    fn ipv6_vips_start_after_the_subnet_router_anycast_address() {
+        let p = prefix("2001:2:0:11::/126");
+        let t = VipTable::assign(p, &services(&["a/x", "b/y", "c/z", "d/w"]), None);
+        assert_eq!(at(&t, "a/x").as_deref(), Some("2001:2:0:11::1"));
+        assert_eq!(at(&t, "c/z").as_deref(), Some("2001:2:0:11::3"));
+        assert_eq!(t.unassigned, [ServiceId::new("d/w")]);
+        let mut old = VipTable::default();
+        old.hosts
+            .insert(ServiceId::new("a/x"), "2001:2:0:11::".parse().unwrap());
+        let t = VipTable::assign(p, &services(&["a/x"]), Some(&old));
+        assert_eq!(at(&t, "a/x").as_deref(), Some("2001:2:0:11::1"));
     }
 
     #[test]

@@ -20,12 +20,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{EDGE, audit, audit_record};
-use tests::run;
-use tests::{Namespaces, Proc, World};
+use common::{NsOrigins, audit, audit_record, ns_curl, ns_edge, ns_lock_down, ns_tools};
+use tests::{Namespaces, World};
 
 const DOC: &str = r#"federation: {name: test, trust_domain: test.fedgate.example}
 organisations:
@@ -46,64 +44,6 @@ policies:
   - {id: staff-to-home, description: Away staff reach home systems, from: {networks: [away/staff]}, to: {services: [home/web, home/files]}, action: allow, agreement: ISA-T}
 "#;
 
-/// An edge in namespace `tag`, ready.
-fn edge(w: &World, ns: &Namespaces, tag: &str, org: &str, extra: &[&str]) -> Proc {
-    let snap = w.snapshot(DOC, &format!("{org}/edge"), &format!("{org}.snapshot.json"));
-    let (cert, key, _) = w.edge_cert(org, "edge", &format!("{org}-edge"), None, None);
-    let mut args: Vec<String> = [
-        "run",
-        "--edge",
-        &format!("{org}/edge"),
-        "--snapshot",
-        &snap.display().to_string(),
-        "--cert",
-        &cert.display().to_string(),
-        "--key",
-        &key.display().to_string(),
-        "--ca",
-        &w.ca_pem().display().to_string(),
-        "--audit",
-        &w.path(&format!("{org}.audit.jsonl")).display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    tests::with_test_head_start(&mut args);
-    let mut p = ns.start(
-        tag,
-        org,
-        Path::new(EDGE),
-        &args,
-        w.path(&format!("{org}.log")),
-    );
-    p.wait_for("ready", Duration::from_secs(20));
-    p
-}
-
-/// Lock the edge host of `org` (namespace `tag`) down to the openings
-/// `fedctl firewall` lists for it.
-fn lock_down(w: &World, ns: &Namespaces, tag: &str, org: &str) {
-    let fedctl = Path::new(EDGE).with_file_name("fedctl");
-    let (ok, rules, err) = run(
-        &fedctl.display().to_string(),
-        &[
-            "firewall",
-            "--config",
-            &w.path("federation.yaml").display().to_string(),
-            "--org",
-            org,
-            "--format",
-            "nftables",
-        ],
-    );
-    assert!(ok, "fedctl firewall --org {org}: {err}");
-    let file = w.path(&format!("{org}.nft"));
-    std::fs::write(&file, &rules).expect("ruleset");
-    let (ok, _, err) = ns.run(tag, "nft", &["-f", &file.display().to_string()]);
-    assert!(ok, "nft -f for {org}: {err}\n{rules}");
-}
-
 /// One answer of away's edge's DNS, asked from away's LAN.
 fn resolve(ns: &Namespaces, name: &str) -> String {
     let (ok, out, err) = ns.run(
@@ -115,21 +55,9 @@ fn resolve(ns: &Namespaces, name: &str) -> String {
     out.trim().to_owned()
 }
 
-/// curl from away's LAN; (success, body, stderr).
-fn curl_in_b(ns: &Namespaces, args: &[&str]) -> (bool, String, String) {
-    let mut all = vec!["--silent", "--show-error", "--max-time", "15"];
-    all.extend_from_slice(args);
-    ns.run("b", "curl", &all)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
-    if !Namespaces::available()
-        || !tests::require_tool("python3")
-        || !tests::require_tool("dig")
-        || !tests::require_tool("openssl")
-        || !tests::require_tool("nft")
-    {
+    if !ns_tools() {
         return;
     }
     let w = World::new();
@@ -157,77 +85,26 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
         "b",
         &["route", "add", "198.18.11.0/24", "via", "198.18.10.1"],
     );
-    std::fs::write(w.path("federation.yaml"), DOC).expect("document");
-    lock_down(&w, &ns, "ae", "home");
-    lock_down(&w, &ns, "be", "away");
+    ns_lock_down(&w, &ns, DOC, "ae", "home");
+    ns_lock_down(&w, &ns, DOC, "be", "away");
 
     // Home's systems: a web server with a certificate for its name, and a
     // plain HTTP file server.
-    let www = w.path("www");
-    std::fs::create_dir_all(&www).expect("www");
-    std::fs::write(www.join("page.txt"), "web page of home, via the overlay\n").expect("page");
-    std::fs::write(www.join("files.txt"), "a file of home, via a VIP\n").expect("file");
-    let (web_cert, web_key) = (w.path("web.pem"), w.path("web.key"));
-    let (ok, _, err) = run(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=web.home.example",
-            "-addext",
-            "subjectAltName=DNS:web.home.example",
-            "-keyout",
-            &web_key.display().to_string(),
-            "-out",
-            &web_cert.display().to_string(),
-        ],
-    );
-    assert!(ok, "openssl req: {err}");
-    let _web = ns.start(
-        "a",
-        "web",
-        Path::new("sh"),
-        &[
-            "-c".into(),
-            format!(
-                "cd {} && exec openssl s_server -quiet -accept 198.18.10.20:8443 -cert {} -key {} -WWW",
-                www.display(),
-                web_cert.display(),
-                web_key.display()
-            ),
-        ],
-        w.path("web.log"),
-    );
-    let _files = ns.start(
-        "a",
-        "files",
-        Path::new("python3"),
-        &[
-            "-m".into(),
-            "http.server".into(),
-            "8080".into(),
-            "--bind".into(),
-            "198.18.10.20".into(),
-            "--directory".into(),
-            www.display().to_string(),
-        ],
-        w.path("files.log"),
-    );
-    ns.wait_tcp("a", "198.18.10.20:8443".parse().expect("addr"));
-    ns.wait_tcp("a", "198.18.10.20:8080".parse().expect("addr"));
-
-    let home = edge(&w, &ns, "ae", "home", &[]);
-    let mut away = edge(
+    let origins = NsOrigins::start(
         &w,
         &ns,
+        "a",
+        "198.18.10.20".parse().expect("address"),
+        "web page of home, via the overlay\n",
+        "a file of home, via a VIP\n",
+    );
+    let web_cert = &origins.cert;
+
+    let home = ns_edge(&w, &ns, DOC, "ae", "home", &[]);
+    let mut away = ns_edge(
+        &w,
+        &ns,
+        DOC,
         "be",
         "away",
         &["--sni", "198.18.10.1:8443", "--vips", "--idle-secs", "10"],
@@ -235,8 +112,9 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
 
     // Home's file server is not reachable from away's LAN: its address
     // there is away's own range, and nothing routes between the LANs.
-    let (ok, _, _) = curl_in_b(
+    let (ok, _, _) = ns_curl(
         &ns,
+        "b",
         &["--max-time", "3", "http://198.18.10.20:8080/files.txt"],
     );
     assert!(
@@ -250,8 +128,9 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
     assert!(vip.starts_with("198.18.11."), "files' VIP: {vip}");
 
     let web = |ns: &Namespaces| {
-        curl_in_b(
+        ns_curl(
             ns,
+            "b",
             &[
                 "--cacert",
                 &web_cert.display().to_string(),
@@ -263,8 +142,9 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
     };
     let resolve_vip = format!("files.home.example:8080:{vip}");
     let files = |ns: &Namespaces| {
-        curl_in_b(
+        ns_curl(
             ns,
+            "b",
             &[
                 "--resolve",
                 &resolve_vip,

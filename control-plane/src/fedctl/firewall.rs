@@ -227,7 +227,24 @@ pub fn plan(
             }
         }
     }
+    // A network of one family never reaches an address of the other: no
+    // opening (a dual-stack member declares both).
+    out.retain(|o| {
+        family_of(&o.local)
+            .zip(family_of(&o.remote))
+            .is_none_or(|(l, r)| l == r)
+    });
     Ok(out.into_iter().collect())
+}
+
+/// The family of an opening's side (an address, `ADDR:PORT` or a CIDR):
+/// `ip` or `ip6`; `None` for [`ANY_ADDRESS`].
+fn family_of(side: &str) -> Option<&'static str> {
+    let (ip, _) = split(side);
+    let ip = ip.split('/').next().unwrap_or_default();
+    ip.parse::<IpAddr>()
+        .ok()
+        .map(|ip| if ip.is_ipv6() { "ip6" } else { "ip" })
 }
 
 fn split(addr: &str) -> (String, Option<String>) {
@@ -305,7 +322,7 @@ pub fn render(
                 let lo = if dir == "in" { "iif" } else { "oif" };
                 let _ = writeln!(
                     s,
-                    "  chain {chain} {{\n    type filter hook {hook} priority filter; policy drop;\n    ct state established,related accept\n    {lo} \"lo\" accept"
+                    "  chain {chain} {{\n    type filter hook {hook} priority filter; policy drop;\n    ct state established,related accept\n    {lo} \"lo\" accept\n    icmpv6 type {{ nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert }} accept comment \"IPv6 neighbour and router discovery\""
                 );
                 for o in openings.iter().filter(|o| o.direction == dir) {
                     let (lip, lport) = split(&o.local);

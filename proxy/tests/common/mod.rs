@@ -588,3 +588,182 @@ pub(crate) fn install(from: &(std::path::PathBuf, std::path::PathBuf), cert: &Pa
         std::fs::rename(&tmp, dst).expect("rename");
     }
 }
+
+/// An edge of `doc` in network namespace `tag` (`org`'s only edge, `edge`),
+/// audit log `ORG.audit.jsonl`, ready.
+pub(crate) fn ns_edge(
+    w: &World,
+    ns: &tests::Namespaces,
+    doc: &str,
+    tag: &str,
+    org: &str,
+    extra: &[&str],
+) -> Proc {
+    let snap = w.snapshot(doc, &format!("{org}/edge"), &format!("{org}.snapshot.json"));
+    let (cert, key, _) = w.edge_cert(org, "edge", &format!("{org}-edge"), None, None);
+    let mut args: Vec<String> = [
+        "run",
+        "--edge",
+        &format!("{org}/edge"),
+        "--snapshot",
+        &snap.display().to_string(),
+        "--cert",
+        &cert.display().to_string(),
+        "--key",
+        &key.display().to_string(),
+        "--ca",
+        &w.ca_pem().display().to_string(),
+        "--audit",
+        &w.path(&format!("{org}.audit.jsonl")).display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    tests::with_test_head_start(&mut args);
+    let mut p = ns.start(
+        tag,
+        org,
+        Path::new(EDGE),
+        &args,
+        w.path(&format!("{org}.log")),
+    );
+    p.wait_for("ready", Duration::from_secs(20));
+    p
+}
+
+/// Lock the edge host of `org` (namespace `tag`) down to the openings
+/// `fedctl firewall` lists for it in `doc`.
+pub(crate) fn ns_lock_down(w: &World, ns: &tests::Namespaces, doc: &str, tag: &str, org: &str) {
+    let config = w.path("federation.yaml");
+    std::fs::write(&config, doc).expect("document");
+    let fedctl = Path::new(EDGE).with_file_name("fedctl");
+    let (ok, rules, err) = tests::run(
+        &fedctl.display().to_string(),
+        &[
+            "firewall",
+            "--config",
+            &config.display().to_string(),
+            "--org",
+            org,
+            "--format",
+            "nftables",
+        ],
+    );
+    assert!(ok, "fedctl firewall --org {org}: {err}");
+    let file = w.path(&format!("{org}.nft"));
+    std::fs::write(&file, &rules).expect("ruleset");
+    let (ok, _, err) = ns.run(tag, "nft", &["-f", &file.display().to_string()]);
+    assert!(ok, "nft -f for {org}: {err}\n{rules}");
+}
+
+/// A self-signed certificate and key for `name` (`openssl req`), for a
+/// member's own HTTPS server: (certificate, key).
+pub(crate) fn self_signed(w: &World, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (
+        w.path(&format!("{name}.pem")),
+        w.path(&format!("{name}.key")),
+    );
+    let (ok, _, err) = tests::run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{name}"),
+            "-keyout",
+            &key.display().to_string(),
+            "-out",
+            &cert.display().to_string(),
+        ],
+    );
+    assert!(ok, "openssl req: {err}");
+    (cert, key)
+}
+
+/// Home's systems in network namespace `tag`, on `ip`: a web server
+/// (`openssl s_server -WWW`, :8443) with a certificate for
+/// `web.home.example`, and a plain HTTP file server (python, :8080), both
+/// serving `page.txt` and `files.txt` with the texts given; ready.
+pub(crate) struct NsOrigins {
+    pub(crate) web: Proc,
+    pub(crate) files: Proc,
+    /// The web server's certificate, for curl's `--cacert`.
+    pub(crate) cert: std::path::PathBuf,
+}
+
+impl NsOrigins {
+    pub(crate) fn start(
+        w: &World,
+        ns: &tests::Namespaces,
+        tag: &str,
+        ip: std::net::IpAddr,
+        page: &str,
+        file: &str,
+    ) -> Self {
+        let www = w.path("www");
+        std::fs::create_dir_all(&www).expect("www");
+        std::fs::write(www.join("page.txt"), page).expect("page");
+        std::fs::write(www.join("files.txt"), file).expect("file");
+        let (cert, key) = self_signed(w, "web.home.example");
+        let web_at = SocketAddr::new(ip, 8443);
+        let web = ns.start(
+            tag,
+            "web",
+            Path::new("sh"),
+            &[
+                "-c".into(),
+                format!(
+                    "cd {} && exec openssl s_server -quiet -accept '{web_at}' -cert {} -key {} -WWW",
+                    www.display(),
+                    cert.display(),
+                    key.display()
+                ),
+            ],
+            w.path("web.log"),
+        );
+        let files = ns.start(
+            tag,
+            "files",
+            Path::new("python3"),
+            &[
+                "-m".into(),
+                "http.server".into(),
+                "8080".into(),
+                "--bind".into(),
+                ip.to_string(),
+                "--directory".into(),
+                www.display().to_string(),
+            ],
+            w.path("files.log"),
+        );
+        ns.wait_tcp(tag, web_at);
+        ns.wait_tcp(tag, SocketAddr::new(ip, 8080));
+        Self { web, files, cert }
+    }
+}
+
+/// Whether the two-member namespace tests can run here: namespaces (root)
+/// and the tools they use. Without, they fail under `CI=true`.
+pub(crate) fn ns_tools() -> bool {
+    tests::Namespaces::available()
+        && ["python3", "dig", "openssl", "nft", "curl"]
+            .iter()
+            .all(|tool| tests::require_tool(tool))
+}
+
+/// curl in namespace `tag`, 15 s at most; (success, body, stderr).
+pub(crate) fn ns_curl(ns: &tests::Namespaces, tag: &str, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["--silent", "--show-error", "--max-time", "15"];
+    all.extend_from_slice(args);
+    ns.run(tag, "curl", &all)
+}
