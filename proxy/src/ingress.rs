@@ -361,13 +361,22 @@ async fn respond(
 
 /// The PAC file: the federation's zones (other members') through this
 /// edge's CONNECT listener, everything else direct.
-fn pac(ctx: &Ctx, local: SocketAddr) -> String {
+/// The PAC file for a client of the CONNECT listener on `local`, that
+/// reached it at `reached`: a listener on every address (`0.0.0.0`, `[::]`)
+/// names the address the client reached, of the client's own family, or
+/// else the edge's first ingress address.
+fn pac(ctx: &Ctx, local: SocketAddr, reached: Option<SocketAddr>) -> String {
     let node = ctx.node();
     let proxy = if local.ip().is_unspecified() {
-        node.edge
-            .ingress_addresses
-            .first()
-            .map_or(local, |ip| SocketAddr::new(*ip, local.port()))
+        reached
+            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+            .or_else(|| {
+                node.edge
+                    .ingress_addresses
+                    .first()
+                    .map(|ip| SocketAddr::new(*ip, local.port()))
+            })
+            .unwrap_or(local)
     } else {
         local
     };
@@ -420,11 +429,12 @@ async fn connect(
     let method = req.method.unwrap_or_default();
     let target = req.path.unwrap_or_default().to_owned();
     if method == "GET" && (target == "/proxy.pac" || target.ends_with("/proxy.pac")) {
+        let body = pac(ctx, local, client.local_addr().ok());
         respond(
             &mut client,
             "200 OK",
             "application/x-ns-proxy-autoconfig",
-            &pac(ctx, local),
+            &body,
         )
         .await?;
         return Ok(());

@@ -1,6 +1,7 @@
 //! Two members' networks on IPv6, as separate network namespaces: the edges
 //! joined over an IPv6 WAN, staff reaching home's IPv6 systems by name, and
-//! a dual-stack CONNECT listener that takes IPv4 and IPv6 clients alike.
+//! a dual-stack CONNECT listener (and its PAC file) that takes IPv4 and IPv6
+//! clients alike.
 //!
 //! ```text
 //!  ns b (away's LAN)             ns be (away's edge)                   ns ae (home's edge)             ns a (home's LAN)
@@ -223,6 +224,23 @@ async fn staff_reach_home_systems_over_ipv6_and_through_a_dual_stack_listener() 
         .await;
         assert_eq!(r["result"], "allowed", "{r}");
         assert_eq!(r["src_network"], "staff", "{r}");
+    }
+
+    // Its PAC file names the proxy at the address each client reached it
+    // at, of the client's own family.
+    for (base, named) in [
+        ("http://198.18.10.1:3128", "PROXY 198.18.10.1:3128"),
+        (
+            "http://[2001:2:0:10::1]:3128",
+            "PROXY [2001:2:0:10::1]:3128",
+        ),
+    ] {
+        let (ok, pac, err) = ns_curl(&ns, "b", &[&format!("{base}/proxy.pac")]);
+        assert!(ok, "PAC from {base}: {err}");
+        assert!(
+            pac.contains(named) && pac.contains("home.example"),
+            "PAC from {base}:\n{pac}"
+        );
     }
 
     // Home's perimeter drops UDP to the overlay's QUIC port: flows go over
