@@ -8,7 +8,7 @@
 //!  staff 2001:2:0:10::50 --lan-- 2001:2:0:10::1  2001:2:0:1::2 --wan-- 2001:2:0:1::1  2001:2:0:10::1 --lan-- 2001:2:0:10::20
 //!        198.18.10.50            198.18.10.1                                                               web :8443, files :8080
 //!                                DNS :53, SNI :8443, CONNECT [::]:3128,
-//!                                VIPs 2001:2:0:11::/120
+//!                                SOCKS5 :1080, VIPs 2001:2:0:11::/120
 //! ```
 //!
 //! Both members number their LAN 2001:2:0:10::/64 (and 198.18.10.0/24):
@@ -152,6 +152,8 @@ async fn staff_reach_home_systems_over_ipv6_and_through_a_dual_stack_listener() 
             "[2001:2:0:10::1]:8443",
             "--connect",
             "[::]:3128",
+            "--socks",
+            "[2001:2:0:10::1]:1080",
             "--vips",
             "--idle-secs",
             "10",
@@ -225,6 +227,14 @@ async fn staff_reach_home_systems_over_ipv6_and_through_a_dual_stack_listener() 
         assert_eq!(r["result"], "allowed", "{r}");
         assert_eq!(r["src_network"], "staff", "{r}");
     }
+
+    // SOCKS5 on IPv6, the name resolved by the edge.
+    let (ok, body, err) = page(&ns, &["--socks5-hostname", "[2001:2:0:10::1]:1080"]);
+    assert!(ok, "SOCKS5 over IPv6: {err}\n{}", away.log_text());
+    assert_eq!(body, "web page of home, over IPv6\n");
+    let r = audit_record(&w, "away", |r| r["ingress"] == "socks").await;
+    assert_eq!(r["result"], "allowed", "{r}");
+    assert_eq!(r["src_addr"], "2001:2:0:10::50", "{r}");
 
     // Its PAC file names the proxy at the address each client reached it
     // at, of the client's own family.
