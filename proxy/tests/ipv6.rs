@@ -11,12 +11,13 @@
 //!                                SOCKS5 :1080, VIPs 2001:2:0:11::/120
 //! ```
 //!
-//! Both members number their LAN 2001:2:0:10::/64 (and 198.18.10.0/24):
+//! The WAN's MTU is IPv6's least, 1,280 bytes, as over a tunnel. Both
+//! members number their LAN 2001:2:0:10::/64 (and 198.18.10.0/24):
 //! overlapping, as in `namespaces.rs`. Each edge host is locked down by the
-//! nftables ruleset `fedctl firewall` writes for its member, IPv6 neighbour
-//! discovery the only ICMPv6 it lets through. Every address is in the benchmarking
-//! ranges (2001:2::/48, 198.18.0.0/15), inside namespaces this test makes
-//! and deletes.
+//! nftables ruleset `fedctl firewall` writes for its member; of ICMPv6 it
+//! lets through neighbour and router discovery, and errors of flows it
+//! tracks. Every address is in the benchmarking ranges (2001:2::/48,
+//! 198.18.0.0/15), inside namespaces this test makes and deletes.
 
 mod common;
 
@@ -96,6 +97,11 @@ async fn staff_reach_home_systems_over_ipv6_and_through_a_dual_stack_listener() 
         ("be", "lan", "2001:2:0:10::1/64"),
         ("b", "lan", "2001:2:0:10::50/64"),
     );
+    // The WAN carries IPv6's smallest MTU, as a tunnelled one may: QUIC
+    // starts within it and finds no larger path.
+    for tag in ["ae", "be"] {
+        ns.ip(tag, &["link", "set", "wan", "mtu", "1280"]);
+    }
     // Away's LAN is dual-stack.
     ns.ip("be", &["addr", "add", "198.18.10.1/24", "dev", "lan"]);
     ns.ip("b", &["addr", "add", "198.18.10.50/24", "dev", "lan"]);
@@ -209,6 +215,32 @@ async fn staff_reach_home_systems_over_ipv6_and_through_a_dual_stack_listener() 
     );
     assert!(ok, "files through the VIP: {err}\n{}", away.log_text());
     assert_eq!(body, "a file of home, via an IPv6 VIP\n");
+    // 16 MiB across the 1,280-byte WAN, byte for byte.
+    let mut big = vec![0u8; 16 << 20];
+    tests::Pattern::new(6).fill(&mut big);
+    std::fs::write(w.path("www/big.bin"), &big).expect("big file");
+    let out = w.path("big.out");
+    let (ok, _, err) = ns_curl(
+        &ns,
+        "b",
+        &[
+            "--resolve",
+            &format!("files.home.example:8080:[{vip}]"),
+            "--output",
+            out.to_str().expect("path"),
+            "http://files.home.example:8080/big.bin",
+        ],
+    );
+    assert!(ok, "16 MiB through the VIP: {err}\n{}", away.log_text());
+    assert!(
+        std::fs::read(&out).expect("downloaded") == big,
+        "16 MiB through the VIP arrived altered"
+    );
+    let r = audit_record(&w, "away", |r| {
+        r["service"] == "home/files" && r["bytes_down"].as_u64() > Some(16 << 20)
+    })
+    .await;
+    assert_eq!(r["transport"], "quic", "{r}");
 
     // One CONNECT listener on [::] for both families: an IPv4 client is
     // its IPv4 address and network (not `::ffff:198.18.10.50`, on no
