@@ -170,9 +170,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        // On a dual-stack listener an IPv4 client is `::ffff:a.b.c.d`: it is
-        // logged, audited and rate-limited as the IPv4 address it is.
-        let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
+        let remote = crate::canonical(remote);
         if !ctx.within_rate(remote.ip()) {
             ctx.metrics.add(
                 "fedgate_denials_total",
@@ -369,7 +367,7 @@ fn pac(ctx: &Ctx, local: SocketAddr, reached: Option<SocketAddr>) -> String {
     let node = ctx.node();
     let proxy = if local.ip().is_unspecified() {
         reached
-            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+            .map(crate::canonical)
             .or_else(|| {
                 node.edge
                     .ingress_addresses

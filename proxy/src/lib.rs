@@ -10,9 +10,10 @@
 //! It also serves split-horizon DNS ([`dns`]): the federation's names
 //! answered with this edge, the rest forwarded to the member's resolvers.
 //!
-//! What it does not do (yet): the control-plane client arrives with its own
-//! issue; today an edge runs from a snapshot file written by `fedctl
-//! snapshot`, and [`reload`] applies a changed file without a restart.
+//! Its configuration is a signed snapshot it follows from the control plane
+//! ([`control`], kept for restarts), or a snapshot file written by `fedctl
+//! snapshot` for air-gapped sites and tests; [`reload`] puts a new one in
+//! force without a restart.
 //!
 //! Layout: [`node`] what the edge knows, [`reload`] how a new snapshot
 //! replaces it; [`tls`] mutual TLS and peer checks;
@@ -64,6 +65,13 @@ use crate::audit::AuditLog;
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::tls::Credentials;
+
+/// An accepted connection's peer as the edge names it (logs, audit, rate
+/// limit, source network): an IPv4 peer of a dual-stack (`[::]`) listener
+/// arrives as `::ffff:a.b.c.d` and is `a.b.c.d`.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
 
 /// Operating limits; every one has a sensible default.
 #[derive(Debug, Clone)]

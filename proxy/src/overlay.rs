@@ -443,7 +443,7 @@ impl Overlay {
         while let Some(incoming) = endpoint.accept().await {
             let this = self.clone();
             tokio::spawn(async move {
-                let remote = incoming.remote_address();
+                let remote = crate::canonical(incoming.remote_address());
                 let conn = match tokio::time::timeout(this.ctx.limits.handshake_timeout, incoming)
                     .await
                 {
@@ -552,7 +552,7 @@ impl Overlay {
     async fn serve_tcp(self: Arc<Self>, listener: TcpListener, acceptor: TlsAcceptor) {
         loop {
             let (tcp, remote) = match listener.accept().await {
-                Ok(x) => x,
+                Ok((tcp, remote)) => (tcp, crate::canonical(remote)),
                 Err(e) => {
                     tracing::warn!(cause = %e, "failed to accept");
                     tokio::time::sleep(Duration::from_millis(50)).await;
