@@ -1,5 +1,6 @@
 //! Visiting staff reach a home service through each ingress: HTTP CONNECT,
-//! TLS SNI, a service VIP and SOCKS5, with real curl; the PAC file; metrics;
+//! TLS SNI (also with the ClientHello in pieces, from Python's OpenSSL), a
+//! service VIP and SOCKS5, with real curl; the PAC file; metrics;
 //! audit records at both edges whose hash chains verify.
 
 mod common;
@@ -54,6 +55,71 @@ async fn every_ingress_reaches_the_home_service() {
     assert!(
         ok && body == "hello from home/web\n",
         "SNI: {body} {err}\n{}",
+        pair.away.log_text()
+    );
+
+    // TLS SNI with the ClientHello in pieces of 100 bytes, 10 ms apart, as
+    // a large one (post-quantum key shares) arrives in several segments:
+    // the edge reads on until it holds the whole, then routes it.
+    let script = r#"
+import socket, ssl, sys, time
+host, port, cafile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=cafile)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inc, out, server_hostname="web.home.example")
+s = socket.create_connection((host, port), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+for i in range(0, len(hello), 100):
+    s.sendall(hello[i:i + 100])
+    time.sleep(0.01)
+def pump():
+    data = s.recv(65536)
+    if not data:
+        raise EOFError
+    inc.write(data)
+for _ in range(100):
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        s.sendall(out.read())
+        pump()
+tls.write(b"GET / HTTP/1.1\r\nHost: web.home.example\r\nConnection: close\r\n\r\n")
+s.sendall(out.read())
+body = b""
+for _ in range(1000):
+    try:
+        body += tls.read(65536)
+    except ssl.SSLWantReadError:
+        try:
+            pump()
+        except EOFError:
+            break
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+        break
+print(len(hello))
+sys.stdout.write(body.decode())
+"#;
+    let (host, port) = (tests::ip(w.net, 1).to_string(), "8443".to_owned());
+    let ca = cacert.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        tests::run("python3", &["-c", script, &host, &port, &ca])
+    })
+    .await
+    .expect("python3");
+    let pieces = out
+        .lines()
+        .next()
+        .and_then(|l| l.parse::<usize>().ok())
+        .map_or(0, |n| n.div_ceil(100));
+    assert!(
+        ok && pieces >= 3 && out.ends_with("hello from home/web\n"),
+        "SNI, ClientHello in {pieces} pieces: {out} {err}\n{}",
         pair.away.log_text()
     );
 
@@ -122,17 +188,17 @@ async fn every_ingress_reaches_the_home_service() {
     }
     let (ok, metrics, _) = curl(vec![format!("http://{}/metrics", addr(&w, 1, 9100))]).await;
     assert!(
-        ok && metrics.contains("fedgate_flows_total{role=\"visited\",result=\"allowed\"} 4\n"),
+        ok && metrics.contains("fedgate_flows_total{role=\"visited\",result=\"allowed\"} 5\n"),
         "{metrics}"
     );
     assert!(
         metrics.contains("fedgate_peer_link{peer=\"home/edge\",transport=\"quic\"} 1"),
         "{metrics}"
     );
-    // How long each of the four flows waited for the home edge's answer.
+    // How long each of the five flows waited for the home edge's answer.
     for line in [
-        "fedgate_flow_setup_seconds_bucket{peer=\"home/edge\",transport=\"quic\",le=\"+Inf\"} 4\n",
-        "fedgate_flow_setup_seconds_count{peer=\"home/edge\",transport=\"quic\"} 4\n",
+        "fedgate_flow_setup_seconds_bucket{peer=\"home/edge\",transport=\"quic\",le=\"+Inf\"} 5\n",
+        "fedgate_flow_setup_seconds_count{peer=\"home/edge\",transport=\"quic\"} 5\n",
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
@@ -146,12 +212,12 @@ async fn every_ingress_reaches_the_home_service() {
     assert!(setup_sum > 0.0 && setup_sum < 20.0, "{setup_sum}");
     let (ok, _, _) = curl(vec![format!("http://{}/readyz", addr(&w, 2, 9100))]).await;
     assert!(ok, "home not ready");
-    // The home edge's connects to its services: web three times (CONNECT,
-    // SNI, SOCKS5), echo once (the VIP).
+    // The home edge's connects to its services: web four times (CONNECT,
+    // SNI twice, SOCKS5), echo once (the VIP).
     let (ok, home_metrics, _) = curl(vec![format!("http://{}/metrics", addr(&w, 2, 9100))]).await;
     assert!(ok, "home metrics");
     for line in [
-        "fedgate_service_connect_seconds_count{service=\"home/web\"} 3\n",
+        "fedgate_service_connect_seconds_count{service=\"home/web\"} 4\n",
         "fedgate_service_connect_seconds_count{service=\"home/echo\"} 1\n",
         "fedgate_service_connect_seconds_bucket{service=\"home/echo\",le=\"+Inf\"} 1\n",
     ] {
