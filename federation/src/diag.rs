@@ -105,6 +105,7 @@ codes! {
     OverlapBetweenMembers = "FG112", Warning, "overlapping CIDRs between members";
     OverlapAtSite = "FG113", Error, "overlapping networks present at one site";
     InvalidAddress = "FG114", Error, "malformed address";
+    UnspecifiedAddress = "FG115", Error, "every-address (0.0.0.0, ::) where one to reach is needed";
     ZoneClaimedTwice = "FG120", Error, "DNS zone claimed by two members";
     NameOutsideZones = "FG121", Error, "service name outside its owner's zones";
     InvalidDnsName = "FG122", Error, "malformed DNS name";

@@ -754,6 +754,21 @@ impl Cx<'_> {
             let mut sock = |v: &Option<S<String>>, what: &str| -> Option<SocketAddr> {
                 let v = v.as_ref()?;
                 match v.value.parse::<SocketAddr>() {
+                    Ok(sa) if sa.ip().is_unspecified() => {
+                        self.push(
+                            Diagnostic::new(
+                                Code::UnspecifiedAddress,
+                                e.at(v),
+                                format!(
+                                    "{what} endpoint `{}` is where peer edges reach this edge, and `{}` is every address, none they can reach",
+                                    v.value,
+                                    sa.ip()
+                                ),
+                            )
+                            .hint("give the address peers reach it at (behind NAT, the public one); the edge may listen on another with `--overlay-quic`/`--overlay-tcp`"),
+                        );
+                        None
+                    }
                     Ok(sa) => Some(sa),
                     Err(_) => {
                         self.push(
@@ -783,6 +798,17 @@ impl Cx<'_> {
             let mut ingress = Vec::new();
             for a in &e.ingress.addresses {
                 match a.value.parse::<IpAddr>() {
+                    Ok(ip) if ip.is_unspecified() => self.push(
+                        Diagnostic::new(
+                            Code::UnspecifiedAddress,
+                            e.at(a),
+                            format!(
+                                "ingress address `{}` is every address: split-horizon DNS answers the federation's names with it, so it must be one staff reach",
+                                a.value
+                            ),
+                        )
+                        .hint("give the edge's address on the member's network, e.g. `10.20.0.5`"),
+                    ),
                     Ok(ip) => ingress.push(ip),
                     Err(_) => self.push(
                         Diagnostic::new(
@@ -814,6 +840,23 @@ impl Cx<'_> {
                     });
             let dns = e.dns.as_ref().and_then(|d| {
                 let parsed = dns_server(&d.value);
+                if let Some(sa) = parsed.filter(|sa| sa.ip().is_unspecified()) {
+                    self.push(
+                        Diagnostic::new(
+                            Code::UnspecifiedAddress,
+                            e.at(d),
+                            format!(
+                                "DNS listener `{}` is every address: the member's resolvers forward to it, and an answer over UDP would leave from whichever address the route picks, which resolvers drop",
+                                d.value
+                            ),
+                        )
+                        .hint(format!(
+                            "give the address the member's resolvers query, e.g. `10.20.0.5:{}`",
+                            sa.port()
+                        )),
+                    );
+                    return None;
+                }
                 if parsed.is_none() {
                     self.push(
                         Diagnostic::new(
@@ -1592,5 +1635,33 @@ mod tests {
     fn typo_suggestions() {
         assert_eq!(closest("dfpt", &["dpft", "esht"]), Some("dpft"));
         assert_eq!(closest("zzzz", &["dpft"]), None);
+    }
+
+    /// `0.0.0.0` and `::` name no edge: not as an overlay endpoint, an
+    /// ingress address or a DNS listener (FG115, each at its place).
+    #[test]
+    fn every_address_is_no_address_to_reach() {
+        let mut sources = crate::Sources::new();
+        sources.add(
+            "edges.yaml",
+            "federation: {name: t, trust_domain: t.example}\n\
+             organisations: [{id: a, name: A, kind: other, membership: {agreement: X, expires: 2031-01-01}}]\n\
+             edges:\n\
+             - {org: a, name: e, overlay: {quic: \"192.0.2.1:4433\", tcp: \"[::]:4443\"}, ingress: {addresses: [\"0.0.0.0\", 192.0.2.1]}, dns: \"0.0.0.0:53\"}\n",
+        );
+        let loaded = crate::load(&sources, parse_time("2026-06-01", false).unwrap());
+        let found: Vec<&str> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::UnspecifiedAddress)
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(found.len(), 3, "{:#?}", loaded.diagnostics);
+        for value in ["`[::]:4443`", "`0.0.0.0`", "`0.0.0.0:53`"] {
+            assert!(
+                found.iter().any(|m| m.contains(value)),
+                "{value}: {found:#?}"
+            );
+        }
     }
 }

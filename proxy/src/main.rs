@@ -195,8 +195,9 @@ struct RunArgs {
     #[arg(long, default_value_t = 300)]
     quic_head_start_ms: u64,
     /// Split-horizon DNS on this address (UDP and TCP); default: the
-    /// snapshot's `dns` for this edge, else off.
-    #[arg(long)]
+    /// snapshot's `dns` for this edge, else off. Not 0.0.0.0 or [::]: an
+    /// answer over UDP must leave from the address it was asked at.
+    #[arg(long, value_parser = parse_dns_listen)]
     dns: Option<SocketAddr>,
     /// TTL in seconds of the DNS answers (and of negative answers).
     #[arg(long, default_value_t = 30)]
@@ -280,6 +281,23 @@ fn number_and_unit<'a>(text: &'a str, what: &str, hint: &str) -> Result<(u64, &'
 
 /// A size in bytes: a number with an optional unit (K, KiB, M, MiB, G,
 /// GiB: powers of 1,024).
+/// `--dns`: an address of the edge host's own. From a socket on every
+/// address an answer over UDP leaves from whichever address the route to
+/// the resolver picks, and a resolver drops an answer from an address it
+/// did not ask.
+fn parse_dns_listen(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not IP:PORT (e.g. 10.20.0.5:53 or [2001:db8::5]:53)"))?;
+    if addr.ip().is_unspecified() {
+        return Err(format!(
+            "`{text}` is every address: a DNS answer over UDP would leave from whichever address the route picks, and resolvers drop it; give the address the member's resolvers query, e.g. 10.20.0.5:{}",
+            addr.port()
+        ));
+    }
+    Ok(addr)
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     let (n, unit) = number_and_unit(text, "a size", "K, M or G (e.g. 256MiB)")?;
     let shift = match unit.to_ascii_lowercase().as_str() {

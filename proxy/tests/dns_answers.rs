@@ -204,3 +204,20 @@ async fn dig_gets_every_kind_of_answer() {
     }
     drop(pair);
 }
+
+/// A DNS listener on every address is refused at start, naming why: its
+/// answers over UDP would leave from whichever address the route picks.
+#[test]
+fn a_dns_listener_on_every_address_is_refused_with_why() {
+    let w = World::new();
+    for every in ["0.0.0.0:5300", "[::]:5300"] {
+        let (code, err) = home_edge_refusing(&w, &["--dns", every]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("--dns")
+                && err.contains("is every address")
+                && err.contains("give the address the member's resolvers query"),
+            "{err}"
+        );
+    }
+}

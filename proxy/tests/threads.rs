@@ -63,22 +63,7 @@ async fn an_edge_relays_on_the_threads_it_is_given() {
 #[test]
 fn a_thread_count_of_zero_is_refused_with_the_flag_named() {
     let w = World::new();
-    let doc = document(&w, &Options::default());
-    let snap = w.snapshot(&doc, "home/edge", "home.snapshot.json");
-    let (cert, key, _) = w.edge_cert("home", "edge", "home-edge", None, None);
-    let out = std::process::Command::new(EDGE)
-        .args(["run", "--edge", "home/edge", "--snapshot"])
-        .arg(&snap)
-        .arg("--cert")
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .arg("--ca")
-        .arg(w.ca_pem())
-        .args(["--threads", "0"])
-        .output()
-        .expect("run fedgate-edge");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = home_edge_refusing(&w, &["--threads", "0"]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--threads"), "{err}");
 }

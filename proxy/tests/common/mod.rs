@@ -767,3 +767,27 @@ pub(crate) fn ns_curl(ns: &tests::Namespaces, tag: &str, args: &[&str]) -> (bool
     all.extend_from_slice(args);
     ns.run(tag, "curl", &all)
 }
+
+/// `fedgate-edge run` as `home/edge` of the standard document with `extra`
+/// flags, expected to refuse them and exit at once: its status and stderr.
+pub(crate) fn home_edge_refusing(w: &World, extra: &[&str]) -> (Option<i32>, String) {
+    let doc = document(w, &Options::default());
+    let snap = w.snapshot(&doc, "home/edge", "home.snapshot.json");
+    let (cert, key, _) = w.edge_cert("home", "edge", "home-edge", None, None);
+    let out = std::process::Command::new(EDGE)
+        .args(["run", "--edge", "home/edge", "--snapshot"])
+        .arg(&snap)
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .arg("--ca")
+        .arg(w.ca_pem())
+        .args(extra)
+        .output()
+        .expect("run fedgate-edge");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
