@@ -23,7 +23,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{NsOrigins, audit_record, ns_curl, ns_edge, ns_lock_down, ns_tools};
+use common::{
+    NsOrigins, audit_record, first_fetched, ns_curl, ns_drop_quic, ns_edge, ns_lock_down, ns_tools,
+};
 use tests::{Namespaces, World};
 
 const DOC: &str = r#"federation: {name: test, trust_domain: test.fedgate.example}
@@ -287,33 +289,13 @@ async fn staff_reach_home_systems_over_ipv6_and_through_a_dual_stack_listener() 
 
     // Home's perimeter drops UDP to the overlay's QUIC port: flows go over
     // TLS on TCP, on IPv6 too.
-    let (ok, _, err) = ns.run(
-        "ae",
-        "nft",
-        &[
-            "insert",
-            "rule",
-            "inet",
-            "fedgate_edge",
-            "input",
-            "udp",
-            "dport",
-            "4433",
-            "drop",
-        ],
-    );
-    assert!(ok, "nft insert: {err}");
-    let mut fetched = None;
-    for _ in 0..10 {
-        let (ok, body, _) = page(
+    ns_drop_quic(&ns, "ae");
+    let fetched = first_fetched(10, || {
+        page(
             &ns,
             &["--resolve", "web.home.example:8443:[2001:2:0:10::1]"],
-        );
-        if ok {
-            fetched = Some(body);
-            break;
-        }
-    }
+        )
+    });
     assert_eq!(
         fetched.as_deref(),
         Some("web page of home, over IPv6\n"),

@@ -22,7 +22,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{NsOrigins, audit, audit_record, ns_curl, ns_edge, ns_lock_down, ns_tools};
+use common::{
+    NsOrigins, audit, audit_record, first_fetched, ns_curl, ns_drop_quic, ns_edge, ns_lock_down,
+    ns_tools,
+};
 use tests::{Namespaces, World};
 
 const DOC: &str = r#"federation: {name: test, trust_domain: test.fedgate.example}
@@ -183,35 +186,10 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
 
     // Home's perimeter now drops UDP to the overlay's QUIC port: the link
     // is lost and flows go over TLS on TCP, port 4443, which it lets in.
-    let (ok, _, err) = ns.run(
-        "ae",
-        "nft",
-        &[
-            "insert",
-            "rule",
-            "inet",
-            "fedgate_edge",
-            "input",
-            "udp",
-            "dport",
-            "4433",
-            "drop",
-        ],
-    );
-    assert!(ok, "nft insert: {err}");
+    ns_drop_quic(&ns, "ae");
     let before = audit(&w, "away").len();
-    // A flow whose bytes were already out on the lost path is refused
-    // rather than sent twice; staff retry, as a browser does.
-    let mut fetched = None;
-    for _ in 0..10 {
-        let (ok, body, _) = files(&ns);
-        if ok {
-            fetched = Some(body);
-            break;
-        }
-    }
     assert_eq!(
-        fetched.as_deref(),
+        first_fetched(10, || files(&ns)).as_deref(),
         Some("a file of home, via a VIP\n"),
         "no file over TCP with UDP dropped\n{}",
         away.log_text()

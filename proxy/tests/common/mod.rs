@@ -791,3 +791,35 @@ pub(crate) fn home_edge_refusing(w: &World, extra: &[&str]) -> (Option<i32>, Str
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Drop UDP to the overlay's QUIC port (4433) on the edge host in
+/// namespace `tag`, ahead of the `fedctl firewall` ruleset's openings: a
+/// perimeter that blocks QUIC.
+pub(crate) fn ns_drop_quic(ns: &tests::Namespaces, tag: &str) {
+    let rule = [
+        "insert",
+        "rule",
+        "inet",
+        "fedgate_edge",
+        "input",
+        "udp",
+        "dport",
+        "4433",
+        "drop",
+    ];
+    let (ok, _, err) = ns.run(tag, "nft", &rule);
+    assert!(ok, "nft insert in {tag}: {err}");
+}
+
+/// The body of the first of at most `tries` fetches that succeeds: a flow
+/// whose bytes were already out on a path just lost is refused rather than
+/// sent twice, and staff retry, as a browser does.
+pub(crate) fn first_fetched(
+    tries: usize,
+    mut fetch: impl FnMut() -> (bool, String, String),
+) -> Option<String> {
+    (0..tries).find_map(|_| {
+        let (ok, body, _) = fetch();
+        ok.then_some(body)
+    })
+}
