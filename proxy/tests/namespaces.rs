@@ -15,8 +15,10 @@
 //! member (everything else dropped). A member of staff in away's LAN finds
 //! home's systems by name through away's edge (split-horizon DNS) and
 //! reaches them with curl, over QUIC, then, once home's perimeter drops
-//! UDP, over TLS on TCP. All addresses are in 198.18.0.0/15, inside
-//! namespaces this test makes and deletes.
+//! UDP, over TLS on TCP. Home's edge listens for its peers on every address
+//! of its host (`--overlay-quic [::]:4433`), as it would behind a NAT. All
+//! addresses are in 198.18.0.0/15, inside namespaces this test makes and
+//! deletes.
 
 mod common;
 
@@ -103,7 +105,26 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
     );
     let web_cert = &origins.cert;
 
-    let home = ns_edge(&w, &ns, DOC, "ae", "home", &[]);
+    // Home's edge listens for its peers on every address of its host, as
+    // behind a NAT, where peers reach it at an address it does not hold;
+    // `fedctl firewall` opens the address the document gives.
+    let home = ns_edge(
+        &w,
+        &ns,
+        DOC,
+        "ae",
+        "home",
+        &["--overlay-quic", "[::]:4433", "--overlay-tcp", "[::]:4443"],
+    );
+    for kind in ["quic", "tcp"] {
+        let port = if kind == "quic" { 4433 } else { 4443 };
+        let line = format!("kind=\"overlay-{kind}\" addr=[::]:{port}");
+        assert!(
+            home.log_text().contains(&line),
+            "{line}\n{}",
+            home.log_text()
+        );
+    }
     let mut away = ns_edge(
         &w,
         &ns,
