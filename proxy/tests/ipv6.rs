@@ -217,6 +217,19 @@ async fn staff_reach_home_systems_over_ipv6_and_through_a_dual_stack_listener() 
     );
     assert!(ok, "files through the VIP: {err}\n{}", away.log_text());
     assert_eq!(body, "a file of home, via an IPv6 VIP\n");
+    // The same VIP, its address in brackets, through CONNECT.
+    let (ok, body, err) = ns_curl(
+        &ns,
+        "b",
+        &[
+            "--proxytunnel",
+            "--proxy",
+            "http://[2001:2:0:10::1]:3128",
+            &format!("http://[{vip}]:8080/files.txt"),
+        ],
+    );
+    assert!(ok, "CONNECT [{vip}]:8080: {err}\n{}", away.log_text());
+    assert_eq!(body, "a file of home, via an IPv6 VIP\n");
     // 16 MiB across the 1,280-byte WAN, byte for byte.
     let mut big = vec![0u8; 16 << 20];
     tests::Pattern::new(6).fill(&mut big);
