@@ -270,6 +270,13 @@ fn a_record_cut_short_by_a_crash_is_set_aside_at_the_next_start() {
         0
     );
     assert_eq!(results(&log), ["accepted", "accepted"]);
+    // The information-governance team's check: the edge's verifier proves
+    // the admin audit log as it does a flow audit log (one chain format).
+    let (ok, out, err) = tests::run(
+        &edge_bin().display().to_string(),
+        &["audit", "verify", log.to_str().expect("path")],
+    );
+    assert!(ok && out.starts_with("ok: 2 records"), "{out} {err}");
     drop(control);
 
     // Not the next record's start: refused, the log as it was.
