@@ -264,7 +264,7 @@ enum Command {
     /// addresses, UDP and TCP ports, both directions) and a ruleset that locks
     /// each edge host down to them; on files with --config, else live.
     #[command(
-        after_help = "Examples:\n  fedctl firewall --config configs/south-east --org dpft\n  fedctl firewall --config configs/south-east --org wmcc --format nftables > wmcc-edge.nft\n  fedctl firewall --org dpft --format iptables --control-plane 192.0.2.5:7443   # the live configuration"
+        after_help = "Examples:\n  fedctl firewall --config configs/south-east --org dpft\n  fedctl firewall --config configs/south-east --org wmcc --format nftables > wmcc-edge.nft\n  fedctl firewall --org dpft --format iptables --control-plane 192.0.2.5:7443   # the live configuration\n  fedctl firewall --config configs/south-east --org dpft --format ip6tables > dpft-edge.ip6tables   # IPv6 (iptables is IPv4 only): load both"
     )]
     Firewall {
         /// The federation files (or directories); without it, the control
@@ -274,6 +274,8 @@ enum Command {
         /// The member whose edges the rules are for.
         #[arg(long)]
         org: String,
+        /// `iptables` is IPv4's ruleset and `ip6tables` IPv6's (load both);
+        /// `nftables` covers both families.
         #[arg(long, value_enum, default_value = "table")]
         format: firewall::Format,
         /// Control-plane replicas the edges reach (HOST:PORT as IP:PORT).

@@ -1,6 +1,7 @@
 //! `fedctl firewall`: the openings a member makes list exactly its edges'
 //! peers (the edges its snapshots hold of other members), in both
-//! directions, over QUIC and TCP, as a table, nftables and iptables.
+//! directions, over QUIC and TCP, as a table, nftables, iptables and
+//! ip6tables.
 
 mod kit;
 
@@ -120,6 +121,44 @@ fn a_member_opens_exactly_its_peers() {
         "{ipt:?}"
     );
     assert!(ipt.stdout.trim_end().ends_with("COMMIT"), "{ipt:?}");
+    // IPv6 has a ruleset of its own: this member's is IPv4 only, so its
+    // IPv6 ruleset opens nothing but neighbour discovery. (The namespace
+    // tests load both into edge hosts.)
+    let ip6t = fedctl_bare(
+        &w,
+        &[
+            "firewall",
+            "--config",
+            "fed",
+            "--org",
+            "home",
+            "--format",
+            "ip6tables",
+        ],
+    );
+    assert_eq!(ip6t.code, 0, "{ip6t:?}");
+    let v4_rules = ipt.stdout.lines().filter(|l| l.starts_with("-A")).count();
+    assert!(
+        ip6t.stdout.contains(&format!(
+            "IPv4 has a ruleset of its own ({} opening(s)): `--format iptables`. Load both",
+            v4_rules - 4
+        )),
+        "{ip6t:?}"
+    );
+    assert!(
+        ip6t.stdout
+            .contains("-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation"),
+        "{ip6t:?}"
+    );
+    assert!(
+        !ip6t.stdout.contains(" -s ") && !ip6t.stdout.contains(" -d "),
+        "no IPv6 opening for an IPv4 member: {ip6t:?}"
+    );
+    assert!(
+        ipt.stdout
+            .contains("IPv6 has a ruleset of its own (0 opening(s))"),
+        "{ipt:?}"
+    );
     let third_rules = fedctl_bare(&w, &["firewall", "--config", "fed", "--org", "third"]);
     assert!(
         third_rules

@@ -14,9 +14,9 @@
 //! The WAN's MTU is IPv6's least, 1,280 bytes, as over a tunnel. Both
 //! members number their LAN 2001:2:0:10::/64 (and 198.18.10.0/24):
 //! overlapping, as in `namespaces.rs`. Each edge host is locked down by the
-//! nftables ruleset `fedctl firewall` writes for its member; of ICMPv6 it
-//! lets through neighbour and router discovery, and errors of flows it
-//! tracks. Every address is in the benchmarking ranges (2001:2::/48,
+//! ruleset `fedctl firewall` writes for its member (nftables at home,
+//! iptables and ip6tables at away); of ICMPv6 it lets through neighbour and
+//! router discovery, and errors of flows it tracks. Every address is in the benchmarking ranges (2001:2::/48,
 //! 198.18.0.0/15), inside namespaces this test makes and deletes.
 
 mod common;
@@ -24,7 +24,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    NsOrigins, audit_record, first_fetched, ns_curl, ns_drop_quic, ns_edge, ns_lock_down, ns_tools,
+    NsOrigins, Ruleset, audit_record, first_fetched, ns_curl, ns_drop_quic, ns_edge, ns_lock_down,
+    ns_tools,
 };
 use tests::{Namespaces, World};
 
@@ -133,8 +134,10 @@ async fn staff_reach_home_systems_over_ipv6_and_through_a_dual_stack_listener() 
         ],
     );
 
-    ns_lock_down(&w, &ns, DOC, "ae", "home");
-    ns_lock_down(&w, &ns, DOC, "be", "away");
+    // Home's host loads the nftables ruleset, away's the iptables and
+    // ip6tables ones.
+    ns_lock_down(&w, &ns, DOC, "ae", "home", Ruleset::Nftables);
+    ns_lock_down(&w, &ns, DOC, "be", "away", Ruleset::Xtables);
 
     // Home's systems: a web server with a certificate for its name, and a
     // plain HTTP file server, on IPv6 only.

@@ -11,8 +11,9 @@
 //!
 //! Both members number their LAN 198.18.10.0/24 (overlapping ranges, each
 //! edge at .1), and neither LAN routes to the other. Each edge host is
-//! locked down by the nftables ruleset `fedctl firewall` writes for its
-//! member (everything else dropped). A member of staff in away's LAN finds
+//! locked down by the ruleset `fedctl firewall` writes for its member
+//! (everything else dropped): nftables at home, iptables and ip6tables at
+//! away. A member of staff in away's LAN finds
 //! home's systems by name through away's edge (split-horizon DNS) and
 //! reaches them with curl, over QUIC, then, once home's perimeter drops
 //! UDP, over TLS on TCP. Home's edge listens for its peers on every address
@@ -25,8 +26,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    NsOrigins, audit, audit_record, first_fetched, ns_curl, ns_drop_quic, ns_edge, ns_lock_down,
-    ns_tools,
+    NsOrigins, Ruleset, audit, audit_record, first_fetched, ns_curl, ns_drop_quic, ns_edge,
+    ns_lock_down, ns_tools,
 };
 use tests::{Namespaces, World};
 
@@ -90,8 +91,10 @@ async fn staff_reach_home_systems_across_separate_networks_and_a_perimeter() {
         "b",
         &["route", "add", "198.18.11.0/24", "via", "198.18.10.1"],
     );
-    ns_lock_down(&w, &ns, DOC, "ae", "home");
-    ns_lock_down(&w, &ns, DOC, "be", "away");
+    // Home's host loads the nftables ruleset, away's the iptables and
+    // ip6tables ones.
+    ns_lock_down(&w, &ns, DOC, "ae", "home", Ruleset::Nftables);
+    ns_lock_down(&w, &ns, DOC, "be", "away", Ruleset::Xtables);
 
     // Home's systems: a web server with a certificate for its name, and a
     // plain HTTP file server.

@@ -25,7 +25,10 @@ use super::output::table;
 pub enum Format {
     Table,
     Nftables,
+    /// IPv4, for `iptables-restore`.
     Iptables,
+    /// IPv6, for `ip6tables-restore`.
+    Ip6tables,
     Json,
 }
 
@@ -254,14 +257,6 @@ fn split(addr: &str) -> (String, Option<String>) {
     }
 }
 
-fn family(addr: &str) -> &'static str {
-    if addr.contains(':') && !addr.contains('.') || addr.starts_with('[') {
-        "ip6"
-    } else {
-        "ip"
-    }
-}
-
 /// The openings in `format`.
 pub fn render(
     format: Format,
@@ -333,11 +328,11 @@ pub fn render(
                         (lip, rip, rport)
                     };
                     let mut rule = String::new();
-                    if src.parse::<IpAddr>().is_ok() || src.contains('/') {
-                        let _ = write!(rule, "{} saddr {src} ", family(&src));
+                    if let Some(f) = family_of(&src) {
+                        let _ = write!(rule, "{f} saddr {src} ");
                     }
-                    if dst.parse::<IpAddr>().is_ok() || dst.contains('/') {
-                        let _ = write!(rule, "{} daddr {dst} ", family(&dst));
+                    if let Some(f) = family_of(&dst) {
+                        let _ = write!(rule, "{f} daddr {dst} ");
                     }
                     let _ = write!(rule, "meta l4proto {} ", o.protocol);
                     if let Some(p) = dport {
@@ -353,46 +348,74 @@ pub fn render(
             }
             let _ = writeln!(s, "}}");
         }
-        Format::Iptables => {
-            let _ = writeln!(
-                s,
-                "# fedctl firewall --org {org} --format iptables ({fed_name}): load with `iptables-restore < FILE` on the edge host (IPv4).\n*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A OUTPUT -o lo -j ACCEPT"
-            );
-            for o in openings {
-                let (lip, lport) = split(&o.local);
-                let (rip, rport) = split(&o.remote);
-                let (chain, src, dst, dport) = if o.direction == "in" {
-                    ("INPUT", rip, lip, lport)
-                } else {
-                    ("OUTPUT", lip, rip, rport)
-                };
-                if family(&src) == "ip6" || family(&dst) == "ip6" {
-                    let _ = writeln!(
-                        s,
-                        "# IPv6, for ip6tables: {} {} {src} -> {dst}",
-                        o.edge, o.peer
-                    );
-                    continue;
-                }
-                let mut rule = format!("-A {chain}");
-                if src.parse::<IpAddr>().is_ok() || src.contains('/') {
-                    let _ = write!(rule, " -s {src}");
-                }
-                if dst.parse::<IpAddr>().is_ok() || dst.contains('/') {
-                    let _ = write!(rule, " -d {dst}");
-                }
-                let _ = write!(rule, " -p {}", o.protocol);
-                if let Some(p) = dport {
-                    let _ = write!(rule, " --dport {p}");
-                }
-                let comment: String = format!("{} {} {}", o.edge, o.peer, o.why)
-                    .chars()
-                    .take(250)
-                    .collect();
-                let _ = writeln!(s, "{rule} -m comment --comment \"{comment}\" -j ACCEPT");
-            }
-            let _ = writeln!(s, "COMMIT");
-        }
+        Format::Iptables => xtables(&mut s, fed_name, org, openings, false),
+        Format::Ip6tables => xtables(&mut s, fed_name, org, openings, true),
     }
     Ok(s)
+}
+
+/// The ruleset of one family for `iptables-restore` (`v6`: for
+/// `ip6tables-restore`): xtables keeps a table per family, so a host of
+/// both loads both, and the family left without its ruleset stays open.
+fn xtables(s: &mut String, fed_name: &str, org: &str, openings: &[Opening], v6: bool) {
+    let (tool, this, other, other_format) = if v6 {
+        ("ip6tables-restore", "IPv6", "IPv4", "iptables")
+    } else {
+        ("iptables-restore", "IPv4", "IPv6", "ip6tables")
+    };
+    let family = if v6 { "ip6" } else { "ip" };
+    let of_family = |o: &&Opening| {
+        family_of(&o.local)
+            .or_else(|| family_of(&o.remote))
+            .is_none_or(|f| f == family)
+    };
+    let others = openings.iter().filter(|o| !of_family(o)).count();
+    let _ = writeln!(
+        s,
+        "# fedctl firewall --org {org} --format {} ({fed_name}): load with `{tool} < FILE` on the edge host ({this}).\n# {other} has a ruleset of its own ({others} opening(s)): `--format {other_format}`. Load both, or {other} stays open.\n# Everything else is dropped; established flows and loopback pass.\n*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A OUTPUT -o lo -j ACCEPT",
+        if v6 { "ip6tables" } else { "iptables" },
+    );
+    if v6 {
+        // Without neighbour discovery an IPv6 host loses its neighbours.
+        for chain in ["INPUT", "OUTPUT"] {
+            for t in [
+                "router-solicitation",
+                "router-advertisement",
+                "neighbour-solicitation",
+                "neighbour-advertisement",
+            ] {
+                let _ = writeln!(
+                    s,
+                    "-A {chain} -p ipv6-icmp -m icmp6 --icmpv6-type {t} -m comment --comment \"IPv6 neighbour and router discovery\" -j ACCEPT"
+                );
+            }
+        }
+    }
+    for o in openings.iter().filter(of_family) {
+        let (lip, lport) = split(&o.local);
+        let (rip, rport) = split(&o.remote);
+        let (chain, src, dst, dport) = if o.direction == "in" {
+            ("INPUT", rip, lip, lport)
+        } else {
+            ("OUTPUT", lip, rip, rport)
+        };
+        let mut rule = format!("-A {chain}");
+        if family_of(&src).is_some() {
+            let _ = write!(rule, " -s {src}");
+        }
+        if family_of(&dst).is_some() {
+            let _ = write!(rule, " -d {dst}");
+        }
+        let _ = write!(rule, " -p {}", o.protocol);
+        if let Some(p) = dport {
+            let _ = write!(rule, " --dport {p}");
+        }
+        // xtables takes a comment of at most 256 bytes.
+        let mut comment = format!("{} {} {}", o.edge, o.peer, o.why);
+        while comment.len() > 250 {
+            comment.pop();
+        }
+        let _ = writeln!(s, "{rule} -m comment --comment \"{comment}\" -j ACCEPT");
+    }
+    let _ = writeln!(s, "COMMIT");
 }

@@ -632,29 +632,57 @@ pub(crate) fn ns_edge(
     p
 }
 
+/// How an edge host is locked down: `fedctl firewall`'s nftables ruleset,
+/// or its iptables and ip6tables rulesets (one per family) as a host
+/// without nftables' own tools loads them.
+#[derive(Clone, Copy)]
+pub(crate) enum Ruleset {
+    Nftables,
+    Xtables,
+}
+
 /// Lock the edge host of `org` (namespace `tag`) down to the openings
 /// `fedctl firewall` lists for it in `doc`.
-pub(crate) fn ns_lock_down(w: &World, ns: &tests::Namespaces, doc: &str, tag: &str, org: &str) {
+pub(crate) fn ns_lock_down(
+    w: &World,
+    ns: &tests::Namespaces,
+    doc: &str,
+    tag: &str,
+    org: &str,
+    how: Ruleset,
+) {
     let config = w.path("federation.yaml");
     std::fs::write(&config, doc).expect("document");
     let fedctl = Path::new(EDGE).with_file_name("fedctl");
-    let (ok, rules, err) = tests::run(
-        &fedctl.display().to_string(),
-        &[
-            "firewall",
-            "--config",
-            &config.display().to_string(),
-            "--org",
-            org,
-            "--format",
-            "nftables",
+    let loads: &[(&str, &str)] = match how {
+        Ruleset::Nftables => &[("nftables", "nft -f")],
+        Ruleset::Xtables => &[
+            ("iptables", "iptables-restore"),
+            ("ip6tables", "ip6tables-restore"),
         ],
-    );
-    assert!(ok, "fedctl firewall --org {org}: {err}");
-    let file = w.path(&format!("{org}.nft"));
-    std::fs::write(&file, &rules).expect("ruleset");
-    let (ok, _, err) = ns.run(tag, "nft", &["-f", &file.display().to_string()]);
-    assert!(ok, "nft -f for {org}: {err}\n{rules}");
+    };
+    for (format, load) in loads {
+        let (ok, rules, err) = tests::run(
+            &fedctl.display().to_string(),
+            &[
+                "firewall",
+                "--config",
+                &config.display().to_string(),
+                "--org",
+                org,
+                "--format",
+                format,
+            ],
+        );
+        assert!(ok, "fedctl firewall --org {org} --format {format}: {err}");
+        let file = w.path(&format!("{org}.{format}"));
+        std::fs::write(&file, &rules).expect("ruleset");
+        let mut argv: Vec<String> = load.split(' ').map(str::to_owned).collect();
+        argv.push(file.display().to_string());
+        let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+        let (ok, _, err) = ns.run(tag, &argv[0], &args);
+        assert!(ok, "{load} for {org}: {err}\n{rules}");
+    }
 }
 
 /// A self-signed certificate and key for `name` (`openssl req`), for a
@@ -756,9 +784,17 @@ impl NsOrigins {
 /// and the tools they use. Without, they fail under `CI=true`.
 pub(crate) fn ns_tools() -> bool {
     tests::Namespaces::available()
-        && ["python3", "dig", "openssl", "nft", "curl"]
-            .iter()
-            .all(|tool| tests::require_tool(tool))
+        && [
+            "python3",
+            "dig",
+            "openssl",
+            "nft",
+            "iptables-restore",
+            "ip6tables-restore",
+            "curl",
+        ]
+        .iter()
+        .all(|tool| tests::require_tool(tool))
 }
 
 /// curl in namespace `tag`, 15 s at most; (success, body, stderr).
