@@ -20,4 +20,5 @@ pub mod files;
 pub mod forwarders;
 pub mod render;
 pub mod server;
+pub mod service;
 pub mod store;

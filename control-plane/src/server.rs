@@ -301,6 +301,12 @@ impl App {
                     ms = started.elapsed().as_millis() as u64,
                     "version published"
                 );
+                crate::service::status(&format!(
+                    "replica {}: version {} published ({} edge snapshots signed)",
+                    self.name,
+                    p.version,
+                    p.snapshots.len()
+                ));
                 self.published.send_replace(Arc::new(p));
             }
             Err(e) => tracing::error!(version = target, cause = %e, "version not published"),
@@ -1090,8 +1096,25 @@ pub async fn run(
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    {
+        // Under the publication's lock, so that a version published now
+        // does not have its status line overwritten by an older one.
+        let _one = app.publishing.lock().await;
+        let published = match app.published().version {
+            0 => "no version published yet".to_owned(),
+            v => format!("version {v} published"),
+        };
+        crate::service::ready(&format!(
+            "replica {}: API on {}; {published}",
+            app.name,
+            listener.local_addr()?
+        ));
+    }
+    let heartbeat = tokio::spawn(crate::service::watchdog());
     serve(app.clone(), listener, tls, shutdown).await?;
+    crate::service::stopping(&format!("replica {}: stopping", app.name));
     let lost = app.audit.close().await;
+    heartbeat.abort();
     anyhow::ensure!(
         lost == 0,
         "stopped with {lost} admin audit record(s) not written to {}: each is in this log whole \

@@ -44,6 +44,7 @@ pub mod node;
 pub mod overlay;
 pub mod relay;
 pub mod reload;
+pub mod service;
 #[cfg(test)]
 mod testing;
 pub mod tls;
@@ -215,6 +216,7 @@ impl Ctx {
             policies = node.fed.policies.len(),
             "snapshot applied"
         );
+        service::status(&service::serving(&node));
         self.node.send_replace(Arc::new(node));
     }
 
@@ -523,6 +525,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         ));
     }
     tracing::info!(edge = %config.edge, "ready");
+    service::ready(&service::serving(&ctx.node()));
+    let heartbeat = tokio::spawn(service::watchdog());
     let mut shutdown = shutdown;
     while !*shutdown.borrow() {
         if shutdown.changed().await.is_err() {
@@ -530,6 +534,14 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         }
     }
     tracing::info!(drain_secs = config.limits.drain.as_secs(), "draining");
+    let in_flight = config
+        .limits
+        .max_flows
+        .saturating_sub(ctx.flows.available_permits());
+    service::stopping(&format!(
+        "draining: {in_flight} flows may take up to {} s to finish",
+        config.limits.drain.as_secs()
+    ));
     overlay.stop_accepting();
     tasks.abort_all();
     let deadline = tokio::time::Instant::now() + config.limits.drain;
@@ -539,6 +551,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     overlay.close().await;
+    heartbeat.abort();
     let lost = ctx.audit.close();
     anyhow::ensure!(
         lost == 0,
