@@ -26,11 +26,26 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "fedgate-edge",
     version,
     about,
-    after_help = "Exit status: 0 stopped cleanly; 1 failed while running; 64 bad configuration (nothing was bound).\nLogging: FEDGATE_LOG (default `warn,proxy=info,fedgate::audit=info`: the audit records too), e.g. FEDGATE_LOG=debug."
+    after_help = "Exit status: 0 stopped cleanly; 1 failed while running; 64 bad configuration (nothing was bound).\nLogging: FEDGATE_LOG (default `warn,proxy=info,fedgate::audit=info`: the audit records too), e.g. FEDGATE_LOG=debug; --log-format json (FEDGATE_LOG_FORMAT) for one JSON object per line."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The log's format: `text`, or `json`, one object per line (for a SIEM).
+    #[arg(
+        long,
+        global = true,
+        env = "FEDGATE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -222,11 +237,15 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FEDGATE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,proxy=info,fedgate::audit=info")
     });
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => log.json().with_span_list(true).init(),
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match cli.command {
         Command::Audit {
             command: AuditCommand::Verify { files, partial },

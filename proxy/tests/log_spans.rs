@@ -1,6 +1,7 @@
 //! Each log line carries the span of its own flow: with many flows at once,
 //! a flow's audit line is logged in the span of that flow (same flow id) and
-//! never inside another client connection's span.
+//! never inside another client connection's span; so, too, in the JSON
+//! log (`--log-format json`), every line of which is one object.
 
 mod common;
 
@@ -91,5 +92,79 @@ async fn every_line_is_in_its_own_flows_span() {
             bad.len(),
             bad.join("\n")
         );
+    }
+}
+
+/// With `--log-format json` (a SIEM's intake), every line the edges write
+/// is one JSON object, and a flow's audit event carries its fields and the
+/// span of its own flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_each_flow_in_its_span() {
+    let w = World::new();
+    tests::echo_origin(addr(&w, 11, 7007)).await;
+    let doc = document(&w, &Options::default());
+    let json = ["--log-format".to_string(), "json".to_string()];
+    let pair = start_pair_with(&w, &doc, &doc, &json, &json);
+    echo(addr(&w, 130, 7007), "one flow, logged as JSON".into())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", pair.away.log_text()));
+    for name in ["away", "home"] {
+        for _ in 0..200 {
+            if !audit(&w, name).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(audit(&w, name).len(), 1, "{name}'s audit records");
+    }
+    for (name, log) in [
+        ("away", pair.away.log_text()),
+        ("home", pair.home.log_text()),
+    ] {
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("{name}: not a JSON line ({e}): {l}"))
+            })
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["fields"]["message"] == "ready" && l["level"] == "INFO"),
+            "{name}: {log}"
+        );
+        let flow = lines
+            .iter()
+            .find(|l| l["target"] == "fedgate::audit" && l["fields"]["message"] == "flow")
+            .unwrap_or_else(|| panic!("{name}: no audit event: {log}"));
+        let record = &audit(&w, name)[0];
+        for field in ["flow_id", "service", "result", "rule"] {
+            let logged = &flow["fields"][field];
+            let filed = if field == "rule" {
+                &record["rules"][0]
+            } else {
+                &record[field]
+            };
+            assert_eq!(logged, filed, "{name}: {field}: {flow}");
+        }
+        // In its own span: the home edge's flow (by id), the visited edge's
+        // client connection (its ingress and the client's address).
+        let spans = flow["spans"].as_array().cloned().unwrap_or_default();
+        let own = if name == "home" {
+            spans
+                .iter()
+                .any(|s| s["name"] == "flow" && s["flow_id"] == record["flow_id"])
+        } else {
+            spans.iter().any(|s| {
+                s["name"] == "ingress"
+                    && s["kind"] == "vip"
+                    && s["remote"]
+                        .as_str()
+                        .zip(record["src_addr"].as_str())
+                        .is_some_and(|(remote, src)| remote.starts_with(&format!("{src}:")))
+            })
+        };
+        assert!(own, "{name}: the audit event in its flow's span: {flow}");
     }
 }

@@ -17,6 +17,22 @@ use control_plane::store::embedded::EmbeddedStore;
 struct Args {
     #[command(subcommand)]
     command: Command,
+    /// The log's format: `text`, or `json`, one object per line (for a
+    /// SIEM); FEDGATE_LOG sets what is logged.
+    #[arg(
+        long,
+        global = true,
+        env = "FEDGATE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -89,14 +105,18 @@ async fn open_store(run: &RunArgs) -> Result<Store, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FEDGATE_LOG")
                 .unwrap_or_else(|_| "warn,control_plane=info,fedgate_control=info".into()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => log.json().with_span_list(true).init(),
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let Command::Run(run) = args.command;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
