@@ -251,6 +251,22 @@ enum Command {
         #[command(flatten)]
         conn: conn::ConnArgs,
     },
+    /// The anchors of an edge's audit log: the heads (last record on its
+    /// disk) it reported to the control plane, from every replica given,
+    /// one JSON object per line, for `fedgate-edge audit verify --anchors`.
+    #[command(
+        after_help = "Example:\n  fedctl audit-anchors --edge dpft/core > dpft-core.anchors.jsonl\n  fedgate-edge audit verify --anchors dpft-core.anchors.jsonl audit.jsonl.0* audit.jsonl"
+    )]
+    AuditAnchors {
+        /// The edge, ORG/NAME.
+        #[arg(long)]
+        edge: String,
+        /// Write them here instead of to standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        conn: conn::ConnArgs,
+    },
     /// The control plane (replica, store, head), every edge's version and last
     /// report, and the link matrix between edges (QUIC with RTT, TCP, down).
     #[command(after_help = "Example:\n  fedctl status\n  fedctl status -o json")]
@@ -525,6 +541,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &rollout.rollout(),
             )
             .await
+        }),
+        Command::AuditAnchors { edge, out, conn } => online(&conn, |api| async move {
+            online::audit_anchors(&api, &edge, out.as_deref()).await
         }),
         Command::Status { output, conn } => {
             online(

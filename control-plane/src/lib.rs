@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_audit;
+pub mod anchors;
 pub mod authz;
 pub mod certs;
 pub mod client;

@@ -11,7 +11,8 @@
 //! | `GET /v1/history` | admins | every version: author, time, message, changes |
 //! | `GET /v1/status` | admins | this replica, its store, why its admin audit log cannot be written (while it cannot), every edge's report |
 //! | `GET /v1/snapshot?have=N&digest=D&wait=S` | edges | its own signed snapshot once newer than N (long poll); its signed header alone when the document is still D |
-//! | `POST /v1/report` | edges | the version it runs and its peer links |
+//! | `POST /v1/report` | edges | the version it runs, its peer links and its audit log's head |
+//! | `GET /v1/audit-anchors?edge=ORG/NAME` | federation admins, the edge's organisation's admins | the heads of the edge's audit log this replica kept (`anchors`) |
 //! | `GET /v1/healthz` | anyone with a certificate | `ok` |
 //!
 //! A version is acknowledged (200 from apply) only once the store has it
@@ -90,9 +91,19 @@ pub struct EdgeReport {
     pub version: u64,
     #[serde(default)]
     pub links: Vec<Value>,
+    /// Its audit log's head: the last record on its disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditHead>,
     /// Set by the control plane when the report arrives.
     #[serde(default)]
     pub reported_at: String,
+}
+
+/// An audit log's head as an edge reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
 }
 
 pub struct App {
@@ -115,6 +126,8 @@ pub struct App {
     long_poll_max: Duration,
     /// The TLS material in use (replaced without a restart).
     trust: Arc<Trust>,
+    /// The edges' audit log heads, kept as anchors of their logs.
+    anchors: crate::anchors::Anchors,
 }
 
 /// Who is calling, from the certificate.
@@ -221,6 +234,7 @@ fn publish(
 }
 
 impl App {
+    #[allow(clippy::too_many_arguments)] // one caller, `run`: the parts a replica is made of
     pub fn new(
         name: String,
         trust_domain: String,
@@ -229,6 +243,7 @@ impl App {
         audit: AdminAudit,
         long_poll_max: Duration,
         trust: Arc<Trust>,
+        anchors: crate::anchors::Anchors,
     ) -> Arc<Self> {
         Arc::new(Self {
             name,
@@ -243,6 +258,7 @@ impl App {
             validated: Mutex::new(None),
             long_poll_max,
             trust,
+            anchors,
         })
     }
 
@@ -666,6 +682,7 @@ async fn status(State(app): State<Arc<App>>, Extension(caller): Extension<Caller
                 "edge": edge,
                 "version": r.map(|r| r.version),
                 "reported_at": r.map(|r| r.reported_at.clone()),
+                "audit_seq": r.and_then(|r| r.audit.as_ref()).map(|a| a.seq),
                 "links": r.map(|r| r.links.clone()).unwrap_or_default(),
             })
         })
@@ -781,6 +798,49 @@ impl hyper::body::Body for Chunks {
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct AnchorsQuery {
+    edge: String,
+}
+
+/// The anchors this replica keeps of `edge`'s audit log: for federation
+/// admins, and the admins of the edge's organisation.
+async fn audit_anchors(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<AnchorsQuery>,
+) -> Response {
+    let org = q.edge.split_once('/').map_or("", |(org, _)| org);
+    match &caller.identity {
+        Identity::FederationAdmin { .. } => {}
+        Identity::Admin { org: own, .. } if own == org => {}
+        Identity::Admin { org: own, .. } => {
+            return forbidden(format!(
+                "{} is an admin of {own}: the audit anchors of {}'s edges are for its admins and the federation's",
+                caller.identity, q.edge
+            ));
+        }
+        _ => {
+            if let Err(m) = require_admin(&caller) {
+                return forbidden(m);
+            }
+        }
+    }
+    match app.anchors.of(&q.edge) {
+        Ok(anchors) => Json(json!({
+            "edge": q.edge,
+            "replica": app.name,
+            "anchors": anchors,
+        }))
+        .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unavailable",
+            format!("cannot read the audit anchors: {e}"),
+        ),
+    }
+}
+
 async fn report(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -790,8 +850,21 @@ async fn report(
         Ok(e) => e,
         Err(m) => return forbidden(m),
     };
-    r.reported_at = now().to_string();
+    let now = now();
+    r.reported_at = now.to_string();
     tracing::debug!(edge = %edge, version = r.version, "edge report");
+    if let Some(head) = &r.audit {
+        if head.hash.len() == 64 && head.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            app.anchors
+                .offer(&app.name, &edge, head.seq, &head.hash, now);
+        } else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "audit.hash must be 64 hex digits (SHA-256)".into(),
+            );
+        }
+    }
     if let Ok(mut reports) = app.reports.lock() {
         reports.insert(edge, r);
     }
@@ -808,6 +881,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/report", post(report))
+        .route("/v1/audit-anchors", get(audit_anchors))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -981,6 +1055,8 @@ pub struct Options {
     /// Check `cert`, `key` and `ca` for replacements this often; `None`:
     /// never.
     pub reload_every: Option<Duration>,
+    /// Keep an edge's audit log head as an anchor at most this often.
+    pub anchor_every: Duration,
 }
 
 pub(crate) fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -1041,6 +1117,7 @@ pub async fn run(
     std::fs::create_dir_all(&opts.data)
         .with_context(|| format!("cannot create {}", opts.data.display()))?;
     let audit = AdminAudit::open(&opts.data.join("admin-audit.jsonl"))?;
+    let anchors = crate::anchors::Anchors::open(&opts.data, opts.anchor_every)?;
     if let Some(sources) = &opts.init
         && store.head().await? == 0
     {
@@ -1091,6 +1168,7 @@ pub async fn run(
         audit,
         opts.long_poll_max,
         trust,
+        anchors,
     );
     tokio::spawn(app.clone().follow_store());
     let listener = TcpListener::bind(opts.listen)

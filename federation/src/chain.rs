@@ -169,6 +169,128 @@ impl Verifier {
     }
 }
 
+/// A record of a log, as someone else was told of it: an edge reports its
+/// audit log's head (the last record flushed to its disk) to the control
+/// plane, which keeps it. A chain proves a log whole from one record to
+/// the next, but whoever can write the file can write a new chain, or cut
+/// the last records off; a log that holds another record at an anchor's
+/// `seq`, or ends before it, shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Anchor {
+    /// When the control plane was told (RFC 3339).
+    pub time: String,
+    /// The log's owner (an edge, `ORG/NAME`).
+    pub edge: String,
+    pub seq: u64,
+    /// Hash of the record's line ([`link`]): the next record's `prev`.
+    pub hash: String,
+    /// The control-plane replica that was told.
+    pub replica: String,
+}
+
+/// Why a log does not hold what its anchors say it held.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnchorMismatch {
+    #[error(
+        "record {seq} is not the record {edge} reported to the control plane (replica {replica}) at {time}: the log was rewritten, from that record or before"
+    )]
+    Differs {
+        seq: u64,
+        edge: String,
+        time: String,
+        replica: String,
+    },
+    #[error(
+        "the log ends at record {last}, but {edge} reported record {seq} to the control plane (replica {replica}) at {time}: records were removed from its end"
+    )]
+    Beyond {
+        last: u64,
+        seq: u64,
+        edge: String,
+        time: String,
+        replica: String,
+    },
+}
+
+/// What the anchors proved of a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Anchored {
+    /// Anchors whose record the log holds, with the hash reported.
+    pub matched: u64,
+    /// Anchors of records before the log's first (a log whose earlier
+    /// files were archived): not checked.
+    pub before: u64,
+}
+
+/// Checks a log's records against its anchors, record by record as a
+/// [`Verifier`] proves them.
+#[derive(Debug, Clone, Default)]
+pub struct AnchorCheck {
+    wanted: std::collections::BTreeMap<u64, Vec<Anchor>>,
+    first: Option<u64>,
+    last: u64,
+    matched: u64,
+}
+
+impl AnchorCheck {
+    pub fn new(anchors: impl IntoIterator<Item = Anchor>) -> Self {
+        let mut wanted: std::collections::BTreeMap<u64, Vec<Anchor>> =
+            std::collections::BTreeMap::new();
+        for a in anchors {
+            wanted.entry(a.seq).or_default().push(a);
+        }
+        Self {
+            wanted,
+            ..Self::default()
+        }
+    }
+
+    /// Record `seq`, whose line hashes to `hash`, is in the log.
+    pub fn record(&mut self, seq: u64, hash: &str) -> Result<(), AnchorMismatch> {
+        self.first.get_or_insert(seq);
+        self.last = seq;
+        for a in self.wanted.get(&seq).into_iter().flatten() {
+            if a.hash != hash {
+                return Err(AnchorMismatch::Differs {
+                    seq,
+                    edge: a.edge.clone(),
+                    time: a.time.clone(),
+                    replica: a.replica.clone(),
+                });
+            }
+            self.matched += 1;
+        }
+        Ok(())
+    }
+
+    /// Every record seen: an anchor past the last fails.
+    pub fn finish(&self) -> Result<Anchored, AnchorMismatch> {
+        let first = self.first.unwrap_or(self.last + 1);
+        if let Some((seq, a)) = self
+            .wanted
+            .range(self.last + 1..)
+            .find_map(|(seq, a)| a.first().map(|a| (*seq, a)))
+        {
+            return Err(AnchorMismatch::Beyond {
+                last: self.last,
+                seq,
+                edge: a.edge.clone(),
+                time: a.time.clone(),
+                replica: a.replica.clone(),
+            });
+        }
+        Ok(Anchored {
+            matched: self.matched,
+            before: self
+                .wanted
+                .range(..first)
+                .map(|(_, a)| a.len() as u64)
+                .sum(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +387,72 @@ mod tests {
             Err(NotCutShort::TooLong {
                 line: 3,
                 bytes: CUT_SHORT_MAX + 1
+            })
+        );
+    }
+
+    fn anchor(seq: u64, hash: &str) -> Anchor {
+        Anchor {
+            time: "2026-11-25T04:00:00Z".into(),
+            edge: "home/edge".into(),
+            seq,
+            hash: hash.into(),
+            replica: "c1".into(),
+        }
+    }
+
+    /// Anchors catch what the chain cannot: a log rewritten whole (a new
+    /// chain that verifies), and records cut off its end.
+    #[test]
+    fn anchors_catch_a_rewritten_log_and_a_cut_end() {
+        let log = chain(1, GENESIS, 5);
+        let check = |lines: &[String], anchors: Vec<Anchor>| {
+            let mut v = Verifier::continuing();
+            let mut a = AnchorCheck::new(anchors);
+            for line in lines {
+                v.handle_line(line).unwrap();
+                a.record(v.records, &v.prev)?;
+            }
+            a.finish()
+        };
+        let anchors = vec![anchor(2, &link(&log[1])), anchor(4, &link(&log[3]))];
+        assert_eq!(
+            check(&log, anchors.clone()),
+            Ok(Anchored {
+                matched: 2,
+                before: 0
+            })
+        );
+        // Records 4 and 5 cut off: the chain of 1 to 3 verifies, the anchor
+        // of record 4 does not.
+        assert!(matches!(
+            check(&log[..3], anchors.clone()),
+            Err(AnchorMismatch::Beyond {
+                last: 3,
+                seq: 4,
+                ..
+            })
+        ));
+        // Record 3 altered and the chain written again from there: it
+        // verifies, but record 4 is not the one reported.
+        let mut rewritten = log[..2].to_vec();
+        let mut prev = link(&log[1]);
+        for seq in 3..=5 {
+            let line = format!(r#"{{"seq":{seq},"prev":"{prev}","x":{}}}"#, seq * 10);
+            prev = link(&line);
+            rewritten.push(line);
+        }
+        assert!(matches!(
+            check(&rewritten, anchors.clone()),
+            Err(AnchorMismatch::Differs { seq: 4, .. })
+        ));
+        // Only the later files, the earlier archived: earlier anchors are
+        // counted, not checked.
+        assert_eq!(
+            check(&log[2..], anchors),
+            Ok(Anchored {
+                matched: 1,
+                before: 1
             })
         );
     }

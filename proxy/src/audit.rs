@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use federation::chain::{CUT_SHORT_MAX, Verifier, link};
+use federation::chain::{Anchor, AnchorCheck, Anchored, CUT_SHORT_MAX, Verifier, link};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
@@ -75,7 +75,13 @@ pub struct AuditLog {
     chain: Mutex<Chain>,
     writer: Mutex<Option<Writer>>,
     backlog: Arc<Backlog>,
+    head: Head,
 }
+
+/// The last record on file and flushed to the disk: its `seq` and hash.
+/// The edge reports it to the control plane, which keeps it as an
+/// [`Anchor`] of the log.
+type Head = Arc<Mutex<Option<(u64, String)>>>;
 
 /// Records given to the writer and not yet on file, shared with it.
 #[derive(Default)]
@@ -149,6 +155,7 @@ impl AuditLog {
             ..Backlog::default()
         });
         let mut writer = None;
+        let head: Head = Arc::default();
         if let Some(path) = path {
             // The file goes on from the newest rotated one; without one, it
             // is proved from its own first record on.
@@ -166,12 +173,13 @@ impl AuditLog {
             let mut size = 0;
             let mut first = chain.seq + 1;
             if path.exists() {
-                let summary = scan(path, before).with_context(|| {
-                    format!(
-                        "existing audit log {} does not verify; move it aside",
-                        path.display()
-                    )
-                })?;
+                let summary =
+                    scan(path, before, &mut AnchorCheck::default()).with_context(|| {
+                        format!(
+                            "existing audit log {} does not verify; move it aside",
+                            path.display()
+                        )
+                    })?;
                 if summary.cut_short > 0 {
                     set_aside(path, &summary)?;
                 }
@@ -184,6 +192,7 @@ impl AuditLog {
                 tracing::info!(path = %path.display(), "audit log starts a chain at record 1");
             } else {
                 tracing::info!(path = %path.display(), next = chain.seq + 1, "audit log goes on");
+                *lock(&head) = Some((chain.seq, chain.prev.clone()));
             }
             let file = OpenOptions::new()
                 .create(true)
@@ -201,6 +210,8 @@ impl AuditLog {
                 size,
                 first,
                 last: chain.seq,
+                last_hash: chain.prev.clone(),
+                head: head.clone(),
             };
             writer = Some(spawn_writer(
                 file,
@@ -213,7 +224,15 @@ impl AuditLog {
             chain: Mutex::new(chain),
             writer: Mutex::new(writer),
             backlog,
+            head,
         })
+    }
+
+    /// The last record on file and flushed to the disk (with
+    /// `--audit-no-sync`, written to the file): its `seq` and the hash of
+    /// its line. `None` before any, or without a file.
+    pub fn head(&self) -> Option<(u64, String)> {
+        lock(&self.head).clone()
     }
 
     /// Write out every record taken so far and stop the writer. If the file
@@ -345,6 +364,14 @@ struct LogFile {
     size: u64,
     first: u64,
     last: u64,
+    /// Hash of the last record's line.
+    last_hash: String,
+    /// Where the last record flushed to the disk is told.
+    head: Head,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What the writer does after each write that took every record it had,
@@ -372,6 +399,14 @@ impl LogFile {
         }
         self.dirty = false;
         self.synced = tokio::time::Instant::now();
+        self.publish_head();
+    }
+
+    /// The last record written is the log's head from now on.
+    fn publish_head(&self) {
+        if self.last > 0 {
+            *lock(&self.head) = Some((self.last, self.last_hash.clone()));
+        }
     }
 }
 
@@ -462,12 +497,20 @@ impl AfterWrite<File> for LogFile {
     }
 
     fn wrote(&mut self, file: &mut File, bytes: &[u8]) {
-        self.dirty = true;
-        if self.sync && self.synced.elapsed() >= SYNC_EVERY {
-            self.flush(file);
-        }
         self.size += bytes.len() as u64;
         self.last += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        let lines = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        let last_line = lines
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(lines, |at| &lines[at + 1..]);
+        self.last_hash = link(&String::from_utf8_lossy(last_line));
+        self.dirty = true;
+        if !self.sync {
+            self.publish_head();
+        } else if self.synced.elapsed() >= SYNC_EVERY {
+            self.flush(file);
+        }
         if self.rotation_due() {
             self.rotate(file);
         }
@@ -657,7 +700,7 @@ pub struct Verified {
 /// Check every complete line's `seq` and `prev` against `chain` (the
 /// chain of the files before, or one that takes the first line as it is),
 /// and measure what follows the last newline.
-fn scan(path: &Path, mut chain: Verifier) -> anyhow::Result<Verified> {
+fn scan(path: &Path, mut chain: Verifier, anchors: &mut AnchorCheck) -> anyhow::Result<Verified> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = BufReader::new(file);
     let mut complete = 0u64;
@@ -680,6 +723,7 @@ fn scan(path: &Path, mut chain: Verifier) -> anyhow::Result<Verified> {
         let line = std::str::from_utf8(&buf[..n - 1])
             .map_err(|_| anyhow::anyhow!("line {} is not UTF-8", chain.lines + 1))?;
         chain.handle_line(line)?;
+        anchors.record(chain.records, &chain.prev)?;
         complete += n as u64;
     }
 }
@@ -692,6 +736,21 @@ fn scan(path: &Path, mut chain: Verifier) -> anyhow::Result<Verified> {
 /// [`Verified::first`] says where that is. A last line cut short fails
 /// (the edge sets it aside when it next starts).
 pub fn verify(paths: &[PathBuf], partial: bool) -> anyhow::Result<Vec<Verified>> {
+    verify_anchored(paths, partial, Vec::new()).map(|(v, _)| v)
+}
+
+/// As [`verify`], and every record the log holds of `anchors` (its heads as
+/// the edge reported them to the control plane, `fedctl audit-anchors`)
+/// must be the record reported, and the log must not end before the last:
+/// what a chain alone cannot show (a log written anew, records cut off its
+/// end). Anchors before the first file's first record are counted, not
+/// checked.
+pub fn verify_anchored(
+    paths: &[PathBuf],
+    partial: bool,
+    anchors: Vec<Anchor>,
+) -> anyhow::Result<(Vec<Verified>, Anchored)> {
+    let mut anchors = AnchorCheck::new(anchors);
     let mut chain = if partial {
         Verifier::continuing()
     } else {
@@ -699,7 +758,8 @@ pub fn verify(paths: &[PathBuf], partial: bool) -> anyhow::Result<Vec<Verified>>
     };
     let mut out = Vec::new();
     for path in paths {
-        let summary = scan(path, chain).with_context(|| format!("{}", path.display()))?;
+        let summary =
+            scan(path, chain, &mut anchors).with_context(|| format!("{}", path.display()))?;
         anyhow::ensure!(
             summary.cut_short == 0,
             "{}: line {} is cut short ({} bytes and no newline: a record being written when the \
@@ -712,7 +772,8 @@ pub fn verify(paths: &[PathBuf], partial: bool) -> anyhow::Result<Vec<Verified>>
         chain = Verifier::after(summary.last_seq, &summary.last_hash);
         out.push(summary);
     }
-    Ok(out)
+    let anchored = anchors.finish()?;
+    Ok((out, anchored))
 }
 
 /// The rotated files of the log at `path` (`FILE.FIRST-LAST`, the `seq` of
@@ -911,6 +972,34 @@ mod tests {
     /// `verify`, naming the line; an edge that opens the log sets those
     /// bytes aside in a file of their own and goes on from the last whole
     /// record. A log altered before its end still refuses to open.
+    /// The head the edge reports is the last record on file and flushed,
+    /// with the hash of its line; an edge started again on the log has it
+    /// at once.
+    #[test]
+    fn the_head_is_the_last_record_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(Some(&path)).unwrap();
+        assert_eq!(log.head(), None);
+        for n in 1..=3 {
+            log.record(&record(n));
+        }
+        let mut head = None;
+        for _ in 0..300 {
+            head = log.head();
+            if head.as_ref().is_some_and(|(seq, _)| *seq == 3) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let third = text.lines().nth(2).unwrap();
+        assert_eq!(head, Some((3, link(third))));
+        assert_eq!(log.close(), 0);
+        let again = AuditLog::open(Some(&path)).unwrap();
+        assert_eq!(again.head(), Some((3, link(third))));
+    }
+
     #[test]
     fn a_record_cut_short_is_set_aside_and_the_chain_goes_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -1085,6 +1174,7 @@ mod tests {
                 spawn_writer(disk.clone(), "disk".into(), &backlog, Never).unwrap(),
             )),
             backlog,
+            head: Arc::default(),
         };
         let within = |what: &str, check: &dyn Fn() -> bool| {
             for _ in 0..300 {

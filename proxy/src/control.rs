@@ -16,7 +16,8 @@
 //!   version with other content, never another edge's), validated, and then
 //!   applied whole ([`Ctx::set_node`]) and written to the cache (temporary
 //!   file, fsync, rename) — or refused whole, the running one untouched.
-//! - After each poll the edge reports the version it runs and its peer links.
+//! - After each poll the edge reports the version it runs, its peer links
+//!   and its audit log's head (kept by the control plane as an anchor).
 //! - Polls and reports share one kept-alive mutual-TLS connection to the
 //!   replica in use (the control plane re-checks the edge's certificate on
 //!   every request); a new one is made when it closes, when the replica
@@ -389,8 +390,20 @@ impl Client {
         }
     }
 
-    async fn report(&self, addr: &str, version: u64, links: Vec<Value>) -> anyhow::Result<()> {
-        let body = serde_json::to_vec(&json!({"version": version, "links": links}))?;
+    /// Tell `addr` the version this edge runs, its peer links, and its
+    /// audit log's head (the control plane keeps it as an anchor of the log).
+    async fn report(
+        &self,
+        addr: &str,
+        version: u64,
+        links: Vec<Value>,
+        audit: Option<(u64, String)>,
+    ) -> anyhow::Result<()> {
+        let mut body = json!({"version": version, "links": links});
+        if let Some((seq, hash)) = audit {
+            body["audit"] = json!({"seq": seq, "hash": hash});
+        }
+        let body = serde_json::to_vec(&body)?;
         let (status, text) = self
             .request(
                 addr,
@@ -419,7 +432,11 @@ impl Client {
         // hold for --poll-secs); the first replica that answers hears it.
         for addr in &self.config.addrs {
             let version = ctx.node().version;
-            if self.report(addr, version, Vec::new()).await.is_ok() {
+            if self
+                .report(addr, version, Vec::new(), ctx.audit.head())
+                .await
+                .is_ok()
+            {
                 break;
             }
         }
@@ -473,7 +490,7 @@ impl Client {
             }
             let version = ctx.node().version;
             let links = overlay.link_report().await;
-            if let Err(e) = self.report(&addr, version, links).await {
+            if let Err(e) = self.report(&addr, version, links, ctx.audit.head()).await {
                 tracing::debug!(replica = %addr, cause = %format!("{e:#}"), "report not delivered");
             }
         }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -79,7 +79,44 @@ enum AuditCommand {
         /// where that is.
         #[arg(long)]
         partial: bool,
+        /// The log's anchors (`fedctl audit-anchors --edge ORG/NAME`): the
+        /// heads the edge reported to the control plane. The log must hold
+        /// each anchored record as reported and not end before the last,
+        /// which shows a log written anew or cut short at its end.
+        #[arg(long, value_name = "FILE")]
+        anchors: Option<PathBuf>,
     },
+}
+
+/// Anchors from `path`: one JSON object per line (as `fedctl
+/// audit-anchors` writes them), or one JSON array.
+fn read_anchors(path: &Path) -> Result<Vec<federation::chain::Anchor>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read anchors {}: {e}", path.display()))?;
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}:{}:{}: not a list of anchors: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        });
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                format!(
+                    "{}:{}:{}: not an anchor ({e}); write the file with `fedctl audit-anchors --edge ORG/NAME`",
+                    path.display(),
+                    i + 1,
+                    e.column()
+                )
+            })
+        })
+        .collect()
 }
 
 #[derive(Args)]
@@ -248,41 +285,79 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Audit {
-            command: AuditCommand::Verify { files, partial },
-        } => match proxy::audit::verify(&files, partial) {
-            Ok(checked) => {
-                if files.len() > 1 {
-                    for (file, v) in files.iter().zip(&checked) {
-                        let range = match &v.first {
-                            Some((first, _)) => format!("records {first} to {}", v.last_seq),
-                            None => "no records".into(),
-                        };
-                        println!("{}: {range}", file.display());
-                    }
+            command:
+                AuditCommand::Verify {
+                    files,
+                    partial,
+                    anchors,
+                },
+        } => {
+            let given = match anchors.as_deref().map(read_anchors).transpose() {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("fedgate-edge: {e}");
+                    return ExitCode::from(64);
                 }
-                let records: u64 = checked.iter().map(|v| v.records).sum();
-                let last = checked.last().map_or("", |v| v.last_hash.as_str());
-                println!("ok: {records} records, chain intact, last hash {last}");
-                if let Some((first, prev)) = checked.first().and_then(|v| v.first.as_ref())
-                    && *first > 1
-                {
-                    println!(
-                        "from record {first} on, after a record with hash {prev}: records 1 to {} are in the files before it",
-                        first - 1
-                    );
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-                eprintln!(
-                    "fedgate-edge: audit log {} does not verify: {e:#}",
-                    shown.join(" ")
-                );
-                ExitCode::from(1)
-            }
-        },
+            };
+            verify_command(&files, partial, given)
+        }
         Command::Run(args) => run(*args),
+    }
+}
+
+/// `fedgate-edge audit verify`.
+fn verify_command(
+    files: &[PathBuf],
+    partial: bool,
+    anchors: Option<Vec<federation::chain::Anchor>>,
+) -> ExitCode {
+    let given = anchors.is_some();
+    match proxy::audit::verify_anchored(files, partial, anchors.unwrap_or_default()) {
+        Ok((checked, anchored)) => {
+            if files.len() > 1 {
+                for (file, v) in files.iter().zip(&checked) {
+                    let range = match &v.first {
+                        Some((first, _)) => format!("records {first} to {}", v.last_seq),
+                        None => "no records".into(),
+                    };
+                    println!("{}: {range}", file.display());
+                }
+            }
+            let records: u64 = checked.iter().map(|v| v.records).sum();
+            let last = checked.last().map_or("", |v| v.last_hash.as_str());
+            println!("ok: {records} records, chain intact, last hash {last}");
+            if let Some((first, prev)) = checked.first().and_then(|v| v.first.as_ref())
+                && *first > 1
+            {
+                println!(
+                    "from record {first} on, after a record with hash {prev}: records 1 to {} are in the files before it",
+                    first - 1
+                );
+            }
+            if given {
+                println!(
+                    "anchors: {} matched, the log not cut before the last{}",
+                    anchored.matched,
+                    if anchored.before > 0 {
+                        format!(
+                            "; {} of records before this log's first, not checked",
+                            anchored.before
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            eprintln!(
+                "fedgate-edge: audit log {} does not verify: {e:#}",
+                shown.join(" ")
+            );
+            ExitCode::from(1)
+        }
     }
 }
 

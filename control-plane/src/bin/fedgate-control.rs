@@ -81,6 +81,12 @@ struct RunArgs {
     /// bundle this often (milliseconds); 0: never.
     #[arg(long, default_value_t = 1000)]
     reload_ms: u64,
+    /// Keep each edge's audit log head (which it reports after each poll)
+    /// as an anchor of its log at most this often, in seconds
+    /// (DATA/audit-anchors.jsonl; `fedctl audit-anchors`). A head that goes
+    /// back is kept, and logged, at once.
+    #[arg(long, default_value_t = 300)]
+    audit_anchor_secs: u64,
 }
 
 async fn open_store(run: &RunArgs) -> Result<Store, String> {
@@ -169,6 +175,7 @@ fn main() -> ExitCode {
             init,
             long_poll_max: Duration::from_secs(run.long_poll_secs),
             reload_every: (run.reload_ms > 0).then(|| Duration::from_millis(run.reload_ms)),
+            anchor_every: Duration::from_secs(run.audit_anchor_secs),
         };
         match server::run(opts, store, rx).await {
             Ok(()) => ExitCode::SUCCESS,

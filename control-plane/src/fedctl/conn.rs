@@ -263,12 +263,18 @@ impl Api {
     /// Every replica listed with `--control`, with its `/v1/status` or why
     /// it did not answer.
     pub async fn each_status(&self) -> Vec<(String, Result<Value, String>)> {
+        self.each_get("/v1/status").await
+    }
+
+    /// `GET path` of every replica listed with `--control`: its answer, or
+    /// why there was none.
+    pub async fn each_get(&self, path: &str) -> Vec<(String, Result<Value, String>)> {
         let mut out = Vec::new();
         for c in &self.clients {
             let answer = c
                 .send(
                     hyper::Method::GET,
-                    "/v1/status",
+                    path,
                     None,
                     Duration::from_secs(10),
                     now(),

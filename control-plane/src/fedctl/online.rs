@@ -866,3 +866,74 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
     println!("(version {} of the federation)", head.version);
     Ok(0)
 }
+
+/// `fedctl audit-anchors`: the anchors of `edge`'s audit log that every
+/// replica listed keeps (an edge reports to the replica it polls), merged,
+/// oldest first, one JSON object per line, for `fedgate-edge audit verify
+/// --anchors`.
+pub async fn audit_anchors(
+    api: &Api,
+    edge: &str,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    let answers = api
+        .each_get(&format!("/v1/audit-anchors?edge={edge}"))
+        .await;
+    let mut anchors: Vec<federation::chain::Anchor> = Vec::new();
+    let mut answered = 0;
+    let mut missing = Vec::new();
+    for (addr, answer) in answers {
+        match answer.and_then(|v| {
+            serde_json::from_value::<Vec<federation::chain::Anchor>>(v["anchors"].clone())
+                .map_err(|e| format!("not a list of anchors: {e}"))
+        }) {
+            Ok(a) => {
+                answered += 1;
+                anchors.extend(a);
+            }
+            Err(e) => missing.push(format!("{addr}: {e}")),
+        }
+    }
+    if answered == 0 {
+        let refused = missing.iter().all(|m| m.contains(": 403"));
+        return Err(Failure::new(
+            if refused {
+                exit::REFUSED
+            } else {
+                exit::CONNECT
+            },
+            format!(
+                "no replica gave the anchors of {edge}:\n  {}",
+                missing.join("\n  ")
+            ),
+        )
+        .into());
+    }
+    anchors.sort_by(|a, b| (&a.time, a.seq, &a.replica).cmp(&(&b.time, b.seq, &b.replica)));
+    anchors.dedup();
+    let mut text = String::new();
+    for a in &anchors {
+        text.push_str(&serde_json::to_string(a)?);
+        text.push('\n');
+    }
+    match out {
+        Some(path) => std::fs::write(path, &text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    let range = match (
+        anchors.iter().map(|a| a.seq).min(),
+        anchors.iter().map(|a| a.seq).max(),
+    ) {
+        (Some(lo), Some(hi)) => format!(", records {lo} to {hi}"),
+        _ => String::new(),
+    };
+    eprintln!(
+        "{} anchor(s) of {edge} from {answered} replica(s){range}",
+        anchors.len()
+    );
+    for m in &missing {
+        eprintln!("warning: no anchors from {m}: those it keeps are missing");
+    }
+    Ok(0)
+}

@@ -1,0 +1,221 @@
+//! Anchors of the edges' audit logs: each edge reports its log's head (the
+//! last record on its disk, `seq` and hash) with its version; the replica
+//! keeps one every `--audit-anchor-secs` per edge in
+//! `DATA/audit-anchors.jsonl`, off the edge's host and out of its admins'
+//! reach. `fedgate-edge audit verify --anchors` then shows what a hash
+//! chain alone cannot: a log written anew (its records at anchored `seq`s
+//! differ) or cut short at its end (it ends before an anchor).
+//!
+//! A head that goes back (a lower `seq`, or the same `seq` with another
+//! hash) is logged at once as a warning (`edge audit log went back`) and
+//! anchored: the edge's log was replaced or cut, or started anew on
+//! purpose after its files were archived.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use federation::chain::Anchor;
+use jiff::Timestamp;
+
+/// The file of one replica's anchors: one JSON [`Anchor`] per line.
+pub const FILE: &str = "audit-anchors.jsonl";
+
+pub struct Anchors {
+    path: PathBuf,
+    every: Duration,
+    /// Each edge's last anchor.
+    last: Mutex<BTreeMap<String, Anchor>>,
+}
+
+/// What became of a head an edge reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offered {
+    /// Kept as an anchor.
+    Anchored,
+    /// Not kept: the edge's last anchor is the same record, or younger
+    /// than `--audit-anchor-secs`.
+    Skipped,
+    /// Kept, and logged as a warning: the log went back from `held`.
+    WentBack { held: Anchor },
+}
+
+impl Anchors {
+    /// The anchors in `dir`, each edge's last read back from the file.
+    pub fn open(dir: &Path, every: Duration) -> anyhow::Result<Self> {
+        let path = dir.join(FILE);
+        let mut last = BTreeMap::new();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                for (i, line) in text.lines().enumerate() {
+                    match serde_json::from_str::<Anchor>(line) {
+                        Ok(a) => {
+                            last.insert(a.edge.clone(), a);
+                        }
+                        // A line cut short by a crash: the anchors before
+                        // it stand, and the next report makes a new one.
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), line = i + 1, cause = %e, "audit anchor line skipped")
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot read audit anchors {}: {e}",
+                    path.display()
+                ));
+            }
+        }
+        Ok(Self {
+            path,
+            every,
+            last: Mutex::new(last),
+        })
+    }
+
+    /// `edge` reported its audit log's head: `seq` and `hash`.
+    pub fn offer(
+        &self,
+        replica: &str,
+        edge: &str,
+        seq: u64,
+        hash: &str,
+        now: Timestamp,
+    ) -> Offered {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = last.get(edge).cloned();
+        let outcome = match &held {
+            Some(h) if seq < h.seq || (seq == h.seq && hash != h.hash) => {
+                Offered::WentBack { held: h.clone() }
+            }
+            Some(h) if seq == h.seq => Offered::Skipped,
+            Some(h)
+                if h.time
+                    .parse::<Timestamp>()
+                    .is_ok_and(|t| now.duration_since(t).unsigned_abs() < self.every) =>
+            {
+                Offered::Skipped
+            }
+            _ => Offered::Anchored,
+        };
+        if outcome == Offered::Skipped {
+            return outcome;
+        }
+        let anchor = Anchor {
+            time: now.to_string(),
+            edge: edge.to_owned(),
+            seq,
+            hash: hash.to_owned(),
+            replica: replica.to_owned(),
+        };
+        if let Offered::WentBack { held } = &outcome {
+            tracing::warn!(
+                edge,
+                seq,
+                held_seq = held.seq,
+                held_time = %held.time,
+                "edge audit log went back: its log was replaced or cut, or started anew after its files were archived"
+            );
+        }
+        if let Err(e) = self.append(&anchor) {
+            tracing::error!(path = %self.path.display(), cause = %e, edge, "cannot keep an audit anchor");
+            return Offered::Skipped;
+        }
+        last.insert(edge.to_owned(), anchor);
+        outcome
+    }
+
+    fn append(&self, anchor: &Anchor) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(anchor).map_err(std::io::Error::other)?;
+        line.push('\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        file.write_all(line.as_bytes())
+    }
+
+    /// Every anchor of `edge` this replica keeps, oldest first.
+    pub fn of(&self, edge: &str) -> std::io::Result<Vec<Anchor>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Anchor>(l).ok())
+            .filter(|a| a.edge == edge)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_anchor_per_interval_and_a_head_that_goes_back_is_kept_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let a = Anchors::open(dir.path(), Duration::from_secs(300)).expect("open");
+        let t0: Timestamp = "2026-11-25T04:00:00Z".parse().expect("time");
+        let at = |secs: i64| t0 + jiff::SignedDuration::from_secs(secs);
+        let h = |n: u64| format!("{n:064x}");
+        assert_eq!(
+            a.offer("c1", "home/edge", 10, &h(10), at(0)),
+            Offered::Anchored
+        );
+        // The same record, then a later one too soon: skipped.
+        assert_eq!(
+            a.offer("c1", "home/edge", 10, &h(10), at(30)),
+            Offered::Skipped
+        );
+        assert_eq!(
+            a.offer("c1", "home/edge", 20, &h(20), at(60)),
+            Offered::Skipped
+        );
+        assert_eq!(
+            a.offer("c1", "home/edge", 30, &h(30), at(301)),
+            Offered::Anchored
+        );
+        // Another edge has its own.
+        assert_eq!(
+            a.offer("c1", "away/edge", 5, &h(5), at(302)),
+            Offered::Anchored
+        );
+        // Back to record 3, at once; or the same seq with another hash.
+        assert!(matches!(
+            a.offer("c1", "home/edge", 3, &h(3), at(320)),
+            Offered::WentBack { held } if held.seq == 30
+        ));
+        assert!(matches!(
+            a.offer("c1", "home/edge", 3, &h(4), at(330)),
+            Offered::WentBack { held } if held.seq == 3
+        ));
+        let seqs: Vec<u64> = a
+            .of("home/edge")
+            .expect("read")
+            .iter()
+            .map(|a| a.seq)
+            .collect();
+        assert_eq!(seqs, [10, 30, 3, 3]);
+        // Opened again, each edge's last anchor is read back.
+        let again = Anchors::open(dir.path(), Duration::from_secs(300)).expect("open");
+        assert_eq!(
+            again.offer("c1", "away/edge", 5, &h(5), at(900)),
+            Offered::Skipped
+        );
+        assert_eq!(
+            again.offer("c1", "home/edge", 3, &h(4), at(900)),
+            Offered::Skipped
+        );
+    }
+}
