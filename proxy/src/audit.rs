@@ -211,6 +211,7 @@ impl AuditLog {
                 first,
                 last: chain.seq,
                 last_hash: chain.prev.clone(),
+                partial: LastLine::default(),
                 head: head.clone(),
             };
             writer = Some(spawn_writer(
@@ -280,6 +281,9 @@ impl AuditLog {
             &[],
             b.errors.load(Ordering::Relaxed) as f64,
         );
+        if let Some((seq, _)) = self.head() {
+            metrics.set("fedgate_audit_head_seq", &[], seq as f64);
+        }
     }
 
     /// Log a record without filing it: a flow refused because records
@@ -366,8 +370,36 @@ struct LogFile {
     last: u64,
     /// Hash of the last record's line.
     last_hash: String,
+    /// The start of a record the disk took only part of, until the rest.
+    partial: LastLine,
     /// Where the last record flushed to the disk is told.
     head: Head,
+}
+
+/// Bytes written after the last newline: the start of a record whose
+/// rest is still to come.
+#[derive(Default)]
+struct LastLine(Vec<u8>);
+
+impl LastLine {
+    /// `bytes` follow what came before: the hash of the last whole line
+    /// they end, if they end one.
+    fn feed(&mut self, bytes: &[u8]) -> Option<String> {
+        let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+            self.0.extend_from_slice(bytes);
+            return None;
+        };
+        let hash = match bytes[..end].iter().rposition(|&b| b == b'\n') {
+            Some(start) => link(&String::from_utf8_lossy(&bytes[start + 1..end])),
+            None => {
+                self.0.extend_from_slice(&bytes[..end]);
+                link(&String::from_utf8_lossy(&self.0))
+            }
+        };
+        self.0.clear();
+        self.0.extend_from_slice(&bytes[end + 1..]);
+        Some(hash)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -377,7 +409,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What the writer does after each write that took every record it had,
 /// and while it waits for records.
 trait AfterWrite<W> {
-    /// `bytes` (whole records) reached `file`.
+    /// `bytes` reached `file`: whole records, except when the disk took
+    /// only part of what was written (then the rest follows in the next).
     fn wrote(&mut self, file: &mut W, bytes: &[u8]);
     /// How long the writer may wait for records before [`AfterWrite::idle`]
     /// is due; `None`: as long as it takes.
@@ -413,7 +446,9 @@ impl LogFile {
 impl LogFile {
     /// Whether the file holds a record and is past its size or its time.
     fn rotation_due(&self) -> bool {
-        self.last >= self.first
+        // Never between the parts of a record the disk took in two writes.
+        self.partial.0.is_empty()
+            && self.last >= self.first
             && ((self.rotate_at > 0 && self.size >= self.rotate_at)
                 || self.next_rotation.is_some_and(|t| SystemTime::now() >= t))
     }
@@ -499,12 +534,9 @@ impl AfterWrite<File> for LogFile {
     fn wrote(&mut self, file: &mut File, bytes: &[u8]) {
         self.size += bytes.len() as u64;
         self.last += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-        let lines = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        let last_line = lines
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(lines, |at| &lines[at + 1..]);
-        self.last_hash = link(&String::from_utf8_lossy(last_line));
+        if let Some(hash) = self.partial.feed(bytes) {
+            self.last_hash = hash;
+        }
         self.dirty = true;
         if !self.sync {
             self.publish_head();
@@ -609,7 +641,7 @@ fn write_lines<W: Write>(
         }
         let (written, error) = append(&mut file, &pending);
         let whole = pending[..written].iter().filter(|&&b| b == b'\n').count() as u64;
-        if error.is_none() {
+        if written > 0 {
             after.wrote(&mut file, &pending[..written]);
         }
         pending.drain(..written);
@@ -1000,6 +1032,33 @@ mod tests {
         assert_eq!(again.head(), Some((3, link(third))));
     }
 
+    /// Records the disk took in pieces: the head's hash is still that of
+    /// the last whole line.
+    #[test]
+    fn the_last_line_is_hashed_whole_across_writes() {
+        let lines = [
+            "{\"seq\":1,\"x\":\"a\"}",
+            "{\"seq\":2,\"x\":\"bb\"}",
+            "{\"seq\":3}",
+        ];
+        let all = lines.join("\n") + "\n";
+        let bytes = all.as_bytes();
+        for cut in 1..bytes.len() {
+            let mut last = LastLine::default();
+            let mut hash = None;
+            for part in [&bytes[..cut], &bytes[cut..]] {
+                if let Some(h) = last.feed(part) {
+                    hash = Some(h);
+                }
+            }
+            assert_eq!(hash, Some(link(lines[2])), "cut at {cut}");
+            assert!(last.0.is_empty());
+        }
+        let mut last = LastLine::default();
+        assert_eq!(last.feed(&bytes[..5]), None);
+        assert_eq!(last.feed(&bytes[5..20]), Some(link(lines[0])));
+    }
+
     #[test]
     fn a_record_cut_short_is_set_aside_and_the_chain_goes_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -1065,10 +1124,22 @@ mod tests {
     }
 
     /// Nothing after a write: a writer that writes no file.
-    struct Never;
+    /// Every byte the writer says reached the file, fed as it comes to a
+    /// [`LastLine`], as the log file's head is kept.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Told>>);
 
-    impl<W> AfterWrite<W> for Never {
-        fn wrote(&mut self, _: &mut W, _: &[u8]) {}
+    /// The bytes told of, the last line's start, and its hash.
+    type Told = (Vec<u8>, LastLine, Option<String>);
+
+    impl<W> AfterWrite<W> for Seen {
+        fn wrote(&mut self, _: &mut W, bytes: &[u8]) {
+            let mut s = self.0.lock().unwrap();
+            s.0.extend_from_slice(bytes);
+            if let Some(h) = s.1.feed(bytes) {
+                s.2 = Some(h);
+            }
+        }
 
         fn due(&self) -> Option<Duration> {
             None
@@ -1159,6 +1230,7 @@ mod tests {
     /// in order, and the chain is whole.
     #[test]
     fn records_the_disk_cannot_take_are_kept_and_written_when_it_can() {
+        let seen = Seen::default();
         let disk = Disk::default();
         *disk.room.lock().unwrap() = 1000;
         let backlog = Arc::new(Backlog {
@@ -1171,7 +1243,7 @@ mod tests {
                 prev: GENESIS.to_owned(),
             }),
             writer: Mutex::new(Some(
-                spawn_writer(disk.clone(), "disk".into(), &backlog, Never).unwrap(),
+                spawn_writer(disk.clone(), "disk".into(), &backlog, seen.clone()).unwrap(),
             )),
             backlog,
             head: Arc::default(),
@@ -1229,6 +1301,16 @@ mod tests {
         }
         assert_eq!(chain.records, 7);
         assert!(text.ends_with('\n'));
+        // The writer told of every byte on disk, the record the full disk
+        // cut included, so the head is the last record, hashed whole.
+        let seen = seen.0.lock().unwrap();
+        assert!(
+            seen.0 == text.as_bytes(),
+            "the writer told of {} of the {} bytes on disk",
+            seen.0.len(),
+            text.len()
+        );
+        assert_eq!(seen.2, Some(link(text.lines().last().unwrap())));
     }
 
     /// Past its size the log is renamed `FILE.FIRST-LAST` and a new file

@@ -111,6 +111,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Writes of the audit log that failed (a full disk, an I/O error); the records are kept and written when it can be.",
     ),
     (
+        "fedgate_audit_head_seq",
+        "gauge",
+        "The audit log's last record on file and flushed to the disk: the head the edge reports to the control plane, which keeps it as an anchor of the log.",
+    ),
+    (
         "fedgate_snapshot_version",
         "gauge",
         "Version of the snapshot in force.",

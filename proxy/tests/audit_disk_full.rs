@@ -188,6 +188,16 @@ async fn a_full_disk_keeps_the_records_and_past_the_backlog_new_flows_are_refuse
         ok && out.contains(&format!("ok: {relayed} records")),
         "{out}"
     );
+    // The head the edge reports (for the control plane's anchors) counted
+    // every record, those the full disk took in pieces included.
+    assert!(
+        eventually(40, Duration::from_millis(100), || async {
+            metric_of(away_admin, "fedgate_audit_head_seq").await == relayed as f64
+        })
+        .await,
+        "head at {} of {relayed}",
+        metric_of(away_admin, "fedgate_audit_head_seq").await
+    );
     // Every record filed is a flow relayed, the same flows as at home; the
     // refusals are in the log only, as nothing crossed.
     let away = audit(&w, "away");
