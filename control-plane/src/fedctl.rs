@@ -264,6 +264,11 @@ enum Command {
         /// Write them here instead of to standard output.
         #[arg(long, short)]
         out: Option<PathBuf>,
+        /// Only anchors kept at or after this time (RFC 3339): for a log
+        /// started anew after its files were archived, from the control
+        /// plane's `edge audit log went back` warning on.
+        #[arg(long, value_name = "TIME")]
+        since: Option<Timestamp>,
         #[command(flatten)]
         conn: conn::ConnArgs,
     },
@@ -542,8 +547,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }),
-        Command::AuditAnchors { edge, out, conn } => online(&conn, |api| async move {
-            online::audit_anchors(&api, &edge, out.as_deref()).await
+        Command::AuditAnchors {
+            edge,
+            out,
+            since,
+            conn,
+        } => online(&conn, |api| async move {
+            online::audit_anchors(&api, &edge, out.as_deref(), since).await
         }),
         Command::Status { output, conn } => {
             online(

@@ -20,6 +20,16 @@ fn fedctl() -> PathBuf {
 
 /// `fedctl audit-anchors --edge EDGE` as `who`: (exit code, stdout, stderr).
 fn anchors(w: &World, who: &(PathBuf, PathBuf), edge: &str) -> (Option<i32>, String, String) {
+    anchors_with(w, who, edge, &[])
+}
+
+/// The same with more flags (`--since TIME`).
+fn anchors_with(
+    w: &World,
+    who: &(PathBuf, PathBuf),
+    edge: &str,
+    more: &[&str],
+) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(fedctl())
         .args([
             "audit-anchors",
@@ -34,6 +44,7 @@ fn anchors(w: &World, who: &(PathBuf, PathBuf), edge: &str) -> (Option<i32>, Str
             "--ca",
             &w.ca_pem().display().to_string(),
         ])
+        .args(more)
         .output()
         .expect("fedctl");
     (
@@ -198,4 +209,28 @@ async fn anchors_show_a_log_cut_short_or_written_anew() {
         "{went_back}"
     );
     assert!(went_back.contains("held_seq=6"), "{went_back}");
+
+    // The new chain verifies against the anchors kept since it started
+    // (`--since` the anchor that went back), not against the old chain's.
+    let all = anchors(&w, &home_admin_id, "home/edge").1;
+    let restart: serde_json::Value = all
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("anchor"))
+        .find(|a| a["seq"].as_u64().is_some_and(|s| s < 6))
+        .expect("the anchor that went back");
+    let since = restart["time"].as_str().expect("time");
+    let (code, recent, err) = anchors_with(&w, &home_admin_id, "home/edge", &["--since", since]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !recent.is_empty() && !recent.lines().any(|l| l.contains("\"seq\":6,")),
+        "{recent}"
+    );
+    let recent_file = w.path("home.recent.anchors.jsonl");
+    std::fs::write(&recent_file, &recent).expect("anchors");
+    let all_file = w.path("home.all.anchors.jsonl");
+    std::fs::write(&all_file, &all).expect("anchors");
+    let (ok, out) = verify(&log, Some(&recent_file));
+    assert!(ok, "{out}");
+    let (ok, out) = verify(&log, Some(&all_file));
+    assert!(!ok, "the old chain's anchors do not fit the new log: {out}");
 }

@@ -875,6 +875,7 @@ pub async fn audit_anchors(
     api: &Api,
     edge: &str,
     out: Option<&std::path::Path>,
+    since: Option<Timestamp>,
 ) -> anyhow::Result<u8> {
     let answers = api
         .each_get(&format!("/v1/audit-anchors?edge={edge}"))
@@ -908,6 +909,9 @@ pub async fn audit_anchors(
             ),
         )
         .into());
+    }
+    if let Some(since) = since {
+        anchors.retain(|a| a.time.parse::<Timestamp>().is_ok_and(|t| t >= since));
     }
     anchors.sort_by(|a, b| (&a.time, a.seq, &a.replica).cmp(&(&b.time, b.seq, &b.replica)));
     anchors.dedup();
