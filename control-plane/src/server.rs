@@ -853,20 +853,25 @@ async fn report(
     let now = now();
     r.reported_at = now.to_string();
     tracing::debug!(edge = %edge, version = r.version, "edge report");
+    // A head that is not a hash is refused; the version and links the
+    // report carries are kept all the same.
+    let bad_head = r
+        .audit
+        .take_if(|h| h.hash.len() != 64 || !h.hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        .is_some();
     if let Some(head) = &r.audit {
-        if head.hash.len() == 64 && head.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            app.anchors
-                .offer(&app.name, &edge, head.seq, &head.hash, now);
-        } else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                "audit.hash must be 64 hex digits (SHA-256)".into(),
-            );
-        }
+        app.anchors
+            .offer(&app.name, &edge, head.seq, &head.hash, now);
     }
     if let Ok(mut reports) = app.reports.lock() {
         reports.insert(edge, r);
+    }
+    if bad_head {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "audit.hash must be 64 hex digits (the SHA-256 of the last record); the version and links were kept".into(),
+        );
     }
     StatusCode::NO_CONTENT.into_response()
 }

@@ -191,6 +191,32 @@ async fn anchors_show_a_log_cut_short_or_written_anew() {
     // Home's log moved away and the edge restarted: a new chain at record
     // 1, which the control plane logs when the edge reports it.
     assert!(home.terminate(Duration::from_secs(15)).is_some());
+
+    // A report whose head is not a hash is refused with the reason, and
+    // its version is kept (home's edge is stopped: nothing reports over it).
+    let (status, body) = api(
+        &w,
+        &(hc.clone(), hk.clone()),
+        "POST",
+        "/v1/report",
+        Some(serde_json::json!({"version": 99, "links": [], "audit": {"seq": 7, "hash": "not-a-hash"}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("audit.hash must be 64 hex digits")),
+        "{body}"
+    );
+    let (status, body) = api(&w, &w.admin(None), "GET", "/v1/status", None).await;
+    assert_eq!(status, 200, "{body}");
+    let reported = body["edges"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["edge"] == "home/edge"))
+        .map(|e| e["version"].clone());
+    assert_eq!(reported, Some(serde_json::json!(99)), "{body}");
+
     std::fs::rename(&log, w.path("home.audit.jsonl.moved")).expect("move");
     let _home = start_edge_followed(&w, "home", "home/edge", &hc, &hk, &home_args);
     let back = echo_through(addr(&w, 130, 7007), b"after the move")
