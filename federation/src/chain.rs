@@ -3,6 +3,8 @@
 //! reader can prove a log complete and unaltered. The edges' flow audit and
 //! the control plane's admin audit both use it. Pure: lines in, verdicts out.
 
+use std::ops::Bound::{Excluded, Unbounded};
+
 use sha2::{Digest, Sha256};
 
 /// The chain's starting point: the `prev` of a log's first record.
@@ -29,6 +31,8 @@ pub enum BrokenChain {
         found: u64,
         expected: u64,
     },
+    #[error("line {line}: sequence number {found} is past the last a log may use")]
+    OutOfRange { line: u64, found: u64 },
     #[error(
         "line {line}: `prev` does not match the hash of the record before it: the log was altered or a record removed"
     )]
@@ -100,7 +104,15 @@ impl Verifier {
             self.records = seq - 1;
             claimed.clone_into(&mut self.prev);
         }
-        let expected = self.records + 1;
+        // The last number is no record's, so that every record has a next
+        // (a tampered file may say anything).
+        if seq == u64::MAX {
+            return Err(BrokenChain::OutOfRange {
+                line: n,
+                found: seq,
+            });
+        }
+        let expected = self.records.saturating_add(1);
         if seq != expected {
             return Err(BrokenChain::Sequence {
                 line: n,
@@ -143,7 +155,11 @@ impl Verifier {
     /// chained log starts with its `seq` and `prev`, in that order, so that
     /// one cut short can be told from an altered line.
     pub fn next_opening(&self) -> String {
-        format!(r#"{{"seq":{},"prev":"{}","#, self.records + 1, self.prev)
+        format!(
+            r#"{{"seq":{},"prev":"{}","#,
+            self.records.saturating_add(1),
+            self.prev
+        )
     }
 
     /// Whether `tail`, the bytes after the last complete line checked, is
@@ -163,7 +179,7 @@ impl Verifier {
         } else {
             Err(NotCutShort::NotNext {
                 line,
-                seq: self.records + 1,
+                seq: self.records.saturating_add(1),
             })
         }
     }
@@ -266,10 +282,10 @@ impl AnchorCheck {
 
     /// Every record seen: an anchor past the last fails.
     pub fn finish(&self) -> Result<Anchored, AnchorMismatch> {
-        let first = self.first.unwrap_or(self.last + 1);
+        let first = self.first.unwrap_or(self.last.saturating_add(1));
         if let Some((seq, a)) = self
             .wanted
-            .range(self.last + 1..)
+            .range((Excluded(self.last), Unbounded))
             .find_map(|(seq, a)| a.first().map(|a| (*seq, a)))
         {
             return Err(AnchorMismatch::Beyond {
@@ -403,6 +419,43 @@ mod tests {
 
     /// Anchors catch what the chain cannot: a log rewritten whole (a new
     /// chain that verifies), and records cut off its end.
+    /// Found by `fuzz/` (audit_chain): a number at the end of the range
+    /// overflowed the next record's.
+    #[test]
+    fn a_sequence_number_at_the_end_of_the_range_is_refused() {
+        let line = format!(r#"{{"seq":{},"prev":"{GENESIS}"}}"#, u64::MAX);
+        let mut chain = Verifier::continuing();
+        assert_eq!(
+            chain.handle_line(&line),
+            Err(BrokenChain::OutOfRange {
+                line: 1,
+                found: u64::MAX
+            })
+        );
+        let last = Verifier::after(u64::MAX, GENESIS);
+        assert!(
+            last.next_opening()
+                .starts_with(&format!(r#"{{"seq":{}"#, u64::MAX))
+        );
+        assert!(last.cut_short(b"x").is_err());
+        let anchor = |seq| Anchor {
+            time: "2026-11-25T00:00:00Z".into(),
+            edge: "home/edge".into(),
+            seq,
+            hash: link(&line),
+            replica: "c1".into(),
+        };
+        let mut check = AnchorCheck::new([anchor(u64::MAX), anchor(3)]);
+        check.record(u64::MAX, &link(&line)).expect("its hash");
+        assert_eq!(
+            check.finish(),
+            Ok(Anchored {
+                matched: 1,
+                before: 1
+            })
+        );
+    }
+
     #[test]
     fn anchors_catch_a_rewritten_log_and_a_cut_end() {
         let log = chain(1, GENESIS, 5);

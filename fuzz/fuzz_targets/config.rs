@@ -6,7 +6,9 @@ use federation::{Flow, PolicySet, RoutingTable, Sources};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let mut sources = Sources::new();
     sources.add("fuzz.yaml", text);
     let now = jiff::Timestamp::from_second(1_780_000_000).expect("valid time");
@@ -21,13 +23,20 @@ fuzz_target!(|data: &[u8]| {
             for s in &fed.services {
                 let _ = routing.resolve(s.id.as_str());
                 for port in &s.ports {
-                    let flow = Flow { src_org: org.id.as_str(), src_network: None, src_addr: None, service: s.id.as_str(), port: *port };
+                    let flow = Flow {
+                        src_org: org.id.as_str(),
+                        src_network: None,
+                        src_addr: None,
+                        service: s.id.as_str(),
+                        port: *port,
+                    };
                     let _ = policies.decide(&flow, now);
                 }
             }
         }
         for e in &fed.edges {
-            if let Ok(snap) = federation::EdgeSnapshot::build(&loaded.spec, &fed, e.id.as_str(), 1) {
+            if let Ok(snap) = federation::EdgeSnapshot::build(&loaded.spec, &fed, e.id.as_str(), 1)
+            {
                 let _ = snap.load(Some(e.id.as_str()), now);
             }
         }

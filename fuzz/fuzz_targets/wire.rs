@@ -14,6 +14,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some((answer, _))) = FlowAnswer::decode(data) {
         let mut again = Vec::new();
         answer.encode(&mut again).expect("decoded fields fit");
-        assert_eq!(FlowAnswer::decode(&again).map(|d| d.map(|(a, _)| a)), Ok(Some(answer)));
+        assert_eq!(
+            FlowAnswer::decode(&again).map(|d| d.map(|(a, _)| a)),
+            Ok(Some(answer))
+        );
     }
 });
