@@ -147,7 +147,8 @@ impl AdminAudit {
                 target: "fedgate::admin_audit",
                 path = %self.path.display(),
                 record = %text,
-                "admin audit log cannot be written and {KEEP_MAX} records are kept already; this one is in this log only"
+                limit = KEEP_MAX,
+                "admin audit log cannot be written and its limit of records kept is reached; this one is in this log only"
             );
             return Err(self.unwritable(&state));
         }
@@ -229,7 +230,7 @@ impl AdminAudit {
                         tracing::error!(
                             path = %self.path.display(),
                             cause = %e,
-                            kept = state.kept.len(),
+                            records = state.kept.len(),
                             "cannot write the admin audit log; keeping the records and refusing changes until it can be written"
                         );
                     }

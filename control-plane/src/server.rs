@@ -451,7 +451,7 @@ impl App {
             author = %caller.identity,
             action,
             changes = changes.len(),
-            message = %req.message,
+            comment = %req.message,
             "config change committed"
         );
         let recorded = self.audit.record(&json!({

@@ -195,7 +195,7 @@ async fn authorise(
                 s
             }
             Ok(Err(e)) => {
-                tracing::warn!(%target, cause = %e, "cannot reach the service");
+                tracing::warn!(service_addr = %target, cause = %e, "cannot reach the service");
                 let _ = answer(
                     &mut stream,
                     &FlowAnswer::Denied {
@@ -209,7 +209,7 @@ async fn authorise(
                 return;
             }
             Err(_) => {
-                tracing::warn!(%target, "connecting to the service timed out");
+                tracing::warn!(service_addr = %target, "connecting to the service timed out");
                 let _ = answer(
                     &mut stream,
                     &FlowAnswer::Denied {

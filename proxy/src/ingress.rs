@@ -612,7 +612,6 @@ async fn socks(
             } else {
                 REPLY_FAILURE
             };
-            tracing::info!(reason = %refused.message(), "SOCKS flow refused");
             socks_reply(&mut client, code).await?;
         }
     }

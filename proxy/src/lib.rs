@@ -378,7 +378,7 @@ fn load_vip_state(path: &Path) -> Option<node::VipTable> {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
-            tracing::error!(file = %path.display(), cause = %e, "cannot read the VIP state; giving VIPs afresh");
+            tracing::error!(path = %path.display(), cause = %e, "cannot read the VIP state; giving VIPs afresh");
             return None;
         }
     };
@@ -386,7 +386,7 @@ fn load_vip_state(path: &Path) -> Option<node::VipTable> {
         Ok(t) => Some(t),
         Err(e) => {
             tracing::error!(
-                file = %path.display(),
+                path = %path.display(),
                 cause = %format!("{e:#}"),
                 "VIP state refused; giving VIPs afresh (the file is rewritten with them)"
             );
@@ -400,7 +400,7 @@ fn save_vip_state(path: Option<&Path>, node: &Node) {
     if let Some(path) = path
         && let Err(e) = write_whole(path, &node.vip_table.to_json())
     {
-        tracing::warn!(file = %path.display(), cause = %e, "cannot write the VIP state");
+        tracing::warn!(path = %path.display(), cause = %e, "cannot write the VIP state");
     }
 }
 
@@ -414,9 +414,9 @@ fn warn_unassigned(node: &Node) {
             .map(|s| s.as_str())
             .collect();
         tracing::warn!(
-            prefix = ?node.edge.vip_prefix,
+            prefix = %node.edge.vip_prefix.map(|p| p.to_string()).unwrap_or_default(),
             given = node.vip_table.hosts.len(),
-            without = ?services,
+            without = %services.join(", "),
             "the VIP prefix is full: these services have no VIP; widen ingress.vip_prefix"
         );
     }
@@ -454,7 +454,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     if let Some(path) = &config.vip_state {
         if let Some(kept) = load_vip_state(path) {
             node.keep_vips_from(&kept);
-            tracing::info!(file = %path.display(), vips = node.vip_table.hosts.len(), "VIP state restored");
+            tracing::info!(path = %path.display(), vips = node.vip_table.hosts.len(), "VIP state restored");
         }
         save_vip_state(Some(path), &node);
     }

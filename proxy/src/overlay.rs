@@ -554,7 +554,7 @@ impl Overlay {
             let (tcp, remote) = match listener.accept().await {
                 Ok((tcp, remote)) => (tcp, crate::canonical(remote)),
                 Err(e) => {
-                    tracing::warn!(cause = %e, "failed to accept");
+                    tracing::warn!(cause = %e, kind = "overlay-tcp", "failed to accept");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -56,7 +56,7 @@ pub struct Running {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
     /// A new version now runs.
-    Swapped { from: u64, to: u64 },
+    Swapped,
     /// The same snapshot as the running one: nothing to do.
     Unchanged,
 }
@@ -89,16 +89,12 @@ pub fn apply(
         Err(e) => return Err(Refused::Invalid(e.into())),
     }
     let node = Node::from_snapshot(&snap, edge, now()).map_err(Refused::Invalid)?;
-    let from = running.version;
     ctx.set_node(node);
     *running = Running {
         version: snap.version,
         digest: snap.digest,
     };
-    Ok(Applied::Swapped {
-        from,
-        to: running.version,
-    })
+    Ok(Applied::Swapped)
 }
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -139,20 +135,13 @@ pub async fn watch(ctx: Arc<Ctx>, path: PathBuf, edge: String, every: Duration) 
         .await;
         let _e = span.enter();
         match outcome {
-            Ok((Ok(Applied::Swapped { from, to }), r)) => {
+            // The swap logged `snapshot applied`, in this span.
+            Ok((Ok(Applied::Swapped), r)) => {
                 running = r;
-                let node = ctx.node();
                 ctx.metrics.add(
                     "fedgate_snapshot_reloads_total",
                     &[("result", "applied"), ("reason", "newer")],
                     1,
-                );
-                tracing::info!(
-                    from,
-                    to,
-                    services = node.fed.services.len(),
-                    policies = node.fed.policies.len(),
-                    "snapshot applied"
                 );
             }
             Ok((Ok(Applied::Unchanged), _)) => {
@@ -164,7 +153,7 @@ pub async fn watch(ctx: Arc<Ctx>, path: PathBuf, edge: String, every: Duration) 
                     &[("result", "refused"), ("reason", e.label())],
                     1,
                 );
-                tracing::warn!(cause = %e, running = running.version, "snapshot refused");
+                tracing::warn!(cause = %e, version = running.version, "snapshot refused");
             }
             Err(e) => tracing::error!(cause = %e, "snapshot check failed"),
         }

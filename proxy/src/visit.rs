@@ -109,7 +109,7 @@ pub async fn open(
     };
     let refuse = |record: &mut FlowRecord, denied: bool, reason: &str, rule: Option<String>| {
         ctx.record_denied(record, reason, rule.iter().cloned().collect());
-        tracing::info!(flow_id = %record.flow_id, %client, %service, port, reason, rule = rule.as_deref().unwrap_or("-"), "flow refused");
+        tracing::info!(flow_id = %record.flow_id, remote = %client, %service, port, reason, rule = rule.as_deref().unwrap_or("-"), "flow refused");
         Refused {
             denied,
             reason: reason.to_owned(),

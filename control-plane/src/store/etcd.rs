@@ -437,7 +437,16 @@ async fn follow(
 ) {
     let mut backoff = Backoff::new();
     loop {
-        let cause = match watch_head(&client, &keys, &head, &mut revision, &mut backoff).await {
+        let cause = match watch_head(
+            &client,
+            &endpoints,
+            &keys,
+            &head,
+            &mut revision,
+            &mut backoff,
+        )
+        .await
+        {
             Ok(()) => "the watch ended".to_owned(),
             Err(e) => e,
         };
@@ -467,6 +476,7 @@ async fn follow(
 /// One watch of the head key from `revision`, until it breaks.
 async fn watch_head(
     client: &Client,
+    endpoints: &str,
     keys: &Keys,
     head: &watch::Sender<u64>,
     revision: &mut i64,
@@ -498,7 +508,7 @@ async fn watch_head(
             }
             match parse_head(&keys.head, kv.value()) {
                 Ok(h) => advance(head, h),
-                Err(e) => tracing::warn!(cause = %e, "etcd head unreadable"),
+                Err(e) => tracing::warn!(endpoints, cause = %e, "etcd head unreadable"),
             }
         }
     }
