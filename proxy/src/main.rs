@@ -537,7 +537,11 @@ fn run(args: RunArgs) -> ExitCode {
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                     Ok(s) => s,
                     Err(e) => {
+                        // Run on (SIGTERM then stops the process outright);
+                        // a dropped sender would drain it now.
                         tracing::error!(cause = %e, "cannot watch SIGTERM");
+                        std::future::pending::<()>().await;
+                        drop(tx);
                         return;
                     }
                 };

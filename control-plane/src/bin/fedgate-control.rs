@@ -155,14 +155,21 @@ fn main() -> ExitCode {
         };
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            if let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                    let _ = tx.send(true);
                 }
-                let _ = tx.send(true);
+                Err(e) => {
+                    // Run on (SIGTERM then stops the process outright); a
+                    // dropped sender would stop it now.
+                    tracing::error!(cause = %e, "cannot watch SIGTERM");
+                    std::future::pending::<()>().await;
+                    drop(tx);
+                }
             }
         });
         let opts = Options {
