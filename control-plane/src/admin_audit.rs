@@ -169,6 +169,15 @@ impl AdminAudit {
     /// the file still does not take are logged whole, each with its `seq`
     /// and `prev` (target `fedgate::admin_audit`), so that they can be put
     /// back; their number is the result.
+    /// Records kept in memory until the file takes them.
+    pub fn backlog(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .kept
+            .len()
+    }
+
     pub async fn close(&self) -> usize {
         let until = tokio::time::Instant::now() + CLOSE_TRIES;
         while self.ready().is_err() && tokio::time::Instant::now() < until {

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use federation::identity::PeerCert;
@@ -22,14 +22,22 @@ use crate::server::read;
 pub struct Trust {
     pub credentials: Arc<Credentials>,
     generation: AtomicU64,
+    /// When the certificate presented expires (Unix seconds).
+    not_after: AtomicI64,
 }
 
 impl Trust {
-    pub fn new(credentials: Arc<Credentials>) -> Arc<Self> {
+    pub fn new(credentials: Arc<Credentials>, not_after: i64) -> Arc<Self> {
         Arc::new(Self {
             credentials,
             generation: AtomicU64::new(0),
+            not_after: AtomicI64::new(not_after),
         })
+    }
+
+    /// When the certificate presented expires (Unix seconds).
+    pub fn not_after(&self) -> i64 {
+        self.not_after.load(Ordering::Acquire)
     }
 
     /// Counts replacements of the CA certificates: a connection handshaken
@@ -103,6 +111,9 @@ pub async fn watch(
                         "CA certificates replaced: new handshakes, and requests on connections made before, are checked against them"
                     );
                 }
+                trust
+                    .not_after
+                    .store(found.not_after.as_second(), Ordering::Release);
                 in_use = found;
             }
             Err(e) => {

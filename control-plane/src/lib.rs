@@ -7,7 +7,8 @@
 //! pure core, online commands, the firewall plan and the demo); [`files`]
 //! reads a federation from paths; [`render`] prints diagnostics like a
 //! compiler; [`forwarders`] writes resolvers' conditional-forwarder
-//! configuration; [`certs`] makes development certificates.
+//! configuration; [`certs`] makes development certificates; [`metrics`] is
+//! the replica's monitoring listener.
 #![forbid(unsafe_code)]
 
 pub mod admin_audit;
@@ -19,6 +20,7 @@ pub mod credentials;
 pub mod fedctl;
 pub mod files;
 pub mod forwarders;
+pub mod metrics;
 pub mod render;
 pub mod server;
 pub mod service;

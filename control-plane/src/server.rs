@@ -128,6 +128,8 @@ pub struct App {
     trust: Arc<Trust>,
     /// The edges' audit log heads, kept as anchors of their logs.
     anchors: crate::anchors::Anchors,
+    /// Counters for `--metrics`.
+    pub(crate) stats: crate::metrics::Stats,
 }
 
 /// Who is calling, from the certificate.
@@ -259,7 +261,28 @@ impl App {
             long_poll_max,
             trust,
             anchors,
+            stats: crate::metrics::Stats::default(),
         })
+    }
+
+    /// Why the admin audit log cannot be written, if it cannot.
+    pub fn audit_trouble(&self) -> Option<String> {
+        self.audit.trouble()
+    }
+
+    /// Admin audit records kept in memory until the log takes them.
+    pub fn audit_backlog(&self) -> usize {
+        self.audit.backlog()
+    }
+
+    /// When the certificate this replica presents expires (Unix seconds).
+    pub fn certificate_not_after(&self) -> i64 {
+        self.trust.not_after()
+    }
+
+    /// Each edge's last report to this replica.
+    pub fn reports(&self) -> BTreeMap<String, EdgeReport> {
+        self.reports.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     pub fn published(&self) -> Arc<Published> {
@@ -311,6 +334,7 @@ impl App {
         let cut = cut.unwrap_or_else(|e| Err(format!("publication failed: {e}")));
         match cut {
             Ok(p) => {
+                self.stats.published(started.elapsed().as_secs_f64());
                 tracing::info!(
                     version = p.version,
                     edges = p.snapshots.len(),
@@ -325,7 +349,10 @@ impl App {
                 ));
                 self.published.send_replace(Arc::new(p));
             }
-            Err(e) => tracing::error!(version = target, cause = %e, "version not published"),
+            Err(e) => {
+                self.stats.publication_failed();
+                tracing::error!(version = target, cause = %e, "version not published");
+            }
         }
     }
 
@@ -454,6 +481,7 @@ impl App {
             comment = %req.message,
             "config change committed"
         );
+        self.stats.change(action, "accepted");
         let recorded = self.audit.record(&json!({
             "time": version.meta.time,
             "caller": caller.identity.to_string(),
@@ -488,6 +516,7 @@ impl App {
         detail: Value,
     ) {
         tracing::warn!(caller = %caller.identity, action, result, "config change refused");
+        self.stats.change(action, result);
         let _kept_if_not_written = self.audit.record(&json!({
             "time": now().to_string(),
             "caller": caller.identity.to_string(),
@@ -859,9 +888,12 @@ async fn report(
         .audit
         .take_if(|h| h.hash.len() != 64 || !h.hash.bytes().all(|b| b.is_ascii_hexdigit()))
         .is_some();
-    if let Some(head) = &r.audit {
-        app.anchors
-            .offer(&app.name, &edge, head.seq, &head.hash, now);
+    if let Some(head) = &r.audit
+        && let crate::anchors::Offered::WentBack { .. } = app
+            .anchors
+            .offer(&app.name, &edge, head.seq, &head.hash, now)
+    {
+        app.stats.went_back(&edge);
     }
     if let Ok(mut reports) = app.reports.lock() {
         reports.insert(edge, r);
@@ -1062,6 +1094,8 @@ pub struct Options {
     pub reload_every: Option<Duration>,
     /// Keep an edge's audit log head as an anchor at most this often.
     pub anchor_every: Duration,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (plain HTTP).
+    pub metrics: Option<SocketAddr>,
 }
 
 pub(crate) fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -1154,7 +1188,10 @@ pub async fn run(
         }
     }
     tracing::info!(replica = %name, store = %store.describe(), key = %key.public().id(), "control plane starting");
-    let trust = Trust::new(Credentials::new(&material).context("malformed TLS material")?);
+    let trust = Trust::new(
+        Credentials::new(&material).context("malformed TLS material")?,
+        me.not_after.as_second(),
+    );
     if let Some(every) = opts.reload_every {
         tokio::spawn(crate::credentials::watch(
             trust.clone(),
@@ -1179,6 +1216,10 @@ pub async fn run(
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let monitoring = match opts.metrics {
+        Some(addr) => Some(crate::metrics::start(app.clone(), addr, shutdown.clone()).await?),
+        None => None,
+    };
     {
         // Under the publication's lock, so that a version published now
         // does not have its status line overwritten by an older one.
@@ -1195,6 +1236,9 @@ pub async fn run(
     }
     let heartbeat = tokio::spawn(crate::service::watchdog());
     serve(app.clone(), listener, tls, shutdown).await?;
+    if let Some(m) = monitoring {
+        let _ = m.await;
+    }
     crate::service::stopping(&format!("replica {}: stopping", app.name));
     let lost = app.audit.close().await;
     heartbeat.abort();

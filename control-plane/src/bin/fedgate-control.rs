@@ -87,6 +87,10 @@ struct RunArgs {
     /// back is kept, and logged, at once.
     #[arg(long, default_value_t = 300)]
     audit_anchor_secs: u64,
+    /// Serve /metrics (Prometheus text), /healthz and /readyz on this
+    /// address, over plain HTTP: bind it to the host's monitoring network.
+    #[arg(long, env = "FEDGATE_CONTROL_METRICS", value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 async fn open_store(run: &RunArgs) -> Result<Store, String> {
@@ -183,6 +187,7 @@ fn main() -> ExitCode {
             long_poll_max: Duration::from_secs(run.long_poll_secs),
             reload_every: (run.reload_ms > 0).then(|| Duration::from_millis(run.reload_ms)),
             anchor_every: Duration::from_secs(run.audit_anchor_secs),
+            metrics: run.metrics,
         };
         match server::run(opts, store, rx).await {
             Ok(()) => ExitCode::SUCCESS,
