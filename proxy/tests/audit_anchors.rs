@@ -94,7 +94,13 @@ async fn anchors_show_a_log_cut_short_or_written_anew() {
     let doc = document(&w, &Options::default());
     // Every report anchored (by default at most one per edge every 300 s).
     let mut args = w.control_args(&doc, addr(&w, 5, 7443));
-    args.extend(["--audit-anchor-secs".into(), "0".into()]);
+    let metrics = addr(&w, 5, 9190);
+    args.extend([
+        "--audit-anchor-secs".into(),
+        "0".into(),
+        "--metrics".into(),
+        metrics.to_string(),
+    ]);
     let mut control = Proc::start("control", &control_bin(), &args, w.path("control.log"));
     control.wait_for("version published", Duration::from_secs(20));
     let (hc, hk, _) = w.edge_cert("home", "edge", "home-edge", None, None);
@@ -235,6 +241,15 @@ async fn anchors_show_a_log_cut_short_or_written_anew() {
         "{went_back}"
     );
     assert!(went_back.contains("held_seq=6"), "{went_back}");
+    // Counted for monitoring, once.
+    let (ok, scraped, err) = curl(vec![format!("http://{metrics}/metrics")]).await;
+    assert!(ok, "{err}");
+    assert!(
+        scraped
+            .lines()
+            .any(|l| l == "fedgate_control_edge_audit_went_back_total{edge=\"home/edge\"} 1"),
+        "{scraped}"
+    );
 
     // The new chain verifies against the anchors kept since it started
     // (`--since` the anchor that went back), not against the old chain's.
