@@ -171,13 +171,15 @@ async fn accept_loop(
             }
         };
         let remote = crate::canonical(remote);
-        if !ctx.within_rate(remote.ip()) {
+        if let crate::Rate::Over { first } = ctx.within_rate(remote.ip()) {
             ctx.metrics.add(
                 "fedgate_denials_total",
                 &[("role", "visited"), ("reason", "rate-limited")],
                 1,
             );
-            tracing::warn!(%remote, "connection rate limit exceeded; closing");
+            if first {
+                tracing::warn!(%remote, limit = ctx.limits.conn_rate_per_source, "connection rate limit exceeded; closing its connections for the rest of the second");
+            }
             continue;
         }
         let _ = client.set_nodelay(true);

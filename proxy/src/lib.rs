@@ -259,10 +259,10 @@ impl Ctx {
 
     /// Whether a new connection from `ip` is within its rate (a fixed window
     /// of one second).
-    pub fn within_rate(&self, ip: IpAddr) -> bool {
+    pub fn within_rate(&self, ip: IpAddr) -> Rate {
         let second = now().as_second() as u64;
         let Ok(mut rates) = self.rates.lock() else {
-            return true;
+            return Rate::Within;
         };
         if rates.len() > 100_000 {
             rates.retain(|_, (s, _)| *s == second);
@@ -271,9 +271,24 @@ impl Ctx {
         if entry.0 != second {
             *entry = (second, 0);
         }
-        entry.1 += 1;
-        entry.1 <= self.limits.conn_rate_per_source
+        entry.1 = entry.1.saturating_add(1);
+        let limit = self.limits.conn_rate_per_source;
+        match entry.1.checked_sub(limit) {
+            None | Some(0) => Rate::Within,
+            Some(over) => Rate::Over { first: over == 1 },
+        }
     }
+}
+
+/// A new connection against its source's rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    Within,
+    /// Over it; `first`: the first refused in this second, the one logged
+    /// (a flood from one address is a line a second, and a count).
+    Over {
+        first: bool,
+    },
 }
 
 impl Ctx {
