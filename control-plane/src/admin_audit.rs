@@ -169,6 +169,14 @@ impl AdminAudit {
     /// the file still does not take are logged whole, each with its `seq`
     /// and `prev` (target `fedgate::admin_audit`), so that they can be put
     /// back; their number is the result.
+    /// The log's head on file: the `seq` and hash of its last record, when
+    /// it holds one and every record taken is on file.
+    pub fn head(&self) -> Option<(u64, String)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (state.kept.is_empty() && state.chain.records > 0)
+            .then(|| (state.chain.records, state.chain.prev.clone()))
+    }
+
     /// Records kept in memory until the file takes them.
     pub fn backlog(&self) -> usize {
         self.state

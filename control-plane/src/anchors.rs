@@ -11,14 +11,14 @@
 //! anchored: the edge's log was replaced or cut, or started anew on
 //! purpose after its files were archived.
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use federation::chain::Anchor;
+pub use federation::chain::Offered;
+use federation::chain::{Anchor, AnchorKeeper};
 use jiff::Timestamp;
 
 /// The file of one replica's anchors: one JSON [`Anchor`] per line.
@@ -26,41 +26,20 @@ pub const FILE: &str = "audit-anchors.jsonl";
 
 pub struct Anchors {
     path: PathBuf,
-    every: Duration,
-    /// Each edge's last anchor.
-    last: Mutex<BTreeMap<String, Anchor>>,
-}
-
-/// What became of a head an edge reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Offered {
-    /// Kept as an anchor.
-    Anchored,
-    /// Not kept: the edge's last anchor is the same record, or younger
-    /// than `--audit-anchor-secs`.
-    Skipped,
-    /// Kept, and logged as a warning: the log went back from `held`.
-    WentBack { held: Anchor },
+    keeper: Mutex<AnchorKeeper>,
 }
 
 impl Anchors {
     /// The anchors in `dir`, each edge's last read back from the file.
     pub fn open(dir: &Path, every: Duration) -> anyhow::Result<Self> {
         let path = dir.join(FILE);
-        let mut last = BTreeMap::new();
+        let mut keeper = AnchorKeeper::new(every);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                for (i, line) in text.lines().enumerate() {
-                    match serde_json::from_str::<Anchor>(line) {
-                        Ok(a) => {
-                            last.insert(a.edge.clone(), a);
-                        }
-                        // A line cut short by a crash: the anchors before
-                        // it stand, and the next report makes a new one.
-                        Err(e) => {
-                            tracing::warn!(path = %path.display(), line = i + 1, cause = %e, "audit anchor line skipped")
-                        }
-                    }
+                // A line cut short by a crash: the anchors before it stand,
+                // and the next report makes a new one.
+                for (line, cause) in keeper.load(&text) {
+                    tracing::warn!(path = %path.display(), line, cause, "audit anchor line skipped");
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -73,8 +52,7 @@ impl Anchors {
         }
         Ok(Self {
             path,
-            every,
-            last: Mutex::new(last),
+            keeper: Mutex::new(keeper),
         })
     }
 
@@ -87,34 +65,13 @@ impl Anchors {
         hash: &str,
         now: Timestamp,
     ) -> Offered {
-        let mut last = self
-            .last
+        let mut keeper = self
+            .keeper
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let held = last.get(edge).cloned();
-        let outcome = match &held {
-            Some(h) if seq < h.seq || (seq == h.seq && hash != h.hash) => {
-                Offered::WentBack { held: h.clone() }
-            }
-            Some(h) if seq == h.seq => Offered::Skipped,
-            Some(h)
-                if h.time
-                    .parse::<Timestamp>()
-                    .is_ok_and(|t| now.duration_since(t).unsigned_abs() < self.every) =>
-            {
-                Offered::Skipped
-            }
-            _ => Offered::Anchored,
-        };
-        if outcome == Offered::Skipped {
+        let (outcome, anchor) = keeper.consider(replica, edge, seq, hash, now);
+        let Some(anchor) = anchor else {
             return outcome;
-        }
-        let anchor = Anchor {
-            time: now.to_string(),
-            edge: edge.to_owned(),
-            seq,
-            hash: hash.to_owned(),
-            replica: replica.to_owned(),
         };
         if let Offered::WentBack { held } = &outcome {
             tracing::warn!(
@@ -129,7 +86,7 @@ impl Anchors {
             tracing::error!(path = %self.path.display(), cause = %e, edge, "cannot keep an audit anchor");
             return Offered::Skipped;
         }
-        last.insert(edge.to_owned(), anchor);
+        keeper.kept(anchor);
         outcome
     }
 

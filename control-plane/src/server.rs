@@ -905,7 +905,16 @@ async fn report(
             "audit.hash must be 64 hex digits (the SHA-256 of the last record); the version and links were kept".into(),
         );
     }
-    StatusCode::NO_CONTENT.into_response()
+    // In return, this replica's admin audit log's head: each edge keeps
+    // anchors of it, off this host and out of the federation operator's
+    // reach.
+    match app.audit.head() {
+        Some((seq, hash)) => Json(json!({
+            "admin_audit": {"replica": app.name, "seq": seq, "hash": hash}
+        }))
+        .into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
 }
 
 pub fn router(app: Arc<App>) -> Router {

@@ -193,14 +193,16 @@ impl Verifier {
 /// `seq`, or ends before it, shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Anchor {
-    /// When the control plane was told (RFC 3339).
+    /// When the holder was told (RFC 3339).
     pub time: String,
-    /// The log's owner (an edge, `ORG/NAME`).
+    /// The log's owner: an edge (`ORG/NAME`), or a control-plane replica
+    /// (`control/NAME`) for its admin audit log.
     pub edge: String,
     pub seq: u64,
     /// Hash of the record's line ([`link`]): the next record's `prev`.
     pub hash: String,
-    /// The control-plane replica that was told.
+    /// Who was told and keeps the anchor: the control-plane replica (its
+    /// name) for an edge's log, the edge (`ORG/NAME`) for a replica's.
     pub replica: String,
 }
 
@@ -209,7 +211,7 @@ pub struct Anchor {
 #[non_exhaustive]
 pub enum AnchorMismatch {
     #[error(
-        "record {seq} is not the record {edge} reported to the control plane (replica {replica}) at {time}: the log was rewritten, from that record or before"
+        "record {seq} is not the record {replica} anchored for {edge} at {time}: the log was rewritten, from that record or before"
     )]
     Differs {
         seq: u64,
@@ -218,7 +220,7 @@ pub enum AnchorMismatch {
         replica: String,
     },
     #[error(
-        "the log ends at record {last}, but {edge} reported record {seq} to the control plane (replica {replica}) at {time}: records were removed from its end"
+        "the log ends at record {last}, but {replica} anchored record {seq} of {edge} at {time}: records were removed from its end"
     )]
     Beyond {
         last: u64,
@@ -304,6 +306,98 @@ impl AnchorCheck {
                 .map(|(_, a)| a.len() as u64)
                 .sum(),
         })
+    }
+}
+
+/// What became of a log's head offered as an anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offered {
+    /// To be kept.
+    Anchored,
+    /// Not kept: the log's last anchor is the same record, or younger than
+    /// the keeper's interval.
+    Skipped,
+    /// To be kept at once, and told: the log went back from `held` (a
+    /// lower `seq`, or the same `seq` with another hash): it was replaced
+    /// or cut, or started anew after its files were archived.
+    WentBack { held: Anchor },
+}
+
+/// Decides which heads of which logs become anchors: at most one per log
+/// every interval, and at once a head that went back. Pure: the caller
+/// reads its anchors file into [`AnchorKeeper::load`], and appends each
+/// anchor [`AnchorKeeper::consider`] gives, telling [`AnchorKeeper::kept`]
+/// once it is on file. The control plane keeps the edges' heads this way,
+/// and each edge the control plane's.
+#[derive(Debug, Clone, Default)]
+pub struct AnchorKeeper {
+    every: std::time::Duration,
+    /// Each log's last anchor, by owner.
+    last: std::collections::BTreeMap<String, Anchor>,
+}
+
+impl AnchorKeeper {
+    pub fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            last: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Read back an anchors file (one JSON [`Anchor`] per line), each log's
+    /// last anchor taken; returns the lines that are not anchors (1-based,
+    /// with why), such as one cut short by a crash.
+    pub fn load(&mut self, text: &str) -> Vec<(usize, String)> {
+        let mut skipped = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            match serde_json::from_str::<Anchor>(line) {
+                Ok(a) => {
+                    self.last.insert(a.edge.clone(), a);
+                }
+                Err(e) => skipped.push((i + 1, e.to_string())),
+            }
+        }
+        skipped
+    }
+
+    /// `owner`'s log has record `seq` (its line hashing to `hash`) as its
+    /// head, told to `holder` at `now`: the anchor to keep, if any, and
+    /// what became of the head.
+    pub fn consider(
+        &self,
+        holder: &str,
+        owner: &str,
+        seq: u64,
+        hash: &str,
+        now: jiff::Timestamp,
+    ) -> (Offered, Option<Anchor>) {
+        let outcome = match self.last.get(owner) {
+            Some(h) if seq < h.seq || (seq == h.seq && hash != h.hash) => {
+                Offered::WentBack { held: h.clone() }
+            }
+            Some(h) if seq == h.seq => Offered::Skipped,
+            Some(h)
+                if h.time
+                    .parse::<jiff::Timestamp>()
+                    .is_ok_and(|t| now.duration_since(t).unsigned_abs() < self.every) =>
+            {
+                Offered::Skipped
+            }
+            _ => Offered::Anchored,
+        };
+        let anchor = (outcome != Offered::Skipped).then(|| Anchor {
+            time: now.to_string(),
+            edge: owner.to_owned(),
+            seq,
+            hash: hash.to_owned(),
+            replica: holder.to_owned(),
+        });
+        (outcome, anchor)
+    }
+
+    /// `anchor` is on file: the next heads of its log are measured from it.
+    pub fn kept(&mut self, anchor: Anchor) {
+        self.last.insert(anchor.edge.clone(), anchor);
     }
 }
 

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use federation::EdgeSnapshot;
+use federation::chain::{AnchorKeeper, Offered};
 use federation::identity::{Identity, peer_cert, trust_domain_of};
 use federation::signed::{
     Held, SignedHeader, SignedSnapshot, Succession, TrustedKey, check_succession,
@@ -61,6 +62,10 @@ pub struct ControlConfig {
     pub poll_wait: Duration,
     /// How long to keep trying at start when there is no usable cache.
     pub start_wait: Duration,
+    /// Where this edge keeps anchors of the control plane's admin audit
+    /// log, and at most how often (per replica).
+    pub anchors: PathBuf,
+    pub anchor_every: Duration,
 }
 
 pub struct Client {
@@ -75,6 +80,8 @@ pub struct Client {
     kept: std::sync::Mutex<Option<Kept>>,
     connections: Counter,
     requests: Counter,
+    /// Anchors of the replicas' admin audit logs.
+    anchors: std::sync::Mutex<AnchorKeeper>,
 }
 
 /// A mutual-TLS HTTP/1.1 connection to a replica, kept for the next request.
@@ -115,6 +122,24 @@ impl Client {
             .with_context(|| format!("malformed control key {}", config.key.display()))?;
         let trust_domain = trust_domain_of(own_cert).context("this edge's certificate")?;
         let tls = federation::mtls::client_config_with(own.clone(), b"http/1.1")?;
+        let mut anchors = AnchorKeeper::new(config.anchor_every);
+        match std::fs::read_to_string(&config.anchors) {
+            Ok(text) => {
+                // A line cut short by a crash: the anchors before it stand.
+                for (line, cause) in anchors.load(&text) {
+                    tracing::warn!(path = %config.anchors.display(), line, cause, "admin audit anchor line skipped");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot read the control plane's anchors {}",
+                        config.anchors.display()
+                    )
+                });
+            }
+        }
         Ok(Self {
             config,
             key,
@@ -125,7 +150,60 @@ impl Client {
             kept: std::sync::Mutex::new(None),
             connections: metrics.counter("fedgate_control_connections_total", &[]),
             requests: metrics.counter("fedgate_control_requests_total", &[]),
+            anchors: std::sync::Mutex::new(anchors),
         })
+    }
+
+    /// A replica told this edge its admin audit log's head (in answer to a
+    /// report): keep it as an anchor of that log, at most one per replica
+    /// every `anchor_every`, and at once a head that went back.
+    fn anchor_admin_audit(&self, answer: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            admin_audit: Head,
+        }
+        #[derive(serde::Deserialize)]
+        struct Head {
+            replica: String,
+            seq: u64,
+            hash: String,
+        }
+        let Ok(Answer { admin_audit: head }) = serde_json::from_slice(answer) else {
+            return;
+        };
+        let owner = format!("control/{}", head.replica);
+        let mut keeper = self
+            .anchors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (outcome, anchor) = keeper.consider(&self.edge, &owner, head.seq, &head.hash, now());
+        let Some(anchor) = anchor else { return };
+        if let Offered::WentBack { held } = &outcome {
+            tracing::warn!(
+                replica = %head.replica,
+                seq = head.seq,
+                held_seq = held.seq,
+                held_time = %held.time,
+                "control plane's admin audit log went back: it was replaced or cut, or started anew"
+            );
+        }
+        let appended = serde_json::to_string(&anchor)
+            .map_err(std::io::Error::other)
+            .and_then(|mut line| {
+                use std::io::Write as _;
+                line.push('\n');
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.config.anchors)?
+                    .write_all(line.as_bytes())
+            });
+        match appended {
+            Ok(()) => keeper.kept(anchor),
+            Err(e) => {
+                tracing::error!(path = %self.config.anchors.display(), cause = %e, "cannot keep an admin audit anchor");
+            }
+        }
     }
 
     /// Verify `bytes` as a snapshot for this edge, succeeding `held`.
@@ -418,6 +496,9 @@ impl Client {
                 "report refused ({status}): {}",
                 String::from_utf8_lossy(&text).trim()
             );
+        }
+        if status == hyper::StatusCode::OK {
+            self.anchor_admin_audit(&text);
         }
         Ok(())
     }

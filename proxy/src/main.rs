@@ -85,6 +85,11 @@ enum AuditCommand {
         /// which shows a log written anew or cut short at its end.
         #[arg(long, value_name = "FILE")]
         anchors: Option<PathBuf>,
+        /// Only the anchors of this log in FILE: an edge's anchors file of
+        /// the control plane's admin audit logs holds one per replica
+        /// (`control/NAME`).
+        #[arg(long, value_name = "OWNER", requires = "anchors")]
+        anchors_of: Option<String>,
     },
 }
 
@@ -143,6 +148,18 @@ struct RunArgs {
     /// with `.vips` added.
     #[arg(long, env = "FEDGATE_VIP_STATE")]
     vip_state: Option<PathBuf>,
+    /// Keep anchors of the control plane's admin audit log here: the head
+    /// each replica tells this edge in answer to its reports, so that the
+    /// log of every change to the federation can be proved complete from
+    /// outside the control plane's hosts (`fedgate-edge audit verify
+    /// --anchors FILE --anchors-of control/NAME`); default with --cache:
+    /// the cache's path with `.anchors` added.
+    #[arg(long, env = "FEDGATE_CONTROL_ANCHORS")]
+    control_anchors: Option<PathBuf>,
+    /// Keep at most one anchor per replica this often, in seconds; a head
+    /// that went back is kept at once.
+    #[arg(long, default_value_t = 300)]
+    control_anchor_secs: u64,
     /// Seconds a long poll to the control plane is held open.
     #[arg(long, default_value_t = 25)]
     poll_secs: u64,
@@ -290,15 +307,26 @@ fn main() -> ExitCode {
                     files,
                     partial,
                     anchors,
+                    anchors_of,
                 },
         } => {
-            let given = match anchors.as_deref().map(read_anchors).transpose() {
+            let mut given = match anchors.as_deref().map(read_anchors).transpose() {
                 Ok(a) => a,
                 Err(e) => {
                     eprintln!("fedgate-edge: {e}");
                     return ExitCode::from(64);
                 }
             };
+            if let (Some(list), Some(owner)) = (&mut given, &anchors_of) {
+                list.retain(|a| &a.edge == owner);
+                if list.is_empty() {
+                    eprintln!(
+                        "fedgate-edge: {} holds no anchor of {owner}",
+                        anchors.as_deref().unwrap_or(Path::new("")).display()
+                    );
+                    return ExitCode::from(64);
+                }
+            }
             verify_command(&files, partial, given)
         }
         Command::Run(args) => run(*args),
@@ -465,6 +493,12 @@ fn run(args: RunArgs) -> ExitCode {
             cache: cache.clone(),
             poll_wait: Duration::from_secs(args.poll_secs),
             start_wait: Duration::from_secs(args.start_wait_secs),
+            anchors: args.control_anchors.clone().unwrap_or_else(|| {
+                let mut p = cache.clone().into_os_string();
+                p.push(".anchors");
+                PathBuf::from(p)
+            }),
+            anchor_every: Duration::from_secs(args.control_anchor_secs),
         }),
         _ => None,
     };

@@ -165,7 +165,7 @@ async fn anchors_show_a_log_cut_short_or_written_anew() {
     assert!(ok, "a cut log's chain verifies alone: {out}");
     let (ok, out) = verify(&cut, Some(&anchor_file));
     assert!(
-        !ok && out.contains("the log ends at record 4, but home/edge reported record 6")
+        !ok && out.contains("the log ends at record 4, but c1 anchored record 6 of home/edge")
             && out.contains("records were removed from its end"),
         "{out}"
     );
@@ -178,7 +178,7 @@ async fn anchors_show_a_log_cut_short_or_written_anew() {
     assert!(ok, "a chain written anew verifies alone: {out}");
     let (ok, out) = verify(&anew, Some(&anchor_file));
     assert!(
-        !ok && out.contains("is not the record home/edge reported")
+        !ok && out.contains("is not the record c1 anchored for home/edge")
             && out.contains("the log was rewritten"),
         "{out}"
     );
