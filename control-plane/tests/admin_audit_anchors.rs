@@ -51,7 +51,9 @@ fn wait_anchored(file: &Path, seq: u64) {
     }
 }
 
-fn verify(log: &Path, anchors: &Path) -> (bool, String) {
+/// `audit verify --anchors ANCHORS --anchors-of OWNER LOG`: success, and
+/// what it said.
+fn verify_of(log: &Path, anchors: &Path, owner: &str) -> (bool, String) {
     let edge = edge_bin();
     let (ok, out, err) = tests::run(
         edge.to_str().expect("path"),
@@ -61,11 +63,15 @@ fn verify(log: &Path, anchors: &Path) -> (bool, String) {
             "--anchors",
             anchors.to_str().expect("path"),
             "--anchors-of",
-            "control/c1",
+            owner,
             log.to_str().expect("path"),
         ],
     );
     (ok, format!("{out}{err}"))
+}
+
+fn verify(log: &Path, anchors: &Path) -> (bool, String) {
+    verify_of(log, anchors, "control/c1")
 }
 
 fn verify_alone(log: &Path) -> bool {
@@ -118,22 +124,7 @@ fn edges_anchor_the_control_planes_admin_audit_log() {
         let (ok, out) = verify(&log, &anchors_file(&w, name));
         assert!(ok && out.contains("anchors: "), "{name}'s anchors:\n{out}");
     }
-    let (ok, out) = {
-        let edge = edge_bin();
-        let (ok, o, e) = tests::run(
-            edge.to_str().expect("path"),
-            &[
-                "audit",
-                "verify",
-                "--anchors",
-                anchors_file(&w, "home").to_str().expect("path"),
-                "--anchors-of",
-                "control/c9",
-                log.to_str().expect("path"),
-            ],
-        );
-        (ok, format!("{o}{e}"))
-    };
+    let (ok, out) = verify_of(&log, &anchors_file(&w, "home"), "control/c9");
     assert!(
         !ok && out.contains("holds no anchor of control/c9"),
         "{out}"
