@@ -471,12 +471,13 @@ async fn a_federation_runs_from_the_units_unprivileged() {
     ] {
         control_host.install(&w.path(from), to);
     }
+    let control_metrics = addr(&w, 5, 9102);
     let mut control_notify = Notify::new(&w, "control");
     let control = start_unit(
         &control_host,
         &control_unit,
         &format!(
-            "FEDGATE_CONTROL_ARGS=--listen {control_addr} --init /etc/fedgate/federation --long-poll-secs 5\n"
+            "FEDGATE_CONTROL_ARGS=--listen {control_addr} --init /etc/fedgate/federation --long-poll-secs 5 --metrics {control_metrics}\n"
         ),
         &control_notify,
         "control",
@@ -592,6 +593,28 @@ async fn a_federation_runs_from_the_units_unprivileged() {
             "{org}'s snapshot cache"
         );
     }
+    // The control plane's monitoring listener, as a monitoring system reads
+    // it: ready, and each edge's report (both run version 1).
+    let (ok, ready, err) = curl(vec![format!("http://{control_metrics}/readyz")]).await;
+    assert!(ok && ready == "ready\n", "readyz: {ready} {err}");
+    let reported = |scraped: &str| {
+        ["home", "away"].iter().all(|org| {
+            scraped
+                .lines()
+                .any(|l| l == format!("fedgate_control_edge_version{{edge=\"{org}/edge\"}} 1"))
+        })
+    };
+    let mut scraped = String::new();
+    for _ in 0..50 {
+        let (ok, text, err) = curl(vec![format!("http://{control_metrics}/metrics")]).await;
+        assert!(ok, "{err}");
+        scraped = text;
+        if reported(&scraped) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reported(&scraped), "{scraped}");
 
     // The watchdog's heartbeat: every half second here.
     for (_, _, notify, ..) in edges.iter_mut() {
