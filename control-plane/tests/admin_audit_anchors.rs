@@ -10,7 +10,7 @@
 //! - the log cut at its end, or written anew, verifies alone and fails
 //!   with the anchors, saying which;
 //! - a control plane restarted on a cut log: the edges log that its log
-//!   went back, and anchor the new head.
+//!   went back, count it in their metrics, and anchor the new head.
 
 mod kit;
 
@@ -91,9 +91,14 @@ fn edges_anchor_the_control_planes_admin_audit_log() {
     let mut control = Proc::start("control", Path::new(CONTROL), &args, w.path("control.log"));
     control.wait_for("version published", Duration::from_secs(20));
     let mut edges = Vec::new();
-    for name in ["home", "away"] {
+    for (name, host) in [("home", 2), ("away", 1)] {
         let (c, k, _) = w.edge_cert(name, "edge", &format!("{name}-edge"), None, None);
-        let extra = ["--control-anchor-secs".to_string(), "0".into()];
+        let extra = [
+            "--control-anchor-secs".to_string(),
+            "0".into(),
+            "--admin".into(),
+            addr(&w, host, 9100).to_string(),
+        ];
         let mut p = w.spawn_edge_following(
             &edge_bin(),
             name,
@@ -183,7 +188,25 @@ fn edges_anchor_the_control_planes_admin_audit_log() {
             "{line}"
         );
     }
-    for name in ["home", "away"] {
+    for (name, host) in [("home", 2), ("away", 1)] {
         assert_eq!(anchored(&anchors_file(&w, name)).last(), Some(&1));
+        // And counted, for monitoring.
+        let (ok, metrics, err) = tests::run(
+            "curl",
+            &[
+                "--silent",
+                "--show-error",
+                "--max-time",
+                "10",
+                &format!("http://{}/metrics", addr(&w, host, 9100)),
+            ],
+        );
+        assert!(ok, "{err}");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == "fedgate_control_admin_audit_went_back_total{replica=\"c1\"} 1"),
+            "{name}: {metrics}"
+        );
     }
 }

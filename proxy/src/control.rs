@@ -157,7 +157,7 @@ impl Client {
     /// A replica told this edge its admin audit log's head (in answer to a
     /// report): keep it as an anchor of that log, at most one per replica
     /// every `anchor_every`, and at once a head that went back.
-    fn anchor_admin_audit(&self, answer: &[u8]) {
+    fn anchor_admin_audit(&self, metrics: &Metrics, answer: &[u8]) {
         #[derive(serde::Deserialize)]
         struct Answer {
             admin_audit: Head,
@@ -179,6 +179,11 @@ impl Client {
         let (outcome, anchor) = keeper.consider(&self.edge, &owner, head.seq, &head.hash, now());
         let Some(anchor) = anchor else { return };
         if let Offered::WentBack { held } = &outcome {
+            metrics.add(
+                "fedgate_control_admin_audit_went_back_total",
+                &[("replica", &head.replica)],
+                1,
+            );
             tracing::warn!(
                 replica = %head.replica,
                 seq = head.seq,
@@ -469,9 +474,11 @@ impl Client {
     }
 
     /// Tell `addr` the version this edge runs, its peer links, and its
-    /// audit log's head (the control plane keeps it as an anchor of the log).
+    /// audit log's head (the control plane keeps it as an anchor of the
+    /// log); keep the head of the replica's admin audit log it answers with.
     async fn report(
         &self,
+        metrics: &Metrics,
         addr: &str,
         version: u64,
         links: Vec<Value>,
@@ -498,7 +505,7 @@ impl Client {
             );
         }
         if status == hyper::StatusCode::OK {
-            self.anchor_admin_audit(&text);
+            self.anchor_admin_audit(metrics, &text);
         }
         Ok(())
     }
@@ -514,7 +521,7 @@ impl Client {
         for addr in &self.config.addrs {
             let version = ctx.node().version;
             if self
-                .report(addr, version, Vec::new(), ctx.audit.head())
+                .report(&ctx.metrics, addr, version, Vec::new(), ctx.audit.head())
                 .await
                 .is_ok()
             {
@@ -571,7 +578,10 @@ impl Client {
             }
             let version = ctx.node().version;
             let links = overlay.link_report().await;
-            if let Err(e) = self.report(&addr, version, links, ctx.audit.head()).await {
+            if let Err(e) = self
+                .report(&ctx.metrics, &addr, version, links, ctx.audit.head())
+                .await
+            {
                 tracing::debug!(replica = %addr, cause = %format!("{e:#}"), "report not delivered");
             }
         }

@@ -71,6 +71,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Forwarded DNS queries an upstream resolver did not answer usably, by upstream.",
     ),
     (
+        "fedgate_control_admin_audit_went_back_total",
+        "counter",
+        "Heads of a control-plane replica's admin audit log, as told to this edge, that went back: the log of changes was cut, replaced or started anew.",
+    ),
+    (
         "fedgate_snapshot_reloads_total",
         "counter",
         "Snapshot files read after a change, by result (applied, refused) and reason.",
