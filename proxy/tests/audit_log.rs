@@ -155,12 +155,31 @@ async fn an_edge_rotates_its_audit_log_and_the_files_verify_as_one_log() {
     let doc = document(&w, &Options::default());
     let rotate = ["--audit-rotate-size".to_string(), "1KiB".into()];
     let mut pair = start_pair_with(&w, &doc, &doc, &[], &rotate);
-    // 16 records of some 330 bytes: past 1 KiB twice or more, however
-    // the writer gathers them.
+    // 16 records of some 330 bytes, each on file before the next flow
+    // (the writer rotates between the batches it gathers, and on a busy
+    // machine it could gather all 16 in one): past 1 KiB every fourth.
     for n in 0..16 {
         let msg = format!("flow {n:02}");
         let back = echo_through(addr(&w, 130, 7007), msg.as_bytes()).await;
         assert_eq!(back.as_deref(), Ok(msg.as_bytes()));
+        let on_file = || {
+            log_files(&w, "away")
+                .iter()
+                .map(|f| {
+                    std::fs::read_to_string(f)
+                        .unwrap_or_default()
+                        .lines()
+                        .count()
+                })
+                .sum::<usize>()
+        };
+        for _ in 0..100 {
+            if on_file() > n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(on_file() > n, "record {} not on file in 5 s", n + 1);
     }
     let status = pair.away.terminate(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
