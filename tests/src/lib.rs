@@ -38,6 +38,25 @@ pub fn ip(net: [u8; 3], host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(net[0], net[1], net[2], host))
 }
 
+/// Every `.rs` file under `dir`, for the tests that hold the docs to the
+/// sources.
+pub fn rust_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in fs::read_dir(&d).expect("source directory") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 #[allow(clippy::disallowed_methods)] // tests read the clock to mint certificates
 pub fn now() -> Timestamp {
     Timestamp::now()

@@ -6,23 +6,12 @@
 //! message must be a fixed string, so that rules can match it.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// (binary, level, message)
 type Event = (&'static str, String, String);
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("source directory") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// The top-level arguments of a macro call whose text starts right after
 /// its opening parenthesis, and where the call ends.
@@ -69,9 +58,7 @@ fn events_in_code() -> BTreeSet<Event> {
         ("proxy/src", "fedgate-edge"),
         ("control-plane/src", "fedgate-control"),
     ] {
-        let mut files = Vec::new();
-        rust_files(&Path::new(ROOT).join(dir), &mut files);
-        for file in files {
+        for file in tests::rust_sources(&Path::new(ROOT).join(dir)) {
             let text = std::fs::read_to_string(&file).expect("source");
             for level in ["info", "warn", "error"] {
                 let call = format!("{level}!(");

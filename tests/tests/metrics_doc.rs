@@ -38,24 +38,16 @@ fn names(text: &str) -> BTreeSet<String> {
 }
 
 fn source_names(dir: &str) -> BTreeSet<String> {
-    fn walk(dir: &Path, out: &mut BTreeSet<String>) {
-        for entry in std::fs::read_dir(dir).expect("source directory") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).expect("source");
-                // Metric names are string literals.
-                for quoted in text.split('"').skip(1).step_by(2) {
-                    if quoted.starts_with("fedgate_") {
-                        out.extend(names(quoted));
-                    }
-                }
+    let mut out = BTreeSet::new();
+    for path in tests::rust_sources(&Path::new(ROOT).join(dir)) {
+        let text = std::fs::read_to_string(&path).expect("source");
+        // Metric names are string literals.
+        for quoted in text.split('"').skip(1).step_by(2) {
+            if quoted.starts_with("fedgate_") {
+                out.extend(names(quoted));
             }
         }
     }
-    let mut out = BTreeSet::new();
-    walk(&Path::new(ROOT).join(dir), &mut out);
     out
 }
 
