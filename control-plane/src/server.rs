@@ -701,7 +701,7 @@ async fn status(State(app): State<Arc<App>>, Extension(caller): Extension<Caller
         Err(e) => return reply(Err(store_error(e))),
     };
     let published = app.published();
-    let reports = app.reports.lock().map(|r| r.clone()).unwrap_or_default();
+    let reports = app.reports();
     let mut edges: Vec<Value> = published
         .snapshots
         .keys()

@@ -37,13 +37,6 @@ impl Refused {
                 "overloaded" | crate::audit::UNAVAILABLE
             )
     }
-
-    pub fn message(&self) -> String {
-        match &self.rule {
-            Some(rule) => format!("{} (rule {rule})", self.reason),
-            None => self.reason.clone(),
-        }
-    }
 }
 
 /// A flow accepted at both ends, ready to relay.
