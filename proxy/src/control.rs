@@ -92,6 +92,15 @@ struct Kept {
     /// When the replica's certificate expires: the connection is not reused
     /// past it.
     server_not_after: jiff::Timestamp,
+    /// The replica's name, from the certificate it presented.
+    replica: String,
+}
+
+/// An answer from a replica, and which replica it was by its certificate.
+struct Reply {
+    status: hyper::StatusCode,
+    body: Bytes,
+    replica: String,
 }
 
 impl Drop for Kept {
@@ -154,24 +163,24 @@ impl Client {
         })
     }
 
-    /// A replica told this edge its admin audit log's head (in answer to a
-    /// report): keep it as an anchor of that log, at most one per replica
-    /// every `anchor_every`, and at once a head that went back.
-    fn anchor_admin_audit(&self, metrics: &Metrics, answer: &[u8]) {
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            admin_audit: Head,
-        }
-        #[derive(serde::Deserialize)]
-        struct Head {
-            replica: String,
-            seq: u64,
-            hash: String,
-        }
-        let Ok(Answer { admin_audit: head }) = serde_json::from_slice(answer) else {
-            return;
+    /// Replica `replica` (by its certificate) told this edge its admin audit
+    /// log's head (in answer to a report): keep it as an anchor of that log,
+    /// at most one per replica every `anchor_every`, and at once a head that
+    /// went back.
+    fn anchor_admin_audit(&self, metrics: &Metrics, replica: &str, answer: &[u8]) {
+        let head = match admin_audit_head(answer, replica) {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(named) => {
+                tracing::warn!(
+                    replica,
+                    named = %named,
+                    "admin audit head refused: the replica named another replica's log"
+                );
+                return;
+            }
         };
-        let owner = format!("control/{}", head.replica);
+        let owner = format!("control/{replica}");
         let mut keeper = self
             .anchors
             .lock()
@@ -181,11 +190,11 @@ impl Client {
         if let Offered::WentBack { held } = &outcome {
             metrics.add(
                 "fedgate_control_admin_audit_went_back_total",
-                &[("replica", &head.replica)],
+                &[("replica", replica)],
                 1,
             );
             tracing::warn!(
-                replica = %head.replica,
+                replica,
                 seq = head.seq,
                 held_seq = held.seq,
                 held_time = %held.time,
@@ -339,9 +348,9 @@ impl Client {
             .context("the server presented no certificate")?;
         let server = peer_cert(leaf.as_ref(), &self.trust_domain)?;
         server.check_validity(now())?;
-        if !matches!(server.identity, Identity::Control { .. }) {
+        let Identity::Control { name: replica } = server.identity else {
             bail!("{addr} is {}, not a control-plane replica", server.identity);
-        }
+        };
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         let driver = tokio::spawn(async move {
             let _ = conn.await;
@@ -353,6 +362,7 @@ impl Client {
             sender,
             driver,
             server_not_after: server.not_after,
+            replica,
         })
     }
 
@@ -378,7 +388,7 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
         timeout: Duration,
-    ) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
+    ) -> anyhow::Result<Reply> {
         let body = Bytes::from(body.unwrap_or_default());
         if let Some(kept) = self.take_kept(addr) {
             match self.send(kept, &method, path, body.clone(), timeout).await {
@@ -404,7 +414,7 @@ impl Client {
         path: &str,
         body: Bytes,
         timeout: Duration,
-    ) -> Result<(hyper::StatusCode, Bytes), Retry> {
+    ) -> Result<Reply, Retry> {
         let mut builder = hyper::Request::builder()
             .method(method.clone())
             .uri(path)
@@ -430,6 +440,8 @@ impl Client {
         })
         .await
         .map_err(|_| Retry::No(anyhow!("no answer within {} s", timeout.as_secs())))??;
+        let (status, body) = answer;
+        let replica = conn.replica.clone();
         let mut kept = self
             .kept
             .lock()
@@ -437,7 +449,11 @@ impl Client {
         if kept.is_none() {
             *kept = Some(conn);
         }
-        Ok(answer)
+        Ok(Reply {
+            status,
+            body,
+            replica,
+        })
     }
 
     /// Ask `addr` for a snapshot newer than `have`, waiting up to `wait`;
@@ -454,7 +470,7 @@ impl Client {
         if let Some(d) = digest.filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit())) {
             path = format!("{path}&digest={d}");
         }
-        let (status, body) = self
+        let Reply { status, body, .. } = self
             .request(
                 addr,
                 hyper::Method::GET,
@@ -489,7 +505,11 @@ impl Client {
             body["audit"] = json!({"seq": seq, "hash": hash});
         }
         let body = serde_json::to_vec(&body)?;
-        let (status, text) = self
+        let Reply {
+            status,
+            body: text,
+            replica,
+        } = self
             .request(
                 addr,
                 hyper::Method::POST,
@@ -505,7 +525,7 @@ impl Client {
             );
         }
         if status == hyper::StatusCode::OK {
-            self.anchor_admin_audit(metrics, &text);
+            self.anchor_admin_audit(metrics, &replica, &text);
         }
         Ok(())
     }
@@ -613,5 +633,54 @@ impl Retry {
         match self {
             Self::Fresh(e) | Self::No(e) => e,
         }
+    }
+}
+
+/// The head of its admin audit log that a replica answered a report with.
+#[derive(Debug, PartialEq, Eq, serde::Deserialize)]
+struct AdminAuditHead {
+    replica: String,
+    seq: u64,
+    hash: String,
+}
+
+/// The admin audit head in `answer` from replica `replica` (its name from
+/// the certificate it presented), or none when the answer holds none. A
+/// replica that names another replica's log gets no anchor kept (`Err`
+/// holds the name it gave): anchors filed under another's name would make
+/// that replica's log fail to verify.
+fn admin_audit_head(answer: &[u8], replica: &str) -> Result<Option<AdminAuditHead>, String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        admin_audit: AdminAuditHead,
+    }
+    let Ok(Answer { admin_audit: head }) = serde_json::from_slice(answer) else {
+        return Ok(None);
+    };
+    if head.replica == replica {
+        Ok(Some(head))
+    } else {
+        Err(head.replica)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admin_audit_head_is_kept_only_under_the_certificates_replica() {
+        let answer = br#"{"admin_audit":{"replica":"c1","seq":7,"hash":"ab"}}"#;
+        assert_eq!(
+            admin_audit_head(answer, "c1"),
+            Ok(Some(AdminAuditHead {
+                replica: "c1".into(),
+                seq: 7,
+                hash: "ab".into()
+            }))
+        );
+        assert_eq!(admin_audit_head(answer, "c2"), Err("c1".into()));
+        assert_eq!(admin_audit_head(b"", "c1"), Ok(None));
+        assert_eq!(admin_audit_head(br#"{"other":1}"#, "c1"), Ok(None));
     }
 }
