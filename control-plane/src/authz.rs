@@ -3,7 +3,7 @@
 //!
 //! A change is compared object by object ([`changes`]); each object added,
 //! changed or removed has an owner, in its old and in its new form
-//! ([`owner`]), and the caller must hold the right over both:
+//! ([`Owner`]), and the caller must hold the right over both:
 //!
 //! | object | owner |
 //! |---|---|

@@ -17,7 +17,7 @@
 //!
 //! A version is acknowledged (200 from apply) only once the store has it
 //! durably; snapshots are cut and signed only from stored versions
-//! ([`Publisher`]), so no edge can run a version that was not acknowledged.
+//! ([`App::follow_store`]), so no edge can run a version that was not acknowledged.
 //! Every apply and rollback, accepted or refused, is written to the admin
 //! audit log ([`crate::admin_audit`]); while that log cannot be written no
 //! change is committed (503, `audit-unavailable`).

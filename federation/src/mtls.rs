@@ -446,8 +446,8 @@ pub fn server_name() -> ServerName<'static> {
 
 /// Verifies a server's certificate as webpki verifies a client's: chain to
 /// the federation CA, validity, signatures. The DNS name is not checked,
-/// because identities are URI SANs; [`check_peer`] checks that after the
-/// handshake.
+/// because identities are URI SANs; the caller checks the identity after
+/// the handshake (the edge with `proxy::tls::check_peer`).
 #[derive(Debug)]
 struct PeerVerifier(Arc<Credentials>);
 

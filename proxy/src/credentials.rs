@@ -7,7 +7,7 @@
 //! checked as a peer will check it (the certificate chains to the CA
 //! certificates of `--ca`, is valid now, the key matches it) and must name
 //! the identity in use: then every handshake from then on uses it
-//! ([`Credentials::replace`]). Anything else is refused with the reason
+//! ([`federation::mtls::Credentials::replace`]). Anything else is refused with the reason
 //! logged and counted, and the material in use stays.
 //!
 //! Connections already up keep the certificates they were made with, until

@@ -264,7 +264,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 300)]
     quic_head_start_ms: u64,
     /// Split-horizon DNS on this address (UDP and TCP); default: the
-    /// snapshot's `dns` for this edge, else off. Not 0.0.0.0 or [::]: an
+    /// snapshot's `dns` for this edge, else off. Not `0.0.0.0` or `[::]`: an
     /// answer over UDP must leave from the address it was asked at.
     #[arg(long, value_parser = parse_dns_listen)]
     dns: Option<SocketAddr>,
