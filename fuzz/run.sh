@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short run of every fuzz target: CI's fuzz tier. Each target runs
 # FUZZ_SECS seconds (20) from its seeds (the example configs, a snapshot of
-# the example region, its certificates, the chain seeds in seeds/) plus
+# the example region, its certificates, the seeds in seeds/) plus
 # whatever corpus/ holds from earlier runs; a crash stops the run with the
 # input saved under artifacts/TARGET/. Needs cargo-fuzz (installed if
 # missing) and the stable toolchain's nightly features (RUSTC_BOOTSTRAP).
@@ -14,9 +14,10 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 # Seeds: what the parsers read in use.
 seed=$(mktemp -d)
 trap 'rm -rf "$seed"' EXIT
-mkdir -p corpus/{config,snapshot,signed,peer_cert,wire,audit_chain}
+mkdir -p corpus/{config,snapshot,signed,peer_cert,wire,audit_chain,socks5}
 cp ../configs/south-east/*.yaml ../configs/examples/broken/*.yaml corpus/config/
 cp seeds/audit_chain/* corpus/audit_chain/
+cp seeds/socks5/* corpus/socks5/
 # fedctl as the tests built it, or built now.
 fedctl() {
   if [ -x ../target/debug/fedctl ]; then

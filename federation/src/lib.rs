@@ -4,7 +4,10 @@
 //! file:line:column diagnostics ([`source`], [`diag`]), semantic validation
 //! into a typed model ([`validate`], [`model`]), policy compilation and
 //! decisions ([`policy`]), routing by name ([`routing`]), per-edge snapshots
-//! ([`snapshot`]) and their signatures ([`signed`]).
+//! ([`snapshot`]) and their signatures ([`signed`]), and the wire formats
+//! the edges read from untrusted peers and clients, sans-IO: the overlay's
+//! stream header ([`wire`]), SOCKS5 ([`socks5`]), hash-chained logs
+//! ([`chain`]).
 //!
 //! What it does not do: no I/O, no async, no clock. Callers read files and
 //! pass their text in, and pass `now` to everything that depends on time.
@@ -27,6 +30,7 @@ pub mod policy;
 pub mod routing;
 pub mod signed;
 pub mod snapshot;
+pub mod socks5;
 pub mod source;
 pub mod spec;
 pub mod validate;

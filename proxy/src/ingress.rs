@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use federation::model::{Protocol, ServiceId};
+use federation::socks5::{self, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -527,19 +528,34 @@ fn resolve_target(ctx: &Ctx, host: &str, port: u16) -> Option<ServiceId> {
     node.routing.resolve(host).map(|r| r.service.clone())
 }
 
-// SOCKS5 (RFC 1928), CONNECT with no authentication.
-const SOCKS_VERSION: u8 = 5;
-const REPLY_OK: u8 = 0;
-const REPLY_FAILURE: u8 = 1;
-const REPLY_NOT_ALLOWED: u8 = 2;
-const REPLY_HOST_UNREACHABLE: u8 = 4;
-const REPLY_COMMAND_NOT_SUPPORTED: u8 = 7;
-const REPLY_ADDRESS_NOT_SUPPORTED: u8 = 8;
-
-async fn socks_reply(client: &mut TcpStream, code: u8) -> std::io::Result<()> {
-    client
-        .write_all(&[SOCKS_VERSION, code, 0, 1, 0, 0, 0, 0, 0, 0])
-        .await
+/// Read from `client` into `buf` until `decode` finds a whole message at its
+/// start; that message, and `buf` keeps what came after it. A malformed one
+/// is answered as SOCKS5 says (if at all) and ends the connection.
+async fn read_socks<T>(
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    decode: impl Fn(&[u8]) -> Result<Option<(T, usize)>, socks5::Malformed>,
+) -> anyhow::Result<T> {
+    let mut chunk = [0u8; 1024];
+    loop {
+        match decode(buf) {
+            Ok(Some((message, used))) => {
+                buf.drain(..used);
+                return Ok(message);
+            }
+            Ok(None) => {
+                let n = client.read(&mut chunk).await?;
+                anyhow::ensure!(n > 0, "client closed before a whole SOCKS message");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(malformed) => {
+                if let Some(answer) = malformed.answer() {
+                    client.write_all(&answer).await?;
+                }
+                return Err(malformed.into());
+            }
+        }
+    }
 }
 
 async fn socks(
@@ -548,73 +564,51 @@ async fn socks(
     mut client: TcpStream,
     remote: SocketAddr,
 ) -> anyhow::Result<()> {
+    // A client may send its request, and even its first bytes, without
+    // waiting for the answer to its greeting: what follows each message
+    // stays in `buf`, and the rest goes with the flow's opening.
+    let mut buf = Vec::with_capacity(256);
     let request = tokio::time::timeout(ctx.limits.client_hello_timeout, async {
-        let mut head = [0u8; 2];
-        client.read_exact(&mut head).await?;
-        anyhow::ensure!(head[0] == SOCKS_VERSION, "not SOCKS5 (version {})", head[0]);
-        let mut methods = vec![0u8; usize::from(head[1])];
-        client.read_exact(&mut methods).await?;
-        if !methods.contains(&0) {
-            client.write_all(&[SOCKS_VERSION, 0xff]).await?;
-            anyhow::bail!("client offers no method without authentication");
+        read_socks(&mut client, &mut buf, |b| {
+            Ok(socks5::decode_greeting(b)?.map(|used| ((), used)))
+        })
+        .await?;
+        client
+            .write_all(&[socks5::VERSION, socks5::NO_AUTHENTICATION])
+            .await?;
+        let request = read_socks(&mut client, &mut buf, socks5::Request::decode).await?;
+        if request.command != socks5::CONNECT {
+            client
+                .write_all(&Reply::CommandNotSupported.encode())
+                .await?;
+            anyhow::bail!("SOCKS command {} is not CONNECT", request.command);
         }
-        client.write_all(&[SOCKS_VERSION, 0]).await?;
-        let mut req = [0u8; 4];
-        client.read_exact(&mut req).await?;
-        anyhow::ensure!(req[0] == SOCKS_VERSION, "bad request version {}", req[0]);
-        let host = match req[3] {
-            1 => {
-                let mut a = [0u8; 4];
-                client.read_exact(&mut a).await?;
-                IpAddr::from(a).to_string()
-            }
-            4 => {
-                let mut a = [0u8; 16];
-                client.read_exact(&mut a).await?;
-                IpAddr::from(a).to_string()
-            }
-            3 => {
-                let len = client.read_u8().await?;
-                let mut name = vec![0u8; usize::from(len)];
-                client.read_exact(&mut name).await?;
-                String::from_utf8(name).unwrap_or_default()
-            }
-            _ => {
-                socks_reply(&mut client, REPLY_ADDRESS_NOT_SUPPORTED).await?;
-                anyhow::bail!("unsupported address type {}", req[3]);
-            }
-        };
-        let port = client.read_u16().await?;
-        if req[1] != 1 {
-            socks_reply(&mut client, REPLY_COMMAND_NOT_SUPPORTED).await?;
-            anyhow::bail!("SOCKS command {} is not CONNECT", req[1]);
-        }
-        Ok((host, port))
+        Ok(request)
     })
     .await
     .context("no SOCKS request in time")??;
-    let (host, port) = request;
-    let Some(service) = resolve_target(ctx, &host, port) else {
+    let socks5::Request { host, port, .. } = request;
+    let Some(service) = resolve_target(ctx, &host.to_string(), port) else {
         ctx.metrics.add(
             "fedgate_denials_total",
             &[("role", "visited"), ("reason", "unknown-service")],
             1,
         );
-        socks_reply(&mut client, REPLY_HOST_UNREACHABLE).await?;
+        client.write_all(&Reply::HostUnreachable.encode()).await?;
         return Ok(());
     };
-    match visit::open(ctx, overlay, remote, &service, port, "socks", &[], None).await {
+    match visit::open(ctx, overlay, remote, &service, port, "socks", &buf, None).await {
         Ok(opened) => {
-            socks_reply(&mut client, REPLY_OK).await?;
+            client.write_all(&Reply::Succeeded.encode()).await?;
             visit::relay(ctx, opened, client).await;
         }
         Err(refused) => {
-            let code = if refused.denied {
-                REPLY_NOT_ALLOWED
+            let reply = if refused.denied {
+                Reply::NotAllowed
             } else {
-                REPLY_FAILURE
+                Reply::GeneralFailure
             };
-            socks_reply(&mut client, code).await?;
+            client.write_all(&reply.encode()).await?;
         }
     }
     Ok(())
