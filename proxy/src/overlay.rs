@@ -216,6 +216,26 @@ pub struct Overlay {
     links: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Link>>>>,
     health: Mutex<HashMap<String, Health>>,
     accept_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The certificate (fingerprint) each peer last presented over TLS on
+    /// TCP, which has a connection per flow: `peer connected` is logged
+    /// when a peer first comes so, or with another certificate.
+    tcp_certificates: Mutex<HashMap<String, String>>,
+}
+
+/// Whether `edge` presents a certificate (`fingerprint`) other than the one
+/// `seen` holds for it, which it then holds.
+fn another_certificate(seen: &mut HashMap<String, String>, edge: &str, fingerprint: &str) -> bool {
+    match seen.get_mut(edge) {
+        Some(held) if held == fingerprint => false,
+        Some(held) => {
+            fingerprint.clone_into(held);
+            true
+        }
+        None => {
+            seen.insert(edge.to_owned(), fingerprint.to_owned());
+            true
+        }
+    }
 }
 
 fn transport_config(ctx: &Ctx) -> Arc<quinn::TransportConfig> {
@@ -393,6 +413,7 @@ impl Overlay {
             links: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             accept_tasks: Mutex::new(Vec::new()),
+            tcp_certificates: Mutex::new(HashMap::new()),
         });
         if let Some(endpoint) = overlay.endpoint.clone() {
             let o = overlay.clone();
@@ -603,6 +624,9 @@ impl Overlay {
                     }
                 };
                 drop(node);
+                if this.new_tcp_certificate(&peer) {
+                    tracing::info!(peer = %peer, %remote, transport = "tcp", fingerprint = %peer.cert.fingerprint, "peer connected");
+                }
                 home::serve(
                     this.ctx.clone(),
                     &Arc::new(peer),
@@ -635,6 +659,16 @@ impl Overlay {
             out.push(entry);
         }
         out
+    }
+
+    /// Whether `peer` presents, over TLS on TCP, a certificate other than
+    /// the one it last did (or comes so for the first time).
+    fn new_tcp_certificate(&self, peer: &Peer) -> bool {
+        let mut seen = self
+            .tcp_certificates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        another_certificate(&mut seen, &peer.edge, &peer.cert.fingerprint)
     }
 
     fn link(&self, edge: &str) -> Arc<tokio::sync::Mutex<Link>> {
@@ -1058,8 +1092,22 @@ impl Overlay {
 mod tests {
     use std::sync::Arc;
 
-    use super::{PATH_PATIENCE, PROBE_WINDOW, acknowledge_less_often, silent};
+    use super::{PATH_PATIENCE, PROBE_WINDOW, acknowledge_less_often, another_certificate, silent};
     use crate::testing::quic_conns;
+
+    /// `peer connected` over TLS on TCP: a peer's first certificate, and
+    /// each other one after (a renewal, or back), but not the same again.
+    #[test]
+    fn a_peer_certificate_is_logged_when_it_is_new_to_the_peer() {
+        let mut seen = std::collections::HashMap::new();
+        assert!(another_certificate(&mut seen, "a/edge", "f1"));
+        assert!(!another_certificate(&mut seen, "a/edge", "f1"));
+        assert!(another_certificate(&mut seen, "b/edge", "f1"));
+        assert!(another_certificate(&mut seen, "a/edge", "f2"));
+        assert!(!another_certificate(&mut seen, "a/edge", "f2"));
+        assert!(another_certificate(&mut seen, "a/edge", "f1"));
+        assert_eq!(seen.len(), 2);
+    }
 
     /// A healthy link whose far end says nothing (as while a home edge
     /// waits on a slow service) is probed once its patience runs out, and

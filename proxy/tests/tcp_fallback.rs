@@ -1,5 +1,6 @@
 //! When UDP to the home edge is blocked (here: the home edge does not listen
-//! on QUIC), flows go over TLS on TCP at once, and keep working.
+//! on QUIC), flows go over TLS on TCP at once, and keep working; the home
+//! edge logs the peer's certificate once, not once per flow.
 
 mod common;
 
@@ -60,4 +61,18 @@ async fn flows_fall_back_to_tls_over_tcp() {
         .wait_for("using TLS over TCP", std::time::Duration::from_secs(10));
     let home = audit_record(&w, "home", |r| r["result"] == "allowed").await;
     assert_eq!(home["transport"], "tcp");
+    // Three flows, three TLS connections from one peer certificate: the
+    // home edge logs the peer's certificate once, not once per flow.
+    let log = pair.home.log_text();
+    let connected: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("peer connected"))
+        .collect();
+    assert_eq!(connected.len(), 1, "{log}");
+    assert!(
+        connected[0].contains("peer=away/edge")
+            && connected[0].contains("transport=\"tcp\"")
+            && connected[0].contains("fingerprint="),
+        "{log}"
+    );
 }
