@@ -1165,7 +1165,7 @@ pub async fn run(
     std::fs::create_dir_all(&opts.data)
         .with_context(|| format!("cannot create {}", opts.data.display()))?;
     let audit = AdminAudit::open(&opts.data.join("admin-audit.jsonl"))?;
-    let anchors = crate::anchors::Anchors::open(&opts.data, opts.anchor_every)?;
+    let anchors = crate::anchors::Anchors::open(&opts.data, opts.anchor_every, now())?;
     if let Some(sources) = &opts.init
         && store.head().await? == 0
     {

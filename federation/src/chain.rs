@@ -401,6 +401,69 @@ impl AnchorKeeper {
     }
 }
 
+/// How long every anchor is kept before [`thin_anchors`] keeps one a day.
+pub const KEEP_EVERY_ANCHOR: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Thin an anchors file again after this many anchors appended to it.
+pub const THIN_AFTER: u64 = 1024;
+
+/// An anchors file thinned at `now`: what to write in its place, or `None`
+/// when it stays as it is.
+///
+/// A log's latest anchor proves every record before it (each record holds
+/// the hash of the one before), so the older ones add only when a record
+/// was on file. Every anchor younger than `recent` stays; of the older
+/// ones, per log, the first of each UTC day, the two on either side of a
+/// head that went back (evidence of the log before and after), and the
+/// log's last. A line that is not an anchor (cut short by a crash) stays
+/// where it was, and every line ends in a newline, so that the next
+/// anchor appended is not glued to a cut one.
+pub fn thin_anchors(
+    text: &str,
+    now: jiff::Timestamp,
+    recent: std::time::Duration,
+) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let anchors: Vec<Option<Anchor>> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Anchor>(l).ok())
+        .collect();
+    let mut keep: Vec<bool> = anchors.iter().map(Option::is_none).collect();
+    // Per log: the previous anchor's index, and its UTC day.
+    let mut previous: std::collections::BTreeMap<&str, (usize, Option<jiff::civil::Date>)> =
+        std::collections::BTreeMap::new();
+    for (i, anchor) in anchors.iter().enumerate() {
+        let Some(a) = anchor else { continue };
+        let time = a.time.parse::<jiff::Timestamp>().ok();
+        let day = time.map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date());
+        let young = time.is_none_or(|t| now.duration_since(t).unsigned_abs() < recent);
+        match previous.get(a.edge.as_str()) {
+            None => keep[i] = true,
+            Some(&(p, p_day)) => {
+                let held = anchors[p].as_ref().expect("an anchor's index");
+                let went_back = a.seq < held.seq || (a.seq == held.seq && a.hash != held.hash);
+                if went_back {
+                    keep[p] = true;
+                }
+                keep[i] |= young || went_back || day.is_none() || day != p_day;
+            }
+        }
+        previous.insert(&a.edge, (i, day));
+    }
+    for &(last, _) in previous.values() {
+        keep[last] = true;
+    }
+    if keep.iter().all(|k| *k) && (text.is_empty() || text.ends_with('\n')) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    for (line, _) in lines.iter().zip(&keep).filter(|(_, k)| **k) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,6 +664,126 @@ mod tests {
                 matched: 1,
                 before: 1
             })
+        );
+    }
+
+    /// Anchors of `edge` every `every_secs` from `start`, of records 1, 2,
+    /// ..., `n` of them, as file lines.
+    fn anchor_lines(edge: &str, start: jiff::Timestamp, every_secs: i64, n: u64) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let a = Anchor {
+                    time: (start + jiff::SignedDuration::from_secs(every_secs * i as i64))
+                        .to_string(),
+                    edge: edge.into(),
+                    seq: i + 1,
+                    hash: format!("{:064x}", i + 1),
+                    replica: "c1".into(),
+                };
+                serde_json::to_string(&a).unwrap()
+            })
+            .collect()
+    }
+
+    fn parsed(text: &str) -> Vec<Anchor> {
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Ten days of anchors every five minutes: the last seven days stay
+    /// whole, the three before keep the first of each day; a log's last
+    /// anchor stays however old; thinning again changes nothing.
+    #[test]
+    fn old_anchors_are_thinned_to_one_a_day_and_recent_ones_stay() {
+        let start: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let now: jiff::Timestamp = "2026-01-11T00:00:00Z".parse().unwrap();
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let mut lines = anchor_lines("home/edge", start, 300, 10 * 288);
+        // A log that stopped on day 1: its last anchor stays.
+        lines.extend(anchor_lines("quiet/edge", start, 3600, 30));
+        let text = lines.join("\n") + "\n";
+        let thinned = thin_anchors(&text, now, week).expect("thinned");
+        let home: Vec<u64> = parsed(&thinned)
+            .iter()
+            .filter(|a| a.edge == "home/edge")
+            .map(|a| a.seq)
+            .collect();
+        // Days 0, 1, 2: their first anchors (records 1, 289, 577); then all
+        // of the last seven days (records 865 onwards).
+        assert_eq!(home[..4], [1, 289, 577, 865]);
+        assert_eq!(home.len(), 3 + 7 * 288);
+        assert_eq!(*home.last().unwrap(), 10 * 288);
+        let quiet: Vec<u64> = parsed(&thinned)
+            .iter()
+            .filter(|a| a.edge == "quiet/edge")
+            .map(|a| a.seq)
+            .collect();
+        assert_eq!(quiet, [1, 25, 30]);
+        assert_eq!(thin_anchors(&thinned, now, week), None);
+
+        // The thinned anchors still prove the whole log, and still catch
+        // it cut short of its last anchor.
+        let check = |upto: u64| {
+            let mut c = AnchorCheck::new(
+                parsed(&thinned)
+                    .into_iter()
+                    .filter(|a| a.edge == "home/edge"),
+            );
+            for seq in 1..=upto {
+                c.record(seq, &format!("{seq:064x}")).unwrap();
+            }
+            c.finish()
+        };
+        assert!(check(10 * 288).is_ok());
+        assert!(matches!(
+            check(10 * 288 - 1),
+            Err(AnchorMismatch::Beyond { .. })
+        ));
+    }
+
+    /// A head that went back, long ago: the anchors on both sides of it
+    /// stay, as evidence of the log before and after.
+    #[test]
+    fn the_anchors_around_a_head_that_went_back_stay() {
+        let start: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let now: jiff::Timestamp = "2026-03-01T00:00:00Z".parse().unwrap();
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let mut lines = anchor_lines("home/edge", start, 300, 100);
+        // At 10:00 on day 0 the log starts anew from record 1.
+        lines.extend(anchor_lines(
+            "home/edge",
+            start + jiff::SignedDuration::from_hours(10),
+            300,
+            50,
+        ));
+        let text = lines.join("\n") + "\n";
+        let seqs: Vec<u64> = parsed(&thin_anchors(&text, now, week).unwrap())
+            .iter()
+            .map(|a| a.seq)
+            .collect();
+        // The first of the day, the last before the restart and the first
+        // after it, the log's last.
+        assert_eq!(seqs, [1, 100, 1, 50]);
+    }
+
+    /// A line cut short by a crash stays where it was, and gets its
+    /// newline, so the next anchor appended is a line of its own; a file
+    /// with nothing to thin and whole lines stays as it is.
+    #[test]
+    fn a_cut_line_stays_and_is_ended() {
+        let start: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let lines = anchor_lines("home/edge", start, 300, 3);
+        let whole = lines.join("\n") + "\n";
+        assert_eq!(thin_anchors(&whole, start, week), None);
+        assert_eq!(thin_anchors("", start, week), None);
+        let cut = format!("{whole}{}", &lines[0][..20]);
+        assert_eq!(thin_anchors(&cut, start, week), Some(format!("{cut}\n")));
+        let torn_inside = format!("{}\n{}\n{}", lines[0], &lines[1][..20], lines[2]);
+        assert_eq!(
+            thin_anchors(&torn_inside, start, week),
+            Some(format!("{torn_inside}\n"))
         );
     }
 }

@@ -27,11 +27,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use federation::EdgeSnapshot;
-use federation::chain::{AnchorKeeper, Offered};
+use federation::chain::{AnchorKeeper, KEEP_EVERY_ANCHOR, Offered, THIN_AFTER, thin_anchors};
 use federation::identity::{Identity, peer_cert, trust_domain_of};
 use federation::signed::{
     Held, SignedHeader, SignedSnapshot, Succession, TrustedKey, check_succession,
@@ -82,6 +83,8 @@ pub struct Client {
     requests: Counter,
     /// Anchors of the replicas' admin audit logs.
     anchors: std::sync::Mutex<AnchorKeeper>,
+    /// Anchors appended since the file was last thinned.
+    anchors_appended: AtomicU64,
 }
 
 /// A mutual-TLS HTTP/1.1 connection to a replica, kept for the next request.
@@ -134,6 +137,7 @@ impl Client {
         let mut anchors = AnchorKeeper::new(config.anchor_every);
         match std::fs::read_to_string(&config.anchors) {
             Ok(text) => {
+                thin_anchors_file(&config.anchors, &text);
                 // A line cut short by a crash: the anchors before it stand.
                 for (line, cause) in anchors.load(&text) {
                     tracing::warn!(path = %config.anchors.display(), line, cause, "admin audit anchor line skipped");
@@ -160,6 +164,7 @@ impl Client {
             connections: metrics.counter("fedgate_control_connections_total", &[]),
             requests: metrics.counter("fedgate_control_requests_total", &[]),
             anchors: std::sync::Mutex::new(anchors),
+            anchors_appended: AtomicU64::new(0),
         })
     }
 
@@ -213,7 +218,18 @@ impl Client {
                     .write_all(line.as_bytes())
             });
         match appended {
-            Ok(()) => keeper.kept(anchor),
+            Ok(()) => {
+                keeper.kept(anchor);
+                let appended = self.anchors_appended.fetch_add(1, Ordering::Relaxed) + 1;
+                if appended.is_multiple_of(THIN_AFTER) {
+                    match std::fs::read_to_string(&self.config.anchors) {
+                        Ok(text) => thin_anchors_file(&self.config.anchors, &text),
+                        Err(e) => {
+                            tracing::error!(path = %self.config.anchors.display(), cause = %e, "cannot thin the admin audit anchors");
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 tracing::error!(path = %self.config.anchors.display(), cause = %e, "cannot keep an admin audit anchor");
             }
@@ -636,6 +652,24 @@ impl Retry {
     }
 }
 
+/// Thin the anchors file at `path`, whose text is `text`, now: anchors older
+/// than [`KEEP_EVERY_ANCHOR`] are kept one a day per replica. Written whole
+/// in its place, or left as it was on failure (logged).
+fn thin_anchors_file(path: &std::path::Path, text: &str) {
+    let Some(thinned) = thin_anchors(text, now(), KEEP_EVERY_ANCHOR) else {
+        return;
+    };
+    let (before, after) = (text.lines().count(), thinned.lines().count());
+    match crate::write_whole(path, thinned.as_bytes()) {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), lines = after, dropped = before - after, "admin audit anchors thinned");
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), cause = %e, "cannot thin the admin audit anchors");
+        }
+    }
+}
+
 /// The head of its admin audit log that a replica answered a report with.
 #[derive(Debug, PartialEq, Eq, serde::Deserialize)]
 struct AdminAuditHead {
@@ -682,5 +716,35 @@ mod tests {
         assert_eq!(admin_audit_head(answer, "c2"), Err("c1".into()));
         assert_eq!(admin_audit_head(b"", "c1"), Ok(None));
         assert_eq!(admin_audit_head(br#"{"other":1}"#, "c1"), Ok(None));
+    }
+
+    /// A year-old day of anchors every five minutes, and one anchor cut
+    /// short: the day keeps its first and the replica's last, the cut line
+    /// stays, and the file ends in a newline.
+    #[test]
+    fn an_old_anchors_file_is_thinned_in_place() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("cache.anchors");
+        let start: jiff::Timestamp = "2025-01-01T00:00:00Z".parse().expect("time");
+        let mut text = String::new();
+        for i in 0..288u64 {
+            let a = federation::chain::Anchor {
+                time: (start + jiff::SignedDuration::from_secs(300 * i as i64)).to_string(),
+                edge: "control/c1".into(),
+                seq: i + 1,
+                hash: format!("{:064x}", i + 1),
+                replica: "home/edge".into(),
+            };
+            text.push_str(&serde_json::to_string(&a).expect("json"));
+            text.push('\n');
+        }
+        text.push_str(r#"{"time":"2025-01-02T00:00:00Z","ed"#);
+        std::fs::write(&path, &text).expect("write");
+        thin_anchors_file(&path, &text);
+        let after = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = after.lines().collect();
+        assert_eq!(lines.len(), 3, "{after}");
+        assert!(lines[0].contains(r#""seq":1,"#) && lines[1].contains(r#""seq":288,"#));
+        assert!(after.ends_with("\"ed\n"));
     }
 }
