@@ -10,8 +10,6 @@ use std::time::Duration;
 use common::*;
 use tests::World;
 
-/// home/secret is opened to away, but a deny for away's addresses wins.
-const SECRET: &str = "  - {id: secret-open, description: Away may reach secret, from: {orgs: [away]}, to: {services: [home/secret]}, action: allow, agreement: ISA-T}\n  - {id: secret-deny, description: But not from loopback, from: {orgs: [away], cidrs: [127.0.0.0/8]}, to: {services: [home/secret]}, action: deny}\n";
 const SECRET_AND_BLOCK_ECHO: &str = "  - {id: secret-open, description: Away may reach secret, from: {orgs: [away]}, to: {services: [home/secret]}, action: allow, agreement: ISA-T}\n  - {id: secret-deny, description: But not from loopback, from: {orgs: [away], cidrs: [127.0.0.0/8]}, to: {services: [home/secret]}, action: deny}\n  - {id: block-echo, description: Home closes echo to away, from: {orgs: [away]}, to: {services: [home/echo]}, action: deny}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +20,7 @@ async fn denied_flows_are_refused_clearly_and_audited() {
     let away_doc = document(
         &w,
         &Options {
-            extra_policies: SECRET,
+            extra_policies: SECRET_DENIED,
             ..Options::default()
         },
     );

@@ -61,9 +61,6 @@ fn by_address(addr: SocketAddr) -> Vec<u8> {
     out
 }
 
-/// home/secret is opened to away, but a deny for away's addresses wins.
-const SECRET_DENIED: &str = "  - {id: secret-open, description: Away may reach secret, from: {orgs: [away]}, to: {services: [home/secret]}, action: allow, agreement: ISA-T}\n  - {id: secret-deny, description: But not from loopback, from: {orgs: [away], cidrs: [127.0.0.0/8]}, to: {services: [home/secret]}, action: deny}\n";
-
 const METHOD_OK: [u8; 2] = [5, 0];
 
 fn reply(code: u8) -> Vec<u8> {

@@ -488,6 +488,10 @@ pub(crate) fn start_upstream(w: &World) -> (Proc, SocketAddr) {
     (p, listen)
 }
 
+/// home/secret is opened to away, but a deny for away's addresses (rule
+/// `secret-deny`) wins: every local client is refused it by rule.
+pub(crate) const SECRET_DENIED: &str = "  - {id: secret-open, description: Away may reach secret, from: {orgs: [away]}, to: {services: [home/secret]}, action: allow, agreement: ISA-T}\n  - {id: secret-deny, description: But not from loopback, from: {orgs: [away], cidrs: [127.0.0.0/8]}, to: {services: [home/secret]}, action: deny}\n";
+
 /// A policy by which home opens `secret` to away (for documents' `extra_policies`).
 pub(crate) const OPEN_SECRET: &str = "  - {id: home-opens-secret, description: Home opens secret to away, from: {orgs: [away]}, to: {services: [home/secret]}, action: allow, agreement: ISA-T}\n";
 
