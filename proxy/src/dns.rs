@@ -34,9 +34,59 @@
 //! next batch. TCP is hickory's server.
 
 mod fast;
+#[cfg(any(test, fuzzing))]
+mod sample;
 #[cfg(test)]
 mod tests;
 mod udp;
+
+/// The UDP fast path as `fuzz/fuzz_targets/dns_fast.rs` drives it (built
+/// only with `--cfg fuzzing`, as cargo-fuzz builds).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use super::{DnsConfig, DnsView, fast};
+
+    /// The fast path's index for [`super::sample::DOC`].
+    pub struct FastPath {
+        view: DnsView,
+        /// Holds the upstream exchanges' tasks (never run: the fast path
+        /// forwards nothing).
+        _runtime: tokio::runtime::Runtime,
+    }
+
+    impl FastPath {
+        #[expect(clippy::new_without_default, reason = "builds a whole view")]
+        pub fn new() -> Self {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let metrics = crate::metrics::Metrics::default();
+            let view = {
+                let _entered = runtime.enter();
+                DnsView::build(
+                    &super::sample::node(),
+                    &DnsConfig::default(),
+                    None,
+                    &metrics,
+                )
+            };
+            Self {
+                view,
+                _runtime: runtime,
+            }
+        }
+
+        /// The fast path's answer to `packet` from a client on this
+        /// member's own networks (`local`) or not; `None` where it leaves
+        /// the query to hickory.
+        pub fn answer(&self, packet: &[u8], local: bool) -> Option<Vec<u8>> {
+            let mut out = Vec::new();
+            fast::answer(&self.view.fast, packet, || local, &mut out)?;
+            Some(out)
+        }
+    }
+}
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
