@@ -61,10 +61,22 @@ fn by_address(addr: SocketAddr) -> Vec<u8> {
     out
 }
 
-const METHOD_OK: [u8; 2] = [5, 0];
+/// What a client sends in one write: its greeting offering `methods`, its
+/// request, and its first bytes (optimistic data; may be empty).
+fn opening(methods: &[u8], request: Vec<u8>, first: &[u8]) -> Vec<u8> {
+    let mut out = greeting(methods);
+    out.extend(request);
+    out.extend_from_slice(first);
+    out
+}
 
-fn reply(code: u8) -> Vec<u8> {
-    vec![5, code, 0, 1, 0, 0, 0, 0, 0, 0]
+/// What the edge answers an `opening` with: method 0 (no authentication),
+/// the reply `code` (with an empty IPv4 bound address), then what came back
+/// from the service.
+fn answered(code: u8, echoed: &[u8]) -> Vec<u8> {
+    let mut out = vec![5, 0, 5, code, 0, 1, 0, 0, 0, 0, 0, 0];
+    out.extend_from_slice(echoed);
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,12 +103,12 @@ async fn socks5_clients_get_rfc_1928_answers_and_lose_no_optimistic_bytes() {
 
     // Greeting, request by name and first bytes in one write: the method,
     // success, and the bytes echoed by home/echo.
-    let mut bytes = greeting(&[2, 0]);
-    bytes.extend(by_name(1, "echo.home.example", 7007));
-    bytes.extend_from_slice(b"optimistic bytes");
-    let mut expected = METHOD_OK.to_vec();
-    expected.extend(reply(0));
-    expected.extend_from_slice(b"optimistic bytes");
+    let bytes = opening(
+        &[2, 0],
+        by_name(1, "echo.home.example", 7007),
+        b"optimistic bytes",
+    );
+    let expected = answered(0, b"optimistic bytes");
     assert_eq!(
         exchange(socks, &bytes).await,
         expected,
@@ -106,12 +118,8 @@ async fn socks5_clients_get_rfc_1928_answers_and_lose_no_optimistic_bytes() {
 
     // The same by the VIP's address (home/echo: the second remote TCP
     // service by id, so the prefix's second address).
-    let mut bytes = greeting(&[0]);
-    bytes.extend(by_address(addr(&w, 130, 7007)));
-    bytes.extend_from_slice(b"by address");
-    let mut expected = METHOD_OK.to_vec();
-    expected.extend(reply(0));
-    expected.extend_from_slice(b"by address");
+    let bytes = opening(&[0], by_address(addr(&w, 130, 7007)), b"by address");
+    let expected = answered(0, b"by address");
     assert_eq!(
         exchange(socks, &bytes).await,
         expected,
@@ -123,36 +131,35 @@ async fn socks5_clients_get_rfc_1928_answers_and_lose_no_optimistic_bytes() {
     assert_eq!(exchange(socks, &greeting(&[2])).await, vec![5, 0xff]);
 
     // Address type 2 does not exist: address type not supported (8).
-    let mut bytes = greeting(&[0]);
-    bytes.extend([5, 1, 0, 2, 198, 18, 0, 1, 0, 80]);
-    let mut expected = METHOD_OK.to_vec();
-    expected.extend(reply(8));
-    assert_eq!(exchange(socks, &bytes).await, expected, "address type 2");
+    let bytes = opening(&[0], vec![5, 1, 0, 2, 198, 18, 0, 1, 0, 80], b"");
+    assert_eq!(
+        exchange(socks, &bytes).await,
+        answered(8, b""),
+        "address type 2"
+    );
 
     // BIND (2): command not supported (7).
-    let mut bytes = greeting(&[0]);
-    bytes.extend(by_name(2, "echo.home.example", 7007));
-    let mut expected = METHOD_OK.to_vec();
-    expected.extend(reply(7));
-    assert_eq!(exchange(socks, &bytes).await, expected, "BIND");
+    let bytes = opening(&[0], by_name(2, "echo.home.example", 7007), b"");
+    assert_eq!(exchange(socks, &bytes).await, answered(7, b""), "BIND");
 
     // A name that is no federation service: host unreachable (4).
-    let mut bytes = greeting(&[0]);
-    bytes.extend(by_name(1, "nowhere.home.example", 7007));
-    let mut expected = METHOD_OK.to_vec();
-    expected.extend(reply(4));
-    assert_eq!(exchange(socks, &bytes).await, expected, "unknown name");
+    let bytes = opening(&[0], by_name(1, "nowhere.home.example", 7007), b"");
+    assert_eq!(
+        exchange(socks, &bytes).await,
+        answered(4, b""),
+        "unknown name"
+    );
 
     // home/secret, which a deny closes to this client: not allowed by the
     // rule set (2), and its first bytes never reach it.
-    let mut bytes = greeting(&[0]);
-    bytes.extend(by_name(1, "secret.home.example", 7011));
-    bytes.extend_from_slice(b"must not arrive");
-    let mut expected = METHOD_OK.to_vec();
-    expected.extend(reply(2));
+    let bytes = opening(
+        &[0],
+        by_name(1, "secret.home.example", 7011),
+        b"must not arrive",
+    );
     assert_eq!(
         exchange(socks, &bytes).await,
-        expected,
+        answered(2, b""),
         "denied\n{}",
         logs()
     );
