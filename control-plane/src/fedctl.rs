@@ -19,6 +19,24 @@ use serde::Serialize;
 
 use crate::{files, render};
 
+/// `print!` to stdout, without its panic when the reader has gone
+/// ([`output::stdout_write`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::fedctl::output::stdout_write(format_args!($($arg)*))
+    };
+}
+
+/// `println!` to stdout, without its panic when the reader has gone.
+macro_rules! outln {
+    () => {
+        out!("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::fedctl::output::stdout_write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod certcheck;
 pub mod conn;
 pub mod demo;
@@ -435,9 +453,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let warnings = loaded.diagnostics.len() - errors;
                     let files = sources.len();
                     if errors == 0 {
-                        println!("ok: {files} file(s), {warnings} warning(s)");
+                        outln!("ok: {files} file(s), {warnings} warning(s)");
                     } else {
-                        println!(
+                        outln!(
                             "failed: {errors} error(s), {warnings} warning(s) in {files} file(s)"
                         );
                     }
@@ -486,7 +504,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("the federation does not validate now; `fedctl check` shows why")?;
             let explained = explain(fed, &from, &to, now)?;
             if !output.machine(&explained)? {
-                print!("{}", explained.text(fed));
+                out!("{}", explained.text(fed));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -580,7 +598,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 PathBuf::from(format!("{}.snapshot.json", edge.replace('/', "-")))
             });
             if out.as_os_str() == "-" {
-                println!("{}", String::from_utf8_lossy(&json));
+                outln!("{}", String::from_utf8_lossy(&json));
             } else {
                 std::fs::write(&out, &json)
                     .with_context(|| format!("cannot write {}", out.display()))?;
@@ -605,7 +623,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (_, loaded) = files::load_valid(&config, Timestamp::now())?;
             let fed = loaded.federation.as_ref().context("no federation")?;
             let (zones, targets) = crate::forwarders::plan(&loaded.spec, fed, &org)?;
-            print!(
+            out!(
                 "{}",
                 crate::forwarders::render(format, &fed.name, &org, &zones, &targets)
             );
@@ -624,7 +642,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .context("the federation does not validate now; `fedctl check` shows why")?;
             let openings = firewall::plan(&loaded.spec, fed, &org, &control_plane)?;
-            print!("{}", firewall::render(format, &fed.name, &org, &openings)?);
+            out!("{}", firewall::render(format, &fed.name, &org, &openings)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { command } => demo::run(command),

@@ -371,3 +371,36 @@ fn snapshot_holds_no_other_members_internal_addresses() {
         );
     }
 }
+
+/// `fedctl ... | head -1`: a reader that stops early ends fedctl at once,
+/// with status 0 and nothing on stderr (`print!` would panic, status 101).
+#[test]
+fn a_reader_that_stops_early_ends_fedctl_quietly() {
+    let runs: [&[&str]; 2] = [
+        &["check", "-o", "json", "configs/south-east"],
+        &[
+            "firewall",
+            "--config",
+            "configs/south-east",
+            "--org",
+            "dpft",
+            "--format",
+            "nftables",
+        ],
+    ];
+    for args in runs {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        // The reader is gone before fedctl writes its first byte.
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_fedctl"))
+            .args(args)
+            .current_dir(repo())
+            .env("NO_COLOR", "1")
+            .stdout(writer)
+            .output()
+            .expect("run fedctl");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}: {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}

@@ -333,6 +333,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Write `text` to stdout; when the reader has gone (`... | head -1`), end
+/// at once with status 0, where `print!` would panic.
+fn print_stdout(text: &str) {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 /// `fedgate-edge audit verify`.
 fn verify_command(
     files: &[PathBuf],
@@ -342,28 +356,35 @@ fn verify_command(
     let given = anchors.is_some();
     match proxy::audit::verify_anchored(files, partial, anchors.unwrap_or_default()) {
         Ok((checked, anchored)) => {
+            use std::fmt::Write as _;
+            let mut text = String::new();
             if files.len() > 1 {
                 for (file, v) in files.iter().zip(&checked) {
                     let range = match &v.first {
                         Some((first, _)) => format!("records {first} to {}", v.last_seq),
                         None => "no records".into(),
                     };
-                    println!("{}: {range}", file.display());
+                    let _ = writeln!(text, "{}: {range}", file.display());
                 }
             }
             let records: u64 = checked.iter().map(|v| v.records).sum();
             let last = checked.last().map_or("", |v| v.last_hash.as_str());
-            println!("ok: {records} records, chain intact, last hash {last}");
+            let _ = writeln!(
+                text,
+                "ok: {records} records, chain intact, last hash {last}"
+            );
             if let Some((first, prev)) = checked.first().and_then(|v| v.first.as_ref())
                 && *first > 1
             {
-                println!(
+                let _ = writeln!(
+                    text,
                     "from record {first} on, after a record with hash {prev}: records 1 to {} are in the files before it",
                     first - 1
                 );
             }
             if given {
-                println!(
+                let _ = writeln!(
+                    text,
                     "anchors: {} matched, the log not cut before the last{}",
                     anchored.matched,
                     if anchored.before > 0 {
@@ -376,6 +397,7 @@ fn verify_command(
                     }
                 );
             }
+            print_stdout(&text);
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -216,7 +216,7 @@ fn expiry(
 /// Print the findings like diagnostics, and a summary line.
 pub fn print(dir: &Path, report: &Report) {
     for f in &report.findings {
-        println!(
+        outln!(
             "{}: {}/{}: {}",
             f.severity,
             dir.display(),
@@ -225,7 +225,7 @@ pub fn print(dir: &Path, report: &Report) {
         );
     }
     let warnings = report.findings.len() - report.errors();
-    println!(
+    outln!(
         "certificates: {} checked in {}, {} error(s), {} warning(s)",
         report.checked,
         dir.display(),

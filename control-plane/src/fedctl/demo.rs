@@ -502,7 +502,7 @@ fn visit_lines(state: &Path, plan: &Plan) -> anyhow::Result<Vec<String>> {
 fn up(config: &Path, state: &Path, net: Net) -> anyhow::Result<ExitCode> {
     let running: Vec<Recorded> = read_pids(state).into_iter().filter(alive).collect();
     if !running.is_empty() {
-        println!(
+        outln!(
             "the demo already runs from {} ({} processes); `fedctl demo status` shows it, `fedctl demo down` stops it",
             state.display(),
             running.len()
@@ -556,7 +556,7 @@ fn up(config: &Path, state: &Path, net: Net) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
     let edges = plan.edges.len();
-    println!(
+    outln!(
         "Fedgate demo: a control plane, {edges} edges and {} stand-in services on loopback; state in {}",
         plan.origins.len(),
         state.display()
@@ -664,16 +664,18 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 fn print_guide(state: &Path, plan: &Plan, net: Net) -> anyhow::Result<()> {
-    println!("  control plane  {}", net.control());
+    outln!("  control plane  {}", net.control());
     for e in &plan.edges {
-        println!(
+        outln!(
             "  edge {:<12} {}  (CONNECT :3128, SOCKS :1080, DNS :5353, metrics http://{}:9100/metrics)",
-            e.id, e.ip, e.ip
+            e.id,
+            e.ip,
+            e.ip
         );
     }
-    println!();
+    outln!();
     for line in visit_lines(state, plan)? {
-        println!("{line}");
+        outln!("{line}");
     }
     let me = std::env::current_exe()
         .ok()
@@ -683,23 +685,23 @@ fn print_guide(state: &Path, plan: &Plan, net: Net) -> anyhow::Result<()> {
                 .and_then(|d| m.strip_prefix(&d).ok().map(|r| Path::new(".").join(r)))
         })
         .map_or_else(|| "fedctl".to_owned(), |p| p.display().to_string());
-    println!();
-    println!(
+    outln!();
+    outln!(
         "Administer it, as the trust's admin (certificates for every member in {}/certs/admins):",
         state.display()
     );
-    println!(
+    outln!(
         "  export FEDCTL_CONFIG={}",
         absolute(&state.join("fedctl.yaml")).display()
     );
-    println!("  {me} status");
-    println!("  {me} explain --from wmcc/127.0.0.1 --to epr.dpft.example");
-    println!(
+    outln!("  {me} status");
+    outln!("  {me} explain --from wmcc/127.0.0.1 --to epr.dpft.example");
+    outln!(
         "  edit {}/dpft.yaml, then: {me} apply -f {}",
         state.join("federation").display(),
         state.join("federation").display()
     );
-    println!("Stop it: {me} demo down{}", state_flag(state));
+    outln!("Stop it: {me} demo down{}", state_flag(state));
     Ok(())
 }
 
@@ -715,7 +717,7 @@ fn state_flag(state: &Path) -> String {
 fn down(state: &Path) -> anyhow::Result<usize> {
     let recorded = read_pids(state);
     if recorded.is_empty() {
-        println!("no demo processes recorded in {}", state.display());
+        outln!("no demo processes recorded in {}", state.display());
         return Ok(0);
     }
     let running: Vec<&Recorded> = recorded.iter().filter(|r| alive(r)).collect();
@@ -733,7 +735,7 @@ fn down(state: &Path) -> anyhow::Result<usize> {
         signal(r.pid, "-KILL");
     }
     let _ = fs::remove_file(pids_file(state));
-    println!(
+    outln!(
         "stopped {} demo process(es) recorded in {}",
         running.len(),
         pids_file(state).display()
@@ -744,7 +746,7 @@ fn down(state: &Path) -> anyhow::Result<usize> {
 fn status(state: &Path) -> anyhow::Result<ExitCode> {
     let recorded = read_pids(state);
     if recorded.is_empty() {
-        println!(
+        outln!(
             "no demo in {}; start one with `fedctl demo up`",
             state.display()
         );
@@ -760,13 +762,13 @@ fn status(state: &Path) -> anyhow::Result<ExitCode> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         super::output::table(&["PROCESS", "PID", "STATE"], &rows)
     );
     let all_up = recorded.iter().all(alive);
     if recorded.iter().any(|r| r.name == "control" && alive(r)) {
-        println!();
+        outln!();
         let conn = super::conn::ConnArgs {
             file: Some(state.join("fedctl.yaml")),
             ..Default::default()

@@ -139,12 +139,12 @@ pub fn print_diff(diff: &[Detailed], paint: Paint) {
         let c = &d.change;
         let line = format!("{} {}", c.kind, c.id);
         match c.op.as_str() {
-            "added" => println!("{}", paint.green(&format!("+ {line}"))),
-            "removed" => println!("{}", paint.red(&format!("- {line}"))),
+            "added" => outln!("{}", paint.green(&format!("+ {line}"))),
+            "removed" => outln!("{}", paint.red(&format!("- {line}"))),
             _ => {
-                println!("{}", paint.yellow(&format!("~ {line}")));
+                outln!("{}", paint.yellow(&format!("~ {line}")));
                 for (field, old, new) in &d.fields {
-                    println!(
+                    outln!(
                         "    {field}: {} -> {}",
                         paint.red(&compact(old)),
                         paint.green(&compact(new))
@@ -186,10 +186,10 @@ pub async fn diff(api: &Api, paths: &[PathBuf], output: Output) -> anyhow::Resul
     let d = detailed_diff(&head.loaded.spec.to_document(), &local.spec.to_document());
     if !output.machine(&json!({"head": head.version, "changes": d}))? {
         if d.is_empty() {
-            println!("no differences from version {} (the head)", head.version);
+            outln!("no differences from version {} (the head)", head.version);
         } else {
             print_diff(&d, Paint::stdout());
-            println!(
+            outln!(
                 "{} against version {} (the head)",
                 summary(&d),
                 head.version
@@ -213,14 +213,14 @@ pub async fn apply(
     let d = detailed_diff(&head.loaded.spec.to_document(), &local.spec.to_document());
     let paint = Paint::stdout();
     if d.is_empty() {
-        println!(
+        outln!(
             "no changes: version {} (the head) already holds this document",
             head.version
         );
         return Ok(0);
     }
     print_diff(&d, paint);
-    println!("{} against version {}", summary(&d), head.version);
+    outln!("{} against version {}", summary(&d), head.version);
     let files: serde_json::Map<String, Value> = sources
         .iter()
         .map(|(_, f)| (f.name.clone(), Value::String(f.text.clone())))
@@ -260,7 +260,7 @@ async fn changed(
         403 => {
             if let Some(refusals) = answer.body["refusals"].as_array() {
                 for r in refusals {
-                    println!(
+                    outln!(
                         "refused: {} {} `{}` needs {}",
                         r["op"].as_str().unwrap_or(""),
                         r["kind"].as_str().unwrap_or(""),
@@ -275,17 +275,17 @@ async fn changed(
     }
     let version = answer.body["version"].as_u64().unwrap_or(0);
     if dry_run || answer.body["applied"] == json!(false) {
-        println!(
+        outln!(
             "dry run: the control plane accepts this change (you hold the rights); nothing was applied, the head stays version {version}"
         );
         return Ok(0);
     }
-    println!(
+    outln!(
         "{}",
         Paint::stdout().bold(&format!("applied as version {version}"))
     );
     if rollout.no_wait {
-        println!("not waiting for the edges (--no-wait); follow with `fedctl status`");
+        outln!("not waiting for the edges (--no-wait); follow with `fedctl status`");
         return Ok(0);
     }
     follow_rollout(api, version, rollout.timeout).await
@@ -294,7 +294,7 @@ async fn changed(
 fn print_remote_diagnostics(report: &Value, _sources: &Sources) {
     if let Some(list) = report["diagnostics"].as_array() {
         for d in list {
-            println!(
+            outln!(
                 "{}[{}]: {}\n  --> {}:{}:{}{}",
                 d["severity"].as_str().unwrap_or("error"),
                 d["code"].as_str().unwrap_or(""),
@@ -372,7 +372,7 @@ pub async fn follow_rollout(api: &Api, version: u64, timeout: Duration) -> anyho
             if paint.on() {
                 let _ = writeln!(err);
             }
-            println!(
+            outln!(
                 "rollout complete: {total}/{total} edges run version {version} ({:.1} s)",
                 started.elapsed().as_secs_f64()
             );
@@ -417,14 +417,14 @@ pub async fn rollback(
         &target.loaded.spec.to_document(),
     );
     if d.is_empty() {
-        println!(
+        outln!(
             "version {to} holds the same objects as version {} (the head); nothing to roll back",
             head.version
         );
         return Ok(0);
     }
     print_diff(&d, Paint::stdout());
-    println!(
+    outln!(
         "{}: version {} back to the objects of version {to}",
         summary(&d),
         head.version
@@ -464,7 +464,7 @@ pub async fn history(api: &Api, output: Output) -> anyhow::Result<u8> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(&["VERSION", "TIME", "AUTHOR", "CHANGES", "MESSAGE"], &rows)
     );
@@ -512,7 +512,7 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
                 ],
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             table(
                 &["ADDRESS", "REPLICA", "STATE", "STORE", "HEAD", "PUBLISHED"],
@@ -520,7 +520,7 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
             )
         );
     }
-    println!(
+    outln!(
         "control plane {} at {}: store {}, head version {head}, published {}",
         s["replica"].as_str().unwrap_or("?"),
         api.addr(),
@@ -528,7 +528,7 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
         s["published"]
     );
     if let Some(trouble) = s["admin_audit"].as_str() {
-        println!(
+        outln!(
             "{}: {trouble}; changes are refused until it can be written",
             paint.red("admin audit log")
         );
@@ -552,8 +552,8 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
             ]
         })
         .collect();
-    println!();
-    print!(
+    outln!();
+    out!(
         "{}",
         table(&["EDGE", "VERSION", "STATE", "LAST REPORT"], &rows)
     );
@@ -563,7 +563,7 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
         .map(|e| e["edge"].as_str().unwrap_or("?").to_owned())
         .collect();
     if !names.is_empty() {
-        println!("\nlinks (row: the reporting edge; quic with RTT, tcp fallback, down):");
+        outln!("\nlinks (row: the reporting edge; quic with RTT, tcp fallback, down):");
         let mut headers: Vec<&str> = vec!["FROM \\ TO"];
         headers.extend(names.iter().map(String::as_str));
         let rows: Vec<Vec<String>> = edges
@@ -592,8 +592,8 @@ pub async fn status(api: &Api, output: Output) -> anyhow::Result<u8> {
                 row
             })
             .collect();
-        print!("{}", table(&headers, &rows));
-        println!("(- : no flow yet between the two, so no connection)");
+        out!("{}", table(&headers, &rows));
+        outln!("(- : no flow yet between the two, so no connection)");
     }
     Ok(0)
 }
@@ -726,6 +726,18 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
             .into());
         }
     }
+    if matches!(kind, Kind::Edges) {
+        // The version each edge runs, as its last report told the control
+        // plane (null before any report): in the table and in JSON/YAML.
+        let status = api.get("/v1/status").await.unwrap_or(Value::Null);
+        let running = edge_versions(&status);
+        for (id, v) in &mut picked {
+            let ver = running.iter().find(|(e, _)| e == id).and_then(|(_, v)| *v);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("running_version".into(), json!(ver));
+            }
+        }
+    }
     let values: Vec<Value> = picked.iter().map(|(_, v)| v.clone()).collect();
     if output.machine(&values)? {
         return Ok(0);
@@ -822,31 +834,24 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
                 })
                 .collect(),
         ),
-        Kind::Edges => {
-            let status = api.get("/v1/status").await.unwrap_or(Value::Null);
-            let running = edge_versions(&status);
-            (
-                vec!["EDGE", "QUIC", "TCP", "DNS", "INGRESS", "RUNNING VERSION"],
-                picked
-                    .iter()
-                    .map(|(id, v)| {
-                        let ver = running
-                            .iter()
-                            .find(|(e, _)| e == id)
-                            .and_then(|(_, v)| *v)
-                            .map_or("-".into(), |v| v.to_string());
-                        vec![
-                            id.clone(),
-                            s(&v["overlay"]["quic"]),
-                            s(&v["overlay"]["tcp"]),
-                            s(&v["dns"]),
-                            strs(&v["ingress"]["addresses"]),
-                            ver,
-                        ]
-                    })
-                    .collect(),
-            )
-        }
+        Kind::Edges => (
+            vec!["EDGE", "QUIC", "TCP", "DNS", "INGRESS", "RUNNING VERSION"],
+            picked
+                .iter()
+                .map(|(id, v)| {
+                    vec![
+                        id.clone(),
+                        s(&v["overlay"]["quic"]),
+                        s(&v["overlay"]["tcp"]),
+                        s(&v["dns"]),
+                        strs(&v["ingress"]["addresses"]),
+                        v["running_version"]
+                            .as_u64()
+                            .map_or("-".into(), |v| v.to_string()),
+                    ]
+                })
+                .collect(),
+        ),
         Kind::Groups => (
             vec!["GROUP", "MEMBERS"],
             values
@@ -862,8 +867,8 @@ pub async fn get(api: &Api, kind: Kind, name: Option<&str>, output: Output) -> a
                 .collect(),
         ),
     };
-    print!("{}", table(&headers, &rows));
-    println!("(version {} of the federation)", head.version);
+    out!("{}", table(&headers, &rows));
+    outln!("(version {} of the federation)", head.version);
     Ok(0)
 }
 
@@ -923,7 +928,7 @@ pub async fn audit_anchors(
     match out {
         Some(path) => std::fs::write(path, &text)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
-        None => std::io::stdout().write_all(text.as_bytes())?,
+        None => out!("{text}"),
     }
     let range = match (
         anchors.iter().map(|a| a.seq).min(),

@@ -6,6 +6,24 @@ use std::io::IsTerminal as _;
 use clap::ValueEnum;
 use serde::Serialize;
 
+/// Write to stdout. When the reader has gone (`fedctl get policies | head
+/// -1`), end at once with status 0, as `head` asked for no more: `print!`
+/// would panic there. Any other error writing stdout (a full disk behind a
+/// redirect) ends with a message and status 1, since the output is not
+/// whole.
+pub fn stdout_write(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let Err(e) = out.write_fmt(args) else {
+        return;
+    };
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("fedctl: cannot write to stdout: {e}");
+    std::process::exit(1);
+}
+
 /// `-o table|json|yaml` (`text` is the table's old name).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Output {
@@ -21,12 +39,12 @@ impl Output {
         match self {
             Self::Table => Ok(false),
             Self::Json => {
-                println!("{}", serde_json::to_string_pretty(value)?);
+                outln!("{}", serde_json::to_string_pretty(value)?);
                 Ok(true)
             }
             Self::Yaml => {
                 let v = serde_json::to_value(value)?;
-                print!("{}", serde_saphyr::to_string(&v)?);
+                out!("{}", serde_saphyr::to_string(&v)?);
                 Ok(true)
             }
         }
