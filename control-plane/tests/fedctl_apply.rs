@@ -178,4 +178,14 @@ fn apply_shows_the_diff_follows_the_rollout_and_takes_effect() {
     let json = fedctl(&w, &home, &["status", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert_eq!(v["head"], 3);
+    // Both edges run the head (above): `get edges` says so for scripts too.
+    let edges = fedctl(&w, &home, &["get", "edges", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&edges.stdout).expect("json");
+    let running: Vec<_> = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["running_version"].clone())
+        .collect();
+    assert_eq!(running, [3, 3], "{edges:?}");
 }
