@@ -93,7 +93,10 @@ impl Node {
 /// prefix that has never been given out; an address given up by a removed
 /// service is given out again only when no other is free, the longest-free
 /// first, so that a stale DNS answer does not lead to another service while
-/// the prefix has room. At start (or when the prefix changes) the addresses
+/// the prefix has room. A service that comes back (a policy removed, then
+/// restored, or a rollback) gets its own address back while no other
+/// service has taken it, so that clients and caches that still hold it
+/// reach it again. At start (or when the prefix changes) the addresses
 /// are given in service-id order from the prefix's first host, so that an
 /// edge started from the same snapshot gives the same addresses, unless the
 /// edge kept its table on disk (`--vip-state`, [`VipTable::to_json`]): then
@@ -102,8 +105,10 @@ impl Node {
 pub struct VipTable {
     /// Each service's address.
     pub hosts: BTreeMap<ServiceId, IpAddr>,
-    /// Addresses given up since the edge started, the longest-free first.
-    released: Vec<IpAddr>,
+    /// Addresses given up since the edge started, the longest-free first,
+    /// each with the service that gave it up (unknown in a table an older
+    /// edge wrote).
+    released: Vec<(IpAddr, Option<ServiceId>)>,
     /// Services left without an address: the prefix is full.
     pub unassigned: Vec<ServiceId>,
 }
@@ -140,14 +145,19 @@ impl VipTable {
             .hosts
             .iter()
             .filter(|(id, _)| !services.contains_key(*id))
-            .map(|(_, ip)| *ip);
-        let mut released: Vec<IpAddr> = Vec::new();
-        for ip in prev.released.iter().copied().chain(gone) {
-            if usable(prefix, ip) && !taken.contains(&ip) && !released.contains(&ip) {
-                released.push(ip);
+            .map(|(id, ip)| (*ip, Some(id.clone())));
+        let mut released: Vec<(IpAddr, Option<ServiceId>)> = Vec::new();
+        for (ip, by) in prev.released.iter().cloned().chain(gone) {
+            if usable(prefix, ip) && !taken.contains(&ip) && !released.iter().any(|(r, _)| *r == ip)
+            {
+                released.push((ip, by));
             }
         }
-        let avoid: BTreeSet<IpAddr> = taken.iter().chain(&released).copied().collect();
+        let avoid: BTreeSet<IpAddr> = taken
+            .iter()
+            .copied()
+            .chain(released.iter().map(|(ip, _)| *ip))
+            .collect();
         let mut fresh = prefix
             .hosts()
             .filter(move |ip| usable(prefix, *ip) && !avoid.contains(ip));
@@ -155,13 +165,18 @@ impl VipTable {
             if out.hosts.contains_key(id) {
                 continue;
             }
-            let ip = match fresh.next() {
-                Some(ip) => ip,
-                None if !released.is_empty() => released.remove(0),
-                None => {
-                    out.unassigned.push(id.clone());
-                    continue;
-                }
+            // Its own address back, else a fresh one, else the
+            // longest-free.
+            let own = released.iter().position(|(_, by)| by.as_ref() == Some(id));
+            let ip = if let Some(i) = own {
+                released.remove(i).0
+            } else if let Some(ip) = fresh.next() {
+                ip
+            } else if !released.is_empty() {
+                released.remove(0).0
+            } else {
+                out.unassigned.push(id.clone());
+                continue;
             };
             out.hosts.insert(id.clone(), ip);
         }
@@ -178,7 +193,12 @@ impl VipTable {
                 .iter()
                 .map(|(id, ip)| (id.to_string(), *ip))
                 .collect(),
-            released: self.released.clone(),
+            released: self.released.iter().map(|(ip, _)| *ip).collect(),
+            released_by: self
+                .released
+                .iter()
+                .filter_map(|(ip, by)| Some((*ip, by.as_ref()?.to_string())))
+                .collect(),
         };
         let mut out = serde_json::to_vec_pretty(&state).unwrap_or_default();
         out.push(b'\n');
@@ -200,7 +220,11 @@ impl VipTable {
                 .iter()
                 .map(|(id, ip)| (ServiceId::new(id), *ip))
                 .collect(),
-            released: state.released,
+            released: state
+                .released
+                .iter()
+                .map(|ip| (*ip, state.released_by.get(ip).map(|id| ServiceId::new(id))))
+                .collect(),
             unassigned: Vec::new(),
         })
     }
@@ -220,7 +244,9 @@ impl VipTable {
     }
 }
 
-/// A [`VipTable`] on disk: `{"format":1,"hosts":{SERVICE:IP,..},"released":[IP,..]}`.
+/// A [`VipTable`] on disk: `{"format":1,"hosts":{SERVICE:IP,..},"released":[IP,..],
+/// "released_by":{IP:SERVICE,..}}` (`released_by` since the services that
+/// come back get their addresses back; without it, none does).
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VipState {
@@ -228,6 +254,8 @@ struct VipState {
     hosts: BTreeMap<String, IpAddr>,
     #[serde(default)]
     released: Vec<IpAddr>,
+    #[serde(default)]
+    released_by: BTreeMap<IpAddr, String>,
 }
 
 /// The version of [`VipState`]'s layout.
@@ -334,6 +362,33 @@ mod tests {
             Some(&t4),
         );
         assert_eq!(t5, t4);
+    }
+
+    /// A service removed from the snapshot (a policy taken away) and put
+    /// back (a rollback) gets its own address again, not a new one: clients
+    /// and resolvers that still hold it reach it again. While it is away,
+    /// its address goes to no one while the prefix has room; a restart in
+    /// between (the table on disk) changes none of this.
+    #[test]
+    fn a_service_that_comes_back_gets_its_own_address_back() {
+        let p = prefix("198.18.0.128/29");
+        let t1 = VipTable::assign(p, &services(&["a/1", "a/2", "a/3"]), None);
+        let t2 = VipTable::assign(p, &services(&["a/1", "a/3"]), Some(&t1));
+        let t3 = VipTable::assign(p, &services(&["a/1", "a/3", "b/1"]), Some(&t2));
+        assert_eq!(at(&t3, "b/1").as_deref(), Some("198.18.0.132"));
+        let on_disk = VipTable::from_json(&t3.to_json()).expect("reads its own JSON");
+        assert_eq!(on_disk, t3);
+        let back = VipTable::assign(p, &services(&["a/1", "a/2", "a/3", "b/1"]), Some(&on_disk));
+        assert_eq!(at(&back, "a/2"), at(&t1, "a/2"));
+        assert_eq!(at(&back, "b/1"), at(&t3, "b/1"));
+        // A table written before owners were kept: the address is released,
+        // owner unknown; the service that comes back takes a fresh one.
+        let old = VipTable::from_json(
+            b"{\"format\": 1, \"hosts\": {\"a/1\": \"198.18.0.129\"}, \"released\": [\"198.18.0.130\"]}",
+        )
+        .expect("an older table");
+        let t = VipTable::assign(p, &services(&["a/1", "a/2"]), Some(&old));
+        assert_eq!(at(&t, "a/2").as_deref(), Some("198.18.0.131"));
     }
 
     #[test]
