@@ -49,14 +49,15 @@ pub use output::Output;
 const EXIT_CODES: &str = "\
 Exit status:
   0  success (for `check`: no error; warnings allowed)
-  1  `check` found errors; `diff` found differences
+  1  `check` found errors; `diff` found differences; `explain`: the flow is denied
   2  the command line was wrong (a missing flag, address or identity)
   3  input could not be used: unreadable file, invalid document (file:line:column shown),
      unknown edge, service or version
   4  the control plane could not be reached or refused the connection (its address,
      the certificate, the CA)
   5  refused: this identity has no right to the change, or is not an admin
-  6  conflict: someone applied another version in between (stale --expected-version)
+  6  conflict: the head is not the version the change was made against (a version applied
+     since, or a wrong --expected-version)
   7  applied, but not every edge ran the new version before --timeout
 
 Control plane and identity (online commands): --control, --cert, --key, --ca, or
@@ -136,6 +137,7 @@ enum Command {
     },
     /// Explain the decision on a flow: allowed or denied, by which rule and
     /// agreement; on files with --config, else on the control plane's head.
+    /// Exits 0 when the flow is allowed, 1 when it is denied.
     #[command(
         after_help = "Examples:\n  fedctl explain --config configs/south-east --from wmcc/roaming-staff --to dpft/ehr:443\n  fedctl explain --config configs/south-east --from wmcc/10.40.0.7 --to epr.dpft.example\n  fedctl explain --from wmcc/roaming-staff --to epr.dpft.example   # the live configuration"
     )]
@@ -506,7 +508,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !output.machine(&explained)? {
                 out!("{}", explained.text(fed));
             }
-            Ok(ExitCode::SUCCESS)
+            // A script asks `fedctl explain ... && ...`: 1 when denied.
+            Ok(match explained.decision.verdict {
+                Verdict::Allow => ExitCode::SUCCESS,
+                Verdict::Deny => ExitCode::from(exit::FOUND),
+            })
         }
         Command::Apply {
             files,
@@ -775,7 +781,7 @@ impl Explained {
             if let Some(p) = fed.policies.iter().find(|p| &p.id == id) {
                 let expiry = p
                     .expires
-                    .map(|e| format!(", expires {e}"))
+                    .map(|e| format!(", expires {}", shown_end(e)))
                     .unwrap_or_default();
                 let _ = writeln!(
                     s,
@@ -795,9 +801,33 @@ impl Explained {
             let _ = writeln!(
                 s,
                 "  agreement: {} \"{}\" ({}), in force {} to {}",
-                a.id, a.title, a.legal_basis, a.start, a.expires
+                a.id,
+                a.title,
+                a.legal_basis,
+                shown_start(a.start),
+                shown_end(a.expires)
             );
         }
         s
     }
+}
+
+/// A start as the document gives it: a date where it is a midnight UTC
+/// (`start: 2025-04-01`), else the instant.
+fn shown_start(t: Timestamp) -> String {
+    midnight_utc(t).map_or_else(|| t.to_string(), |d| d.to_string())
+}
+
+/// An end as the document gives it: a date-only `expires: 2030-03-31` is
+/// held as the next midnight (docs/config.md §2), and shown as the date
+/// written, its last day, not the instant after it.
+fn shown_end(t: Timestamp) -> String {
+    midnight_utc(t)
+        .and_then(|d| d.yesterday().ok())
+        .map_or_else(|| t.to_string(), |d| format!("{d} (its last day, UTC)"))
+}
+
+fn midnight_utc(t: Timestamp) -> Option<jiff::civil::Date> {
+    let dt = t.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+    (dt.time() == jiff::civil::Time::midnight()).then(|| dt.date())
 }

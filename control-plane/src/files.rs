@@ -28,11 +28,35 @@ pub fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Sources> {
     }
     let mut sources = Sources::new();
     for file in files {
-        let text =
-            fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        sources.add(file.display().to_string(), text);
+        let bytes = fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        sources.add(file.display().to_string(), utf8(&file, bytes)?);
     }
     Ok(sources)
+}
+
+/// A file's text; where it is not UTF-8, the place of the first byte that
+/// is not and what to do (a file saved by an editor in another encoding).
+fn utf8(file: &Path, bytes: Vec<u8>) -> anyhow::Result<String> {
+    let e = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    let bytes = e.as_bytes();
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        bail!(
+            "{}: the file is UTF-16 (what Windows Notepad saves as \"Unicode\"); save it as UTF-8",
+            file.display()
+        );
+    }
+    let at = e.utf8_error().valid_up_to();
+    let before = String::from_utf8_lossy(&bytes[..at]);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    bail!(
+        "{}:{line}:{column}: byte 0x{:02X} is not UTF-8: the file was saved in another encoding (Windows-1252 or Latin-1, say); save it as UTF-8",
+        file.display(),
+        bytes[at]
+    )
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -54,11 +78,11 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `*.yaml` and `*.yml`, in any case (`KVH.YAML` from a Windows share).
 fn is_yaml(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    )
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
 }
 
 /// Load files that must hold a valid federation; errors are printed and

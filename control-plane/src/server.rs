@@ -845,7 +845,7 @@ async fn audit_anchors(
         Identity::Admin { org: own, .. } if own == org => {}
         Identity::Admin { org: own, .. } => {
             return forbidden(format!(
-                "{} is an admin of {own}: the audit anchors of {}'s edges are for its admins and the federation's",
+                "{} is an admin of {own}: the audit anchors of {} are for the admins of {org} and of the federation",
                 caller.identity, q.edge
             ));
         }

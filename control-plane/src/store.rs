@@ -65,12 +65,27 @@ pub struct Change {
     pub id: String,
 }
 
+/// Why a change made against version `expected` cannot land on `head`.
+fn conflict(expected: u64, head: u64) -> String {
+    let why = if expected < head {
+        let since = if head == expected + 1 {
+            format!("version {head} was")
+        } else {
+            format!("versions {} to {head} were", expected + 1)
+        };
+        format!(
+            "{since} applied after the version this change was made against (by another admin, or earlier by you)"
+        )
+    } else {
+        format!("version {expected} does not exist yet")
+    };
+    format!("the head is version {head}, not {expected}: {why}; review the head and apply again")
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    #[error(
-        "the head is version {head}, not {expected}: someone applied in between; fetch, review and apply again"
-    )]
+    #[error("{}", conflict(*expected, *head))]
     Conflict { expected: u64, head: u64 },
     #[error("version {version} is not the next after {expected}")]
     InvalidVersion { expected: u64, version: u64 },

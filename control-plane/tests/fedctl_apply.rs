@@ -32,7 +32,7 @@ fn apply_shows_the_diff_follows_the_rollout_and_takes_effect() {
             "secret.home.example",
         ],
     );
-    assert_eq!(explained.code, 0, "{explained:?}");
+    assert_eq!(explained.code, 1, "denied: {explained:?}");
     assert!(explained.stdout.starts_with("DENY"), "{explained:?}");
 
     // No difference yet: diff exits 0.
@@ -112,6 +112,7 @@ fn apply_shows_the_diff_follows_the_rollout_and_takes_effect() {
             "secret.home.example",
         ],
     );
+    assert_eq!(explained.code, 0, "allowed: {explained:?}");
     assert!(explained.stdout.starts_with("ALLOW"), "{explained:?}");
     assert!(
         explained.stdout.contains("home-opens-secret"),

@@ -175,16 +175,23 @@ fn refusals_and_invalid_documents() {
     );
     assert_eq!(run.code, 6, "{run:?}");
     assert!(
-        run.stderr.contains("the head is version 1, not 7"),
+        run.stderr
+            .contains("the head is version 1, not 7: version 7 does not exist yet"),
         "{run:?}"
     );
     assert!(run.stderr.contains("fedctl history"), "{run:?}");
 
     // An invalid document is refused before anything is sent, with its place.
+    // Only the errors are shown, not the warnings beside them (an expired
+    // policy here), which `fedctl check` shows.
+    let expired = "  - {id: old-pilot, description: An ended pilot, from: {networks: [away/roaming-staff]}, to: {services: [home/secret]}, action: allow, agreement: ISA-T, expires: \"2020-01-31\"}\n";
     edit(
         &w,
-        &document(&w, OPEN_SECRET, false)
-            .replace("services: [home/secret]", "services: [home/nothing]"),
+        &document(&w, &format!("{OPEN_SECRET}{expired}"), false).replacen(
+            "services: [home/secret]",
+            "services: [home/nothing]",
+            1,
+        ),
     );
     let run = fedctl(&w, &home, &["apply", "-f", "fed"]);
     assert_eq!(run.code, 3, "{run:?}");
@@ -192,7 +199,14 @@ fn refusals_and_invalid_documents() {
         run.stdout.contains("fed/test.yaml:"),
         "file:line:column: {run:?}"
     );
-    assert!(run.stderr.contains("nothing was sent"), "{run:?}");
+    assert!(run.stdout.contains("error[FG102]"), "{run:?}");
+    assert!(!run.stdout.contains("warning["), "{run:?}");
+    assert!(
+        run.stderr.contains("1 error(s) (above, with file:line:column) and 1 warning(s), not shown; nothing was sent"),
+        "{run:?}"
+    );
+    let check = fedctl_bare(&w, &["check", "fed"]);
+    assert!(check.stdout.contains("warning[FG154]"), "{check:?}");
     let history = fedctl(&w, &home, &["history", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&history.stdout).expect("json");
     assert_eq!(

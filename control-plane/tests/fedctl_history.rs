@@ -31,6 +31,12 @@ fn rollback_restores_an_earlier_document_on_every_edge() {
             && lines[1].contains("open secret"),
         "{history:?}"
     );
+    // The time says its zone: `2026-11-25T15:04:05Z`.
+    let time = lines[1].split_whitespace().nth(1).unwrap_or_default();
+    assert!(
+        time.len() == 20 && time.ends_with('Z') && time.parse::<jiff::Timestamp>().is_ok(),
+        "{history:?}"
+    );
     assert!(
         lines[2].starts_with("1 ") && lines[2].contains("initial version"),
         "{history:?}"

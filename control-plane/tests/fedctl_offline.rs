@@ -135,11 +135,18 @@ fn explain_allows_with_rule_and_agreement() {
         "2026-06-01",
     ]);
     let t = text(&human);
+    assert_eq!(human.status.code(), Some(0), "{t}");
     assert!(
         t.starts_with("ALLOW: wmcc network roaming-staff -> dpft/ehr:443"),
         "{t}"
     );
-    assert!(t.contains("agreement: ISA-2025-004"), "{t}");
+    // Its dates as the document writes them: `expires: 2030-03-31` is
+    // its last day, not the midnight after.
+    assert!(
+        t.contains("agreement: ISA-2025-004")
+            && t.contains("in force 2025-04-01 to 2030-03-31 (its last day, UTC)"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -155,7 +162,8 @@ fn explain_denies_with_reason() {
         "--at",
         "2026-06-01",
     ]);
-    assert!(out.status.success(), "{}", text(&out));
+    // Denied: status 1, for scripts.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
     assert!(
         t.starts_with("DENY: wmcc network guest -> dpft/ehr:443"),
@@ -176,6 +184,7 @@ fn explain_denies_with_reason() {
         "-o",
         "json",
     ]);
+    assert_eq!(later.status.code(), Some(1), "{}", text(&later));
     let e = json(&later);
     assert_eq!(e["decision"]["verdict"], "deny");
     assert_eq!(e["decision"]["reason"]["kind"], "member-suspended", "{e:#}");
@@ -403,4 +412,30 @@ fn a_reader_that_stops_early_ends_fedctl_quietly() {
         assert!(out.status.success(), "{args:?}: {:?}: {stderr}", out.status);
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
+}
+
+/// A file saved in another encoding is refused with the place of its first
+/// byte that is not UTF-8 and what to do; a `.YAML` file in a directory is
+/// read like a `.yaml` one.
+#[test]
+fn a_file_not_in_utf8_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fed = dir.path().join("fed");
+    fs::create_dir(&fed).expect("dir");
+    // `£` in Windows-1252 is the single byte 0xA3, on line 2, column 22.
+    fs::write(
+        fed.join("KVH.YAML"),
+        b"organisations:\n  - {id: kvh, name: \"\xA3 Hospital\"}\n",
+    )
+    .expect("write");
+    let out = fedctl(&["check", fed.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("KVH.YAML:2:22: byte 0xA3 is not UTF-8") && t.contains("save it as UTF-8"),
+        "{t}"
+    );
+    fs::write(fed.join("KVH.YAML"), b"\xFF\xFEo\0r\0").expect("write");
+    let t = text(&fedctl(&["check", fed.to_str().expect("utf-8 path")]));
+    assert!(t.contains("the file is UTF-16"), "{t}");
 }

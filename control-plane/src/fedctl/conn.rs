@@ -284,7 +284,14 @@ impl Api {
                 Ok((s, bytes)) if s.is_success() => {
                     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
                 }
-                Ok((s, bytes)) => Err(format!("{s}: {}", String::from_utf8_lossy(&bytes).trim())),
+                Ok((s, bytes)) => {
+                    // The server's `message` where it gave one, not its JSON.
+                    let message = serde_json::from_slice::<Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v["message"].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_owned());
+                    Err(format!("{s}: {message}"))
+                }
                 Err(e) => Err(e.to_string()),
             };
             out.push((c.addr().to_owned(), result));

@@ -695,6 +695,7 @@ fn print_guide(state: &Path, plan: &Plan, net: Net) -> anyhow::Result<()> {
         absolute(&state.join("fedctl.yaml")).display()
     );
     outln!("  {me} status");
+    outln!("  {me} get policies");
     outln!("  {me} explain --from wmcc/127.0.0.1 --to epr.dpft.example");
     outln!(
         "  edit {}/dpft.yaml, then: {me} apply -f {}",

@@ -51,17 +51,32 @@ pub fn read_local(paths: &[PathBuf]) -> anyhow::Result<(Sources, Loaded)> {
         files::read_sources(paths).map_err(|e| Failure::new(exit::INPUT, format!("{e:#}")))?;
     let loaded = federation::load(&sources, now());
     if loaded.has_errors() {
-        render::human(&sources, &loaded.diagnostics)?;
-        let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+        // The errors alone: they are why nothing is sent, and warnings
+        // around them (17 in the demo, whose loopback ranges overlap) hide
+        // them. `fedctl check` shows both.
+        let errors: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        render::human(&sources, &errors)?;
+        let warnings = loaded.diagnostics.len() - errors.len();
+        let paths = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
         return Err(Failure::new(
             exit::INPUT,
             format!(
-                "the document has {errors} error(s) (above, with file:line:column); nothing was sent. Fix them and run `fedctl check {}`",
-                paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                "the document has {} error(s) (above, with file:line:column){}; nothing was sent. Fix them and run `fedctl check {paths}`",
+                errors.len(),
+                if warnings > 0 {
+                    format!(" and {warnings} warning(s), not shown")
+                } else {
+                    String::new()
+                },
             ),
         )
         .into());
@@ -457,7 +472,14 @@ pub async fn history(api: &Api, output: Output) -> anyhow::Result<u8> {
             }
             vec![
                 v["version"].to_string(),
-                v["time"].as_str().unwrap_or("").chars().take(19).collect(),
+                // To the second, in UTC, saying so.
+                v["time"]
+                    .as_str()
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+                    .map_or_else(
+                        || v["time"].as_str().unwrap_or("").to_owned(),
+                        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    ),
                 v["author"].as_str().unwrap_or("").to_owned(),
                 changes.to_string(),
                 message,
@@ -897,20 +919,35 @@ pub async fn audit_anchors(
                 answered += 1;
                 anchors.extend(a);
             }
-            Err(e) => missing.push(format!("{addr}: {e}")),
+            Err(e) => missing.push((addr, e)),
         }
     }
     if answered == 0 {
-        let refused = missing.iter().all(|m| m.contains(": 403"));
+        // Every replica refused this identity: say why once, as a refusal.
+        if let Some(why) = missing
+            .iter()
+            .map(|(_, e)| e.strip_prefix("403 Forbidden: "))
+            .collect::<Option<Vec<_>>>()
+            .and_then(|whys| whys.first().copied())
+        {
+            return Err(Failure::new(
+                exit::REFUSED,
+                format!(
+                    "refused: {why}\n  ask an admin of {} or of the federation",
+                    edge.split_once('/').map_or(edge, |(org, _)| org)
+                ),
+            )
+            .into());
+        }
         return Err(Failure::new(
-            if refused {
-                exit::REFUSED
-            } else {
-                exit::CONNECT
-            },
+            exit::CONNECT,
             format!(
                 "no replica gave the anchors of {edge}:\n  {}",
-                missing.join("\n  ")
+                missing
+                    .iter()
+                    .map(|(addr, e)| format!("{addr}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
             ),
         )
         .into());
@@ -941,8 +978,8 @@ pub async fn audit_anchors(
         "{} anchor(s) of {edge} from {answered} replica(s){range}",
         anchors.len()
     );
-    for m in &missing {
-        eprintln!("warning: no anchors from {m}: those it keeps are missing");
+    for (addr, e) in &missing {
+        eprintln!("warning: no anchors from {addr}: {e}: those it keeps are missing");
     }
     Ok(0)
 }
