@@ -106,6 +106,9 @@ codes! {
     OverlapAtSite = "FG113", Error, "overlapping networks present at one site";
     InvalidAddress = "FG114", Error, "malformed address";
     UnspecifiedAddress = "FG115", Error, "every-address (0.0.0.0, ::) where one to reach is needed";
+    VipPrefixOverlap = "FG116", Error, "VIP prefix overlapping a network of its own organisation";
+    VipPrefixTooSmall = "FG117", Warning, "VIP prefix with fewer addresses than the services given VIPs";
+    OverlayEndpointShared = "FG118", Error, "overlay endpoint of two edges";
     ZoneClaimedTwice = "FG120", Error, "DNS zone claimed by two members";
     NameOutsideZones = "FG121", Error, "service name outside its owner's zones";
     InvalidDnsName = "FG122", Error, "malformed DNS name";
@@ -120,6 +123,7 @@ codes! {
     NetworkOutsideSources = "FG144", Error, "source network of an organisation the policy does not name";
     EmptySelector = "FG145", Error, "policy without sources or destinations";
     AllowWithoutAgreement = "FG146", Warning, "cross-organisation allow without an agreement";
+    SelectorMatchesNothing = "FG147", Warning, "destination tag selector that matches no service";
     AgreementExpired = "FG150", Warning, "agreement expired";
     AgreementExpiring = "FG151", Warning, "agreement expiring within 30 days";
     MembershipLapsed = "FG152", Warning, "membership terms lapsed: member suspended";
@@ -127,6 +131,7 @@ codes! {
     PolicyExpired = "FG154", Warning, "policy expired";
     InvalidDate = "FG155", Error, "malformed date or time";
     DatesReversed = "FG156", Error, "expiry before start";
+    DenyEnds = "FG157", Warning, "deny rule with an end date or an agreement: it stops denying";
     InvalidSerial = "FG160", Error, "malformed certificate serial";
     EdgeWithoutOverlay = "FG161", Error, "edge without an overlay endpoint";
 }

@@ -263,6 +263,56 @@ impl Cx<'_> {
         );
     }
 
+    /// An unknown `ORG/NAME` reference (a network or a service). When `ORG`
+    /// exists, only its own items are suggested: the nearest name of another
+    /// member (`hcht/clinical` for `kvh/clinical`) would grant something of
+    /// theirs.
+    fn unknown_scoped(
+        &mut self,
+        pos: Option<Pos>,
+        (what, plural): (&str, &str),
+        value: &str,
+        known: &[&str],
+        orgs: &HashSet<&str>,
+    ) {
+        let hint = match value.split_once('/') {
+            Some((org, name)) if orgs.contains(org) => {
+                let prefix = format!("{org}/");
+                let mut own: Vec<&str> = known
+                    .iter()
+                    .filter_map(|k| k.strip_prefix(prefix.as_str()))
+                    .collect();
+                own.sort_unstable();
+                match closest(name, &own) {
+                    Some(c) => format!("did you mean `{org}/{c}`?"),
+                    None if own.is_empty() => {
+                        format!("{org} has no {plural}; define the {what} first, or correct the reference")
+                    }
+                    None => format!(
+                        "{org} has no {what} `{name}`; its {plural} are: {}",
+                        list_some(&own)
+                    ),
+                }
+            }
+            Some((org, _)) => closest(value, known).map_or_else(
+                || format!("there is no organisation `{org}`; write `ORG/NAME` with an organisation's id"),
+                |c| format!("there is no organisation `{org}`; did you mean `{c}`?"),
+            ),
+            None => closest(value, known).map_or_else(
+                || format!("write the {what} as `ORG/NAME`"),
+                |c| format!("did you mean `{c}`?"),
+            ),
+        };
+        self.push(
+            Diagnostic::new(
+                Code::UnknownReference,
+                pos,
+                format!("unknown {what} `{value}`"),
+            )
+            .hint(hint),
+        );
+    }
+
     fn time(&mut self, pos: Option<Pos>, s: &str, end_of_day: bool) -> Option<Timestamp> {
         let t = parse_time(s, end_of_day);
         if t.is_none() {
@@ -329,7 +379,7 @@ impl Cx<'_> {
                     None,
                     "no `federation:` header in any file",
                 )
-                .hint("add `federation: {name: ..., trust_domain: ...}` to one file"),
+                .hint("give every file of the federation (the directory, as `fedctl check DIR` reads it): the header is in one of them, often `federation.yaml`; a new federation adds `federation: {name: ..., trust_domain: ...}` to one file"),
             );
             return None;
         };
@@ -473,6 +523,31 @@ impl Cx<'_> {
             let mut upstreams = Vec::new();
             for u in &o.dns.upstreams {
                 match dns_server(&u.value) {
+                    Some(sa) if sa.ip().is_unspecified() => self.push(
+                        Diagnostic::new(
+                            Code::UnspecifiedAddress,
+                            o.at(u),
+                            format!(
+                                "upstream resolver `{}` is every address, not a resolver: the edges would send the member's DNS queries to themselves",
+                                u.value
+                            ),
+                        )
+                        .hint("give the address of one of the member's own resolvers, e.g. `10.20.0.53`"),
+                    ),
+                    Some(sa) if sa.port() == 0 => self.push(
+                        Diagnostic::new(
+                            Code::PortOutOfRange,
+                            o.at(u),
+                            format!(
+                                "upstream resolver `{}` has port 0, which no resolver listens on",
+                                u.value
+                            ),
+                        )
+                        .hint(format!(
+                            "write `{}` (port 53), or the port the resolver listens on",
+                            sa.ip()
+                        )),
+                    ),
                     Some(sa) => upstreams.push(sa),
                     None => self.push(
                         Diagnostic::new(
@@ -685,7 +760,13 @@ impl Cx<'_> {
                     Some(net) => present.push((net, s.at(n))),
                     None => {
                         if !matches!(self.scope, Scope::Edge(_)) {
-                            self.unknown(s.at(n), "network", &n.value, &net_ids);
+                            self.unknown_scoped(
+                                s.at(n),
+                                ("network", "networks"),
+                                &n.value,
+                                &net_ids,
+                                orgs,
+                            );
                         }
                     }
                 }
@@ -732,6 +813,8 @@ impl Cx<'_> {
         sites: &[Site],
     ) -> Vec<Edge> {
         let mut seen = HashMap::new();
+        let mut quic_seen: HashMap<SocketAddr, (String, Option<Pos>)> = HashMap::new();
+        let mut tcp_seen: HashMap<SocketAddr, (String, Option<Pos>)> = HashMap::new();
         let mut out = Vec::new();
         for e in &spec.edges {
             if !self.org_ref(e.at(&e.org), &e.org.value, orgs, known) {
@@ -751,9 +834,29 @@ impl Cx<'_> {
                 let ids: Vec<&str> = sites.iter().map(|s| s.id.as_str()).collect();
                 self.unknown(e.at(site), "site", &site.value, &ids);
             }
-            let mut sock = |v: &Option<S<String>>, what: &str| -> Option<SocketAddr> {
+            let mut sock = |v: &Option<S<String>>,
+                            what: &str,
+                            example: u16|
+             -> Option<SocketAddr> {
                 let v = v.as_ref()?;
                 match v.value.parse::<SocketAddr>() {
+                    Ok(sa) if sa.port() == 0 && !sa.ip().is_unspecified() => {
+                        self.push(
+                            Diagnostic::new(
+                                Code::PortOutOfRange,
+                                e.at(v),
+                                format!(
+                                    "{what} endpoint `{}` has port 0: peer edges cannot connect to port 0",
+                                    v.value
+                                ),
+                            )
+                            .hint(format!(
+                                "give the port peers reach the edge on, e.g. `{}`",
+                                SocketAddr::new(sa.ip(), example)
+                            )),
+                        );
+                        None
+                    }
                     Ok(sa) if sa.ip().is_unspecified() => {
                         self.push(
                             Diagnostic::new(
@@ -783,8 +886,40 @@ impl Cx<'_> {
                     }
                 }
             };
-            let quic = sock(&e.overlay.quic, "QUIC");
-            let tcp = sock(&e.overlay.tcp, "TCP");
+            let quic = sock(&e.overlay.quic, "QUIC", 4433);
+            let tcp = sock(&e.overlay.tcp, "TCP", 4443);
+            // Two edges on one endpoint: one of them cannot listen, and peers
+            // reach whichever does. QUIC (UDP) and TCP ports are distinct.
+            // Checked on the whole document, before any snapshot is cut: a
+            // snapshot holds only some edges, and its edge need not refuse it
+            // over two others.
+            for (addr, v, what, seen) in [
+                (quic, &e.overlay.quic, "QUIC", &mut quic_seen),
+                (tcp, &e.overlay.tcp, "TCP", &mut tcp_seen),
+            ] {
+                let (Some(addr), Some(v), true) = (addr, v, self.full()) else {
+                    continue;
+                };
+                let key = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                if let Some((first, first_pos)) = seen.get(&key) {
+                    self.push(
+                        Diagnostic::new(
+                            Code::OverlayEndpointShared,
+                            e.at(v),
+                            format!(
+                                "{what} endpoint `{}` of `{id}` is also the {what} endpoint of `{first}`",
+                                v.value
+                            ),
+                        )
+                        .hint(format!(
+                            "two edges cannot listen on one address and port, and peers would reach whichever does; give `{id}` an endpoint of its own"
+                        ))
+                        .related(*first_pos, format!("the {what} endpoint of `{first}`")),
+                    );
+                } else {
+                    seen.insert(key, (id.clone(), e.at(v)));
+                }
+            }
             if e.overlay.quic.is_none() && e.overlay.tcp.is_none() {
                 self.push(
                     Diagnostic::new(
@@ -825,7 +960,12 @@ impl Cx<'_> {
                     .vip_prefix
                     .as_ref()
                     .and_then(|v| match parse_cidr(&v.value) {
-                        Ok(net) => Some(net),
+                        Ok(net) => {
+                            if self.full() {
+                                self.vip_prefix_clear(spec, e, v, &net);
+                            }
+                            Some(net)
+                        }
                         Err(hint) => {
                             self.push(
                                 Diagnostic::new(
@@ -857,6 +997,23 @@ impl Cx<'_> {
                     );
                     return None;
                 }
+                if let Some(sa) = parsed.filter(|sa| sa.port() == 0) {
+                    self.push(
+                        Diagnostic::new(
+                            Code::PortOutOfRange,
+                            e.at(d),
+                            format!(
+                                "DNS listener `{}` has port 0: the member's resolvers cannot forward to port 0",
+                                d.value
+                            ),
+                        )
+                        .hint(format!(
+                            "write `{}` (port 53), or `IP:PORT` with the port the edge serves DNS on",
+                            sa.ip()
+                        )),
+                    );
+                    return None;
+                }
                 if parsed.is_none() {
                     self.push(
                         Diagnostic::new(
@@ -882,6 +1039,49 @@ impl Cx<'_> {
             });
         }
         out
+    }
+
+    /// A VIP prefix must lie outside every network of the edge's own
+    /// organisation: DNS answers remote services' names with VIPs, and a VIP
+    /// that is also a host on that network sends staff's traffic to that
+    /// host instead. A loopback prefix (127.0.0.0/8, ::1) is exempt: it
+    /// serves clients on the edge's own host only (the demo and the tests,
+    /// which make all of 127.0.0.0/8 a network), where no other host can be.
+    fn vip_prefix_clear(
+        &mut self,
+        spec: &FederationSpec,
+        e: &Sourced<EdgeSpec>,
+        v: &S<String>,
+        vip: &IpNet,
+    ) {
+        if vip.network().is_loopback() && vip.broadcast().is_loopback() {
+            return;
+        }
+        for n in spec.networks.iter().filter(|n| n.org.value == e.org.value) {
+            let hit = n.cidrs.iter().find_map(|c| {
+                parse_cidr(&c.value)
+                    .ok()
+                    .filter(|net| overlaps(vip, net))
+                    .map(|net| (net, n.at(c)))
+            });
+            if let Some((net, at)) = hit {
+                self.push(
+                    Diagnostic::new(
+                        Code::VipPrefixOverlap,
+                        e.at(v),
+                        format!(
+                            "VIP prefix {vip} of `{}/{}` overlaps {net} of its own network `{}/{}`",
+                            e.org.value, e.name.value, n.org.value, n.label.value
+                        ),
+                    )
+                    .hint(format!(
+                        "the edge answers DNS with VIPs from this prefix, so a VIP inside `{}/{}` would hide a real host there; pick a prefix that none of {}'s networks uses",
+                        n.org.value, n.label.value, e.org.value
+                    ))
+                    .related(at, "the network's range"),
+                );
+            }
+        }
     }
 
     fn services(
@@ -956,6 +1156,20 @@ impl Cx<'_> {
             }
             let address = match &s.address {
                 Some(a) => match a.value.parse::<IpAddr>() {
+                    Ok(ip) if ip.is_unspecified() => {
+                        self.push(
+                            Diagnostic::new(
+                                Code::UnspecifiedAddress,
+                                s.at(a),
+                                format!(
+                                    "service address `{}` is every address, not a host: the owner's edges would connect to themselves",
+                                    a.value
+                                ),
+                            )
+                            .hint("give the internal address the service listens on, e.g. `10.20.4.15`"),
+                        );
+                        None
+                    }
                     Ok(ip) => Some(ip),
                     Err(_) => {
                         self.push(
@@ -1162,6 +1376,7 @@ impl Cx<'_> {
                 continue;
             }
             let mut ok = true;
+            let is_deny = p.action.value == Action::Deny;
             // Sources.
             let mut src_orgs = BTreeSet::new();
             for o in &p.from.orgs {
@@ -1185,7 +1400,7 @@ impl Cx<'_> {
             let mut src_networks = BTreeSet::new();
             for n in &p.from.networks {
                 let Some(net) = net_by_id.get(n.value.as_str()) else {
-                    self.unknown(p.at(n), "network", &n.value, &net_ids);
+                    self.unknown_scoped(p.at(n), ("network", "networks"), &n.value, &net_ids, orgs);
                     ok = false;
                     continue;
                 };
@@ -1241,7 +1456,7 @@ impl Cx<'_> {
                 if svc_by_id.contains_key(s.value.as_str()) {
                     to.insert(ServiceId::new(&s.value));
                 } else if !edge_scope {
-                    self.unknown(p.at(s), "service", &s.value, &svc_ids);
+                    self.unknown_scoped(p.at(s), ("service", "services"), &s.value, &svc_ids, orgs);
                     ok = false;
                 }
             }
@@ -1334,6 +1549,9 @@ impl Cx<'_> {
                             );
                             ok = false;
                         }
+                        if is_deny && !edge_scope {
+                            self.deny_agreement(p, a, agr);
+                        }
                         Some(agr.id.clone())
                     }
                     None => {
@@ -1347,23 +1565,42 @@ impl Cx<'_> {
                 None => None,
             };
             let expires = match &p.expires {
-                Some(e) => {
-                    match self.time(p.at(e), &e.value, true) {
-                        Some(t) => {
-                            if t <= self.now && !edge_scope {
-                                self.push(
-                                Diagnostic::new(Code::PolicyExpired, p.at(e), format!("policy `{}` expired at {t}", p.id.value))
-                                    .hint("it no longer has any effect; remove it, or extend `expires`"),
+                Some(e) => match self.time(p.at(e), &e.value, true) {
+                    Some(t) => {
+                        if t <= self.now && !edge_scope {
+                            let hint = if is_deny {
+                                "this deny no longer denies anything: the flows it denied are now decided by the allow rules, and may be allowed; if they must stay denied, remove `expires` (a deny should not end)"
+                            } else {
+                                "it no longer has any effect; remove it, or extend `expires`"
+                            };
+                            self.push(
+                                Diagnostic::new(
+                                    Code::PolicyExpired,
+                                    p.at(e),
+                                    format!("policy `{}` expired at {t}", p.id.value),
+                                )
+                                .hint(hint),
                             );
-                            }
-                            Some(t)
+                        } else if is_deny && !edge_scope {
+                            self.push(
+                                Diagnostic::new(
+                                    Code::DenyEnds,
+                                    p.at(e),
+                                    format!(
+                                        "deny `{}` ends at {t}: a deny rule that ends stops denying, and after that date the flows it denies are decided by the other rules (they may be allowed)",
+                                        p.id.value
+                                    ),
+                                )
+                                .hint("remove `expires` so that the rule denies for good; keep it only if those flows may really be allowed after that date"),
+                            );
                         }
-                        None => {
-                            ok = false;
-                            None
-                        }
+                        Some(t)
                     }
-                }
+                    None => {
+                        ok = false;
+                        None
+                    }
+                },
                 None => None,
             };
             if !ok {
@@ -1388,6 +1625,25 @@ impl Cx<'_> {
             ));
         }
         out
+    }
+
+    /// A deny tied to an agreement denies only while the agreement is in
+    /// force (docs/config.md §14, rule 5).
+    fn deny_agreement(&mut self, p: &Sourced<PolicySpec>, a: &S<String>, agr: &Agreement) {
+        let message = if agr.expires <= self.now {
+            format!(
+                "deny `{}` rests on agreement `{}`, which expired at {}: the deny no longer denies anything, and the flows it denied are now decided by the other rules (they may be allowed)",
+                p.id.value, agr.id, agr.expires
+            )
+        } else {
+            format!(
+                "deny `{}` rests on agreement `{}`, so it denies only while the agreement is in force ({} to {}): a deny rule that ends stops denying, and after that date the flows it denies are decided by the other rules (they may be allowed)",
+                p.id.value, agr.id, agr.start, agr.expires
+            )
+        };
+        self.push(Diagnostic::new(Code::DenyEnds, p.at(a), message).hint(
+            "a deny needs no agreement: remove `agreement` so that the rule denies for good",
+        ));
     }
 
     fn revocations(&mut self, spec: &FederationSpec) -> Vec<Revocation> {
@@ -1482,6 +1738,8 @@ impl Cx<'_> {
                 );
             }
         }
+        self.selectors_matching_nothing(spec, fed);
+        self.vip_prefixes_too_small(spec, fed);
         // A deny shadows an allow only if its `to` holds every destination
         // of the allow, so the candidates for an allow are the denies naming
         // one of its destinations; listed in document order, the first match
@@ -1514,6 +1772,140 @@ impl Cx<'_> {
                     .related(at(&deny.id), "the deny"),
                 );
             }
+        }
+    }
+}
+
+impl Cx<'_> {
+    /// Each tag selector of a policy's `to` that matches no service (FG147),
+    /// with the nearest tag of the same owner (`*/TAG`: of any). Only for a
+    /// whole document: a snapshot holds only the services its edge reaches.
+    fn selectors_matching_nothing(&mut self, spec: &FederationSpec, fed: &Federation) {
+        let mut tags_of: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        let mut all_tags: BTreeSet<&str> = BTreeSet::new();
+        for svc in &fed.services {
+            for t in &svc.tags {
+                tags_of.entry(svc.org.as_str()).or_default().insert(t);
+                all_tags.insert(t);
+            }
+        }
+        let none = BTreeSet::new();
+        for p in &spec.policies {
+            for t in &p.to.tags {
+                let Some((owner, tag)) = t.value.split_once('/') else {
+                    continue;
+                };
+                let known = if owner == "*" {
+                    &all_tags
+                } else {
+                    tags_of.get(owner).unwrap_or(&none)
+                };
+                if known.contains(tag) {
+                    continue;
+                }
+                let message = if p.action.value == Action::Deny {
+                    format!(
+                        "`{}` matches no service: this deny rule denies nothing through it, so the flows it was meant to stop are decided by the other rules (they may be allowed)",
+                        t.value
+                    )
+                } else {
+                    format!(
+                        "`{}` matches no service: this allow rule opens nothing through it",
+                        t.value
+                    )
+                };
+                let known: Vec<&str> = known.iter().copied().collect();
+                let whose = if owner == "*" {
+                    "any member's services".to_owned()
+                } else {
+                    format!("{owner}'s services")
+                };
+                let hint = match closest(tag, &known) {
+                    Some(c) => format!("did you mean `{owner}/{c}`?"),
+                    None if known.is_empty() => {
+                        format!(
+                            "no tag is set on {whose}; correct the selector, or tag the services it is meant for"
+                        )
+                    }
+                    None => format!(
+                        "no service carries the tag `{tag}`; the tags on {whose} are: {}",
+                        list_some(&known)
+                    ),
+                };
+                self.push(
+                    Diagnostic::new(Code::SelectorMatchesNothing, p.at(t), message).hint(hint),
+                );
+            }
+        }
+    }
+
+    /// Each edge gives a VIP to every remote `tcp` service its snapshot
+    /// holds: those an allow rule naming its organisation in `from` opens
+    /// (`snapshot::Plan`, whatever the rule's expiry; the edge's
+    /// `vip_services`). A prefix with fewer addresses leaves some without
+    /// one (FG117).
+    fn vip_prefixes_too_small(&mut self, spec: &FederationSpec, fed: &Federation) {
+        let with_vips: HashSet<&OrgId> = fed
+            .edges
+            .iter()
+            .filter(|e| e.vip_prefix.is_some())
+            .map(|e| &e.org)
+            .collect();
+        let mut reached: HashMap<&OrgId, BTreeSet<&ServiceId>> = HashMap::new();
+        for p in fed.policies.iter().filter(|p| p.action == Action::Allow) {
+            for org in p.from.orgs.iter().filter(|o| with_vips.contains(o)) {
+                for s in &p.to {
+                    if let Some(svc) = fed.service(s.as_str())
+                        && svc.org != *org
+                        && svc.protocol == Protocol::Tcp
+                    {
+                        reached.entry(org).or_default().insert(&svc.id);
+                    }
+                }
+            }
+        }
+        for e in &spec.edges {
+            let (Some(v), Some(edge)) = (
+                &e.ingress.vip_prefix,
+                fed.edge(&format!("{}/{}", e.org.value, e.name.value)),
+            ) else {
+                continue;
+            };
+            let Some(prefix) = edge.vip_prefix else {
+                continue;
+            };
+            let needed = reached.get(&edge.org).map_or(0, BTreeSet::len) as u128;
+            let holds = vip_capacity(&prefix);
+            if needed <= holds {
+                continue;
+            }
+            let wide = (0..=prefix.prefix_len())
+                .rev()
+                .find(|len| {
+                    IpNet::new(prefix.addr(), *len)
+                        .is_ok_and(|n| vip_capacity(&n.trunc()) >= needed)
+                })
+                .unwrap_or(0);
+            self.push(
+                Diagnostic::new(
+                    Code::VipPrefixTooSmall,
+                    e.at(v),
+                    format!(
+                        "VIP prefix {prefix} of `{}` holds {holds} VIPs, but the edge gives one to each of the {needed} remote `tcp` services {} may reach: {}, so DNS at this edge answers no address for {} and staff reach {} only through its CONNECT or SOCKS5 listener",
+                        edge.id,
+                        edge.org,
+                        match needed - holds {
+                            1 => "one of them gets none".to_owned(),
+                            n => format!("{n} of them get none"),
+                        },
+                        if needed - holds == 1 { "its names" } else { "their names" },
+                        if needed - holds == 1 { "it" } else { "them" },
+                    ),
+                )
+                .hint(format!(
+                    "widen it to a /{wide} or wider, still clear of every network"
+                )),
+            );
         }
     }
 }
@@ -1553,6 +1945,41 @@ fn shadows(d: &Policy, a: &Policy) -> bool {
         (Some(de), Some(ae)) => de >= ae,
     };
     orgs && networks && cidrs && to && ports && lasts && !a.to.is_empty()
+}
+
+/// At most eight names, comma-separated, and how many more there are.
+fn list_some(names: &[&str]) -> String {
+    const SHOWN: usize = 8;
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
+}
+
+/// How many VIPs `prefix` holds: its addresses but, for IPv4 shorter than a
+/// /31, the network and broadcast addresses, and for IPv6 the first (the
+/// subnet-router anycast address), as the edge gives them out.
+fn vip_capacity(prefix: &IpNet) -> u128 {
+    match prefix {
+        IpNet::V4(n) => {
+            let all = 1u128 << (32 - u32::from(n.prefix_len()));
+            if n.prefix_len() >= 31 { all } else { all - 2 }
+        }
+        IpNet::V6(n) => {
+            let bits = 128 - u32::from(n.prefix_len());
+            if bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << bits) - 1
+            }
+        }
+    }
 }
 
 /// The known value nearest to `value`, if it is close enough to be a typo.
