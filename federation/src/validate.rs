@@ -1694,15 +1694,52 @@ impl Cx<'_> {
             };
             let targets: Vec<&ServiceId> = p.to.iter().filter(|s| live_ports(s)).collect();
             if targets.is_empty() {
-                let why = if p.to.is_empty() {
-                    "its destinations match no service"
+                let mut d = if p.to.is_empty() {
+                    Diagnostic::new(
+                        Code::PolicyOpensNothing,
+                        at(&p.id),
+                        format!(
+                            "policy `{}` matches nothing: its destinations match no service",
+                            p.id
+                        ),
+                    )
+                    .hint(
+                        "check its `to` against the services; remove it if it is no longer needed",
+                    )
                 } else {
-                    "none of its destination services serves the ports it names"
+                    // Say which ports its services do serve.
+                    let served: Vec<String> = p
+                        .to
+                        .iter()
+                        .filter_map(|s| fed.service(s.as_str()))
+                        .take(4)
+                        .map(|svc| {
+                            let ports: Vec<String> = svc.ports.iter().map(u16::to_string).collect();
+                            format!("`{}` serves {}", svc.id, ports.join(", "))
+                        })
+                        .collect();
+                    let more = if p.to.len() > served.len() {
+                        ", ..."
+                    } else {
+                        ""
+                    };
+                    Diagnostic::new(
+                        Code::PolicyOpensNothing,
+                        at(&p.id),
+                        format!(
+                            "policy `{}` matches nothing: none of its destination services serves the ports it names ({}{more})",
+                            p.id,
+                            served.join("; ")
+                        ),
+                    )
+                    .hint("correct its `ports` (or leave them out for every port of each service); remove it if it is no longer needed")
                 };
-                self.push(
-                    Diagnostic::new(Code::PolicyOpensNothing, at(&p.id), format!("policy `{}` matches nothing: {why}", p.id))
-                        .hint("check its `to` and `ports` against the services; remove it if it is no longer needed"),
-                );
+                if let Some(ps) = policy_spec.get(p.id.as_str())
+                    && let Some(first) = ps.ports.first()
+                {
+                    d = d.related(ps.at(first), "the ports it names");
+                }
+                self.push(d);
                 continue;
             }
             if p.action == Action::Allow {

@@ -654,3 +654,32 @@ fn unknown_org_in_a_reference_is_named() {
         "there is no organisation `alpah`; did you mean `alpha/corporate`?"
     );
 }
+
+#[test]
+fn a_policy_on_ports_its_service_does_not_serve_says_which_it_serves() {
+    let extra = r#"policies:
+  - id: beta-ehr-8443
+    description: Beta reaches the record on the wrong port.
+    from: {orgs: [beta]}
+    to: {services: [alpha/ehr]}
+    ports: [8443]
+    action: allow
+    agreement: ISA-1
+"#;
+    let loaded = load(BASE, extra);
+    let d = the(
+        &loaded,
+        Code::PolicyOpensNothing,
+        EXTRA_FILE,
+        extra,
+        "beta-ehr-8443",
+    );
+    assert!(
+        d.message.contains("(`alpha/ehr` serves 443)"),
+        "{}",
+        d.message
+    );
+    assert!(hint(d).contains("correct its `ports`"), "{}", hint(d));
+    let related = d.related.first().expect("the ports named");
+    assert_eq!((related.0.line, related.0.column), pos_of(extra, "8443]"));
+}
