@@ -88,6 +88,25 @@ fn is_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// The first character of an id or reference that is not ASCII, named by
+/// its code point: a Cyrillic `а` (U+0430) looks like a Latin `a` on screen,
+/// and "unknown service `kvh/intrаnet`; did you mean `kvh/intranet`?"
+/// would otherwise read as nonsense. Empty when all is ASCII.
+fn lookalike(value: &str) -> String {
+    value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii())
+        .map(|(i, c)| {
+            format!(
+                " (character {} is `{c}`, U+{:04X}, not an ASCII letter: retype it)",
+                i + 1,
+                u32::from(c)
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// Ids of agreements and policies: letters, digits, `.`, `_`, `-`.
 fn is_ref_id(s: &str) -> bool {
     let b = s.as_bytes();
@@ -211,7 +230,7 @@ impl Cx<'_> {
                 Diagnostic::new(
                     Code::InvalidId,
                     pos,
-                    format!("{what} id `{value}` is malformed"),
+                    format!("{what} id `{value}` is malformed{}", lookalike(value)),
                 )
                 .hint(hint),
             );
@@ -257,7 +276,7 @@ impl Cx<'_> {
             Diagnostic::new(
                 Code::UnknownReference,
                 pos,
-                format!("unknown {what} `{value}`"),
+                format!("unknown {what} `{value}`{}", lookalike(value)),
             )
             .hint(hint),
         );
@@ -307,7 +326,7 @@ impl Cx<'_> {
             Diagnostic::new(
                 Code::UnknownReference,
                 pos,
-                format!("unknown {what} `{value}`"),
+                format!("unknown {what} `{value}`{}", lookalike(value)),
             )
             .hint(hint),
         );

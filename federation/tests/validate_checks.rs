@@ -683,3 +683,46 @@ fn a_policy_on_ports_its_service_does_not_serve_says_which_it_serves() {
     let related = d.related.first().expect("the ports named");
     assert_eq!((related.0.line, related.0.column), pos_of(extra, "8443]"));
 }
+
+/// A look-alike character (Cyrillic `а`, U+0430) is named by its code point,
+/// in an id and in a reference: on screen both read as `intranet`.
+#[test]
+fn a_lookalike_character_is_named_by_its_code_point() {
+    let extra = "services:\n  - {org: alpha, name: intr\u{430}net, dns: [intranet.alpha.example], address: 10.1.10.21, ports: [443], protocol: tls}\n";
+    let loaded = load(BASE, extra);
+    let d = the(
+        &loaded,
+        Code::InvalidId,
+        EXTRA_FILE,
+        extra,
+        "intr\u{430}net",
+    );
+    assert!(
+        d.message
+            .contains("(character 5 is `\u{430}`, U+0430, not an ASCII letter: retype it)"),
+        "{}",
+        d.message
+    );
+    let extra = r#"policies:
+  - id: beta-to-ehr-lookalike
+    description: Beta reaches the record.
+    from: {orgs: [beta]}
+    to: {services: [alpha/еhr]}
+    action: allow
+    agreement: ISA-1
+"#;
+    let loaded = load(BASE, extra);
+    let d = the(
+        &loaded,
+        Code::UnknownReference,
+        EXTRA_FILE,
+        extra,
+        "alpha/\u{435}hr",
+    );
+    assert!(
+        d.message.contains("character 7 is `\u{435}`, U+0435"),
+        "{}",
+        d.message
+    );
+    assert_eq!(hint(d), "did you mean `alpha/ehr`?");
+}
