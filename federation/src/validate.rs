@@ -195,9 +195,68 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
                 "a CIDR needs a prefix length: `{ip}/{}` for a single address",
                 if ip.is_ipv4() { 32 } else { 128 }
             )),
-            Err(_) => Err("write a CIDR such as `10.20.0.0/16` or `2001:db8::/48`".to_owned()),
+            Err(_) => Err(cidr_hint(s)),
         },
     }
+}
+
+/// Why `YYYY-MM-DD` is no day of the calendar (`2028-02-30`), if it is of
+/// that form: the month's days, or no such month.
+fn no_such_day(s: &str) -> Option<String> {
+    let mut parts = s.splitn(3, '-').map(|p| p.parse::<i16>().ok());
+    let (Some(Some(y)), Some(Some(m)), Some(Some(d))) = (parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if !(1..=12).contains(&m) {
+        return Some(format!(": there is no month {m}"));
+    }
+    let first = jiff::civil::Date::new(y, i8::try_from(m).ok()?, 1).ok()?;
+    let days = first.days_in_month();
+    (d < 1 || d > i16::from(days))
+        .then(|| format!(": {} {y} has {days} days", first.strftime("%B")))
+}
+
+/// `IP:PORT` whose address is good and whose port is a number past 65535.
+fn port_past_range(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(ip, port)| {
+        let ip = ip
+            .strip_prefix('[')
+            .and_then(|i| i.strip_suffix(']'))
+            .unwrap_or(ip);
+        ip.parse::<IpAddr>().is_ok() && port.parse::<u64>().is_ok_and(|p| p > 65535)
+    })
+}
+
+/// What is wrong with a CIDR that does not parse, where it can be told: a
+/// prefix length past the family's bits, or a netmask in place of one.
+fn cidr_hint(s: &str) -> String {
+    let generic = "write a CIDR such as `10.20.0.0/16` or `2001:db8::/48`";
+    let Some((addr, len)) = s.split_once('/') else {
+        return generic.to_owned();
+    };
+    let Ok(ip) = addr.parse::<IpAddr>() else {
+        return generic.to_owned();
+    };
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    if let Ok(n) = len.parse::<u32>() {
+        return format!(
+            "the prefix length is at most {bits} for this address (it is {n}); `{ip}/{bits}` is a single address"
+        );
+    }
+    if let Ok(IpAddr::V4(mask)) = len.parse::<IpAddr>() {
+        let m = u32::from(mask);
+        if m.leading_ones() + m.trailing_zeros() == 32 {
+            return format!(
+                "write the prefix length, not a netmask: `{addr}/{}`",
+                m.leading_ones()
+            );
+        }
+        return format!(
+            "`{len}` is not a netmask (its ones must come first); write a prefix length such as `{addr}/16`"
+        );
+    }
+    generic.to_owned()
 }
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
@@ -335,11 +394,14 @@ impl Cx<'_> {
     fn time(&mut self, pos: Option<Pos>, s: &str, end_of_day: bool) -> Option<Timestamp> {
         let t = parse_time(s, end_of_day);
         if t.is_none() {
+            // A date of the right form that does not exist (`2028-02-30`):
+            // the calendar's reason.
+            let why = no_such_day(s).unwrap_or_default();
             self.push(
                 Diagnostic::new(
                     Code::InvalidDate,
                     pos,
-                    format!("`{s}` is not a date or time"),
+                    format!("`{s}` is not a date or time{why}"),
                 )
                 .hint("write a date as `2027-03-31` or a time as `2027-03-31T17:00:00Z`"),
             );
@@ -494,7 +556,11 @@ impl Cx<'_> {
                     Diagnostic::new(
                         Code::DatesReversed,
                         o.at(&m.expires),
-                        format!("membership of `{id}` expires before it starts"),
+                        format!(
+                            "membership of `{id}` expires ({}) before it starts ({})",
+                            m.expires.value,
+                            m.starts.as_ref().map_or("", |s| s.value.as_str())
+                        ),
                     )
                     .hint("check the `starts` and `expires` dates"),
                 );
@@ -743,7 +809,23 @@ impl Cx<'_> {
             }
             let mut members = BTreeSet::new();
             for m in &g.members {
-                if self.org_ref(g.at(m), &m.value, orgs, known) {
+                if spec.groups.iter().any(|other| other.id.value == m.value) {
+                    // A group inside a group: not "define the organisation".
+                    self.push(
+                        Diagnostic::new(
+                            Code::UnknownReference,
+                            g.at(m),
+                            format!(
+                                "`{}` is a group: a group's members are organisations",
+                                m.value
+                            ),
+                        )
+                        .hint(format!(
+                            "list the organisations of `{}` here instead",
+                            m.value
+                        )),
+                    );
+                } else if self.org_ref(g.at(m), &m.value, orgs, known) {
                     members.insert(OrgId::new(&m.value));
                 }
             }
@@ -892,6 +974,17 @@ impl Cx<'_> {
                         None
                     }
                     Ok(sa) => Some(sa),
+                    Err(_) if port_past_range(&v.value) => {
+                        self.push(
+                            Diagnostic::new(
+                                Code::PortOutOfRange,
+                                e.at(v),
+                                format!("{what} endpoint `{}` has a port past 65535", v.value),
+                            )
+                            .hint(format!("a port is 1 to 65535, e.g. `{example}`")),
+                        );
+                        None
+                    }
                     Err(_) => {
                         self.push(
                             Diagnostic::new(
@@ -1331,7 +1424,10 @@ impl Cx<'_> {
                     Diagnostic::new(
                         Code::DatesReversed,
                         a.at(&a.expires),
-                        format!("agreement `{}` expires before it starts", a.id.value),
+                        format!(
+                            "agreement `{}` expires ({}) before it starts ({})",
+                            a.id.value, a.expires.value, a.start.value
+                        ),
                     )
                     .hint("check the `start` and `expires` dates"),
                 );
@@ -1671,9 +1767,24 @@ impl Cx<'_> {
         for r in &spec.revoked_certificates {
             let pos = r.at(&r.serial);
             let Some(serial) = normalise_serial(&r.serial.value) else {
+                let hint = match r
+                    .serial
+                    .value
+                    .strip_prefix("0x")
+                    .or_else(|| r.serial.value.strip_prefix("0X"))
+                {
+                    Some(hex) if normalise_serial(hex).is_some() => {
+                        format!("drop the `0x`: write `{hex}`, in hex as `openssl x509 -serial` prints it")
+                    }
+                    _ => "write the serial in hex, as `openssl x509 -serial` prints it (colons allowed), at most 20 bytes".to_owned(),
+                };
                 self.push(
-                    Diagnostic::new(Code::InvalidSerial, pos, format!("`{}` is not a certificate serial", r.serial.value))
-                        .hint("write the serial in hex, as `openssl x509 -serial` prints it (colons allowed), at most 20 bytes"),
+                    Diagnostic::new(
+                        Code::InvalidSerial,
+                        pos,
+                        format!("`{}` is not a certificate serial", r.serial.value),
+                    )
+                    .hint(hint),
                 );
                 continue;
             };

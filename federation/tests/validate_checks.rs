@@ -726,3 +726,103 @@ fn a_lookalike_character_is_named_by_its_code_point() {
     );
     assert_eq!(hint(d), "did you mean `alpha/ehr`?");
 }
+
+/// Small mistakes that were reported without their reason: a prefix length
+/// past 32, a netmask for a prefix length, a day February does not have,
+/// reversed dates without the dates, a group inside a group, a serial
+/// written `0x…`, a port past 65535.
+#[test]
+fn small_mistakes_say_what_is_wrong() {
+    let extra = r#"networks:
+  - {org: alpha, label: wide, purpose: corporate, cidrs: [10.4.0.0/33]}
+  - {org: alpha, label: masked, purpose: corporate, cidrs: [10.5.0.0/255.255.0.0]}
+groups:
+  - {id: trusts, members: [alpha]}
+  - {id: everyone, members: [trusts, beta]}
+agreements:
+  - id: ISA-2
+    title: Leap day
+    parties: [alpha, beta]
+    purpose: A test.
+    legal_basis: None.
+    owner: {name: A, role: Caldicott Guardian, org: alpha}
+    start: 2026-01-01
+    expires: 2028-02-30
+  - id: ISA-3
+    title: Reversed
+    parties: [alpha, beta]
+    purpose: A test.
+    legal_basis: None.
+    owner: {name: A, role: Caldicott Guardian, org: alpha}
+    start: 2027-01-01
+    expires: 2026-12-31
+revoked_certificates:
+  - {serial: "0x1F", reason: key-compromise}
+edges:
+  - org: beta
+    name: spare
+    overlay: {quic: "192.0.2.9:70000"}
+"#;
+    let loaded = load(BASE, extra);
+    let all = |code| -> Vec<&Diagnostic> {
+        loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == code)
+            .collect()
+    };
+    let cidrs = all(Code::InvalidCidr);
+    assert!(
+        cidrs.iter().any(
+            |d| hint(d).contains("the prefix length is at most 32 for this address (it is 33)")
+        ),
+        "{cidrs:#?}"
+    );
+    assert!(
+        cidrs
+            .iter()
+            .any(|d| hint(d) == "write the prefix length, not a netmask: `10.5.0.0/16`"),
+        "{cidrs:#?}"
+    );
+    let date = the(&loaded, Code::InvalidDate, EXTRA_FILE, extra, "2028-02-30");
+    assert_eq!(
+        date.message,
+        "`2028-02-30` is not a date or time: February 2028 has 29 days"
+    );
+    let reversed = the(
+        &loaded,
+        Code::DatesReversed,
+        EXTRA_FILE,
+        extra,
+        "2026-12-31",
+    );
+    assert_eq!(
+        reversed.message,
+        "agreement `ISA-3` expires (2026-12-31) before it starts (2027-01-01)"
+    );
+    let nested = all(Code::UnknownReference);
+    assert!(
+        nested
+            .iter()
+            .any(|d| d.message == "`trusts` is a group: a group's members are organisations"),
+        "{nested:#?}"
+    );
+    let serial = the(&loaded, Code::InvalidSerial, EXTRA_FILE, extra, "\"0x1F");
+    assert!(
+        hint(serial).starts_with("drop the `0x`: write `1F`"),
+        "{}",
+        hint(serial)
+    );
+    let port = the(
+        &loaded,
+        Code::PortOutOfRange,
+        EXTRA_FILE,
+        extra,
+        "\"192.0.2.9:70000",
+    );
+    assert!(
+        port.message.contains("has a port past 65535"),
+        "{}",
+        port.message
+    );
+}
