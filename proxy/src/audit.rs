@@ -110,6 +110,11 @@ pub struct Settings {
     /// Flush the records written to the disk (`fdatasync`) at most every
     /// [`SYNC_EVERY`], so that a power cut loses at most that much.
     pub sync: bool,
+    /// Log the log's head (`audit head`, [`log_head`]) this often when it
+    /// has moved, and at stop: anchors that whoever collects the edge's
+    /// log (journald, a SIEM) witnesses, with or without a control plane.
+    /// `None`: never.
+    pub head_log_every: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -119,6 +124,7 @@ impl Default for Settings {
             rotate_at: 0,
             rotate_every: None,
             sync: true,
+            head_log_every: None,
         }
     }
 }
@@ -145,6 +151,8 @@ impl AuditLog {
             rotate_at,
             rotate_every,
             sync,
+            // Logged by the edge's runtime (`log_head`), not the writer.
+            head_log_every: _,
         } = *settings;
         let mut chain = Chain {
             seq: 0,
@@ -547,6 +555,20 @@ impl AfterWrite<File> for LogFile {
             self.rotate(file);
         }
     }
+}
+
+/// The message of the log line that carries an audit log's head: what
+/// `fedgate-edge audit verify --anchors` reads as an anchor from the edge's
+/// JSON log.
+pub const HEAD_MESSAGE: &str = "audit head";
+
+/// Log `edge`'s audit log head (target `fedgate::audit`, message
+/// [`HEAD_MESSAGE`], fields `edge`, `seq`, `hash`): an anchor in the edge's
+/// own log. Whoever keeps that log off the edge's host (journald
+/// forwarding, a SIEM) can then show the audit log complete up to it, as the
+/// control plane's anchors do, also for an edge run from a snapshot file.
+pub fn log_head(edge: &str, seq: u64, hash: &str) {
+    tracing::info!(target: "fedgate::audit", edge, seq, hash, "audit head");
 }
 
 /// The record in the edge's log (target `fedgate::audit`, message `flow`).

@@ -358,6 +358,24 @@ impl Drop for FlowPermit {
     }
 }
 
+/// Log the audit log's head every `every` when it has moved
+/// ([`audit::log_head`]).
+async fn log_audit_heads(ctx: Arc<Ctx>, edge: String, every: Duration) {
+    let mut logged = None;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let head = ctx.audit.head();
+        if head.is_some() && head != logged {
+            if let Some((seq, hash)) = &head {
+                audit::log_head(&edge, *seq, hash);
+            }
+            logged = head;
+        }
+    }
+}
+
 /// The wall clock, for decisions and audit records (the core takes `now`).
 pub fn now() -> Timestamp {
     #[allow(clippy::disallowed_methods)] // the edge is where the clock is read
@@ -539,6 +557,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
             every,
         ));
     }
+    if let Some(every) = config.audit_settings.head_log_every {
+        tasks.spawn(log_audit_heads(ctx.clone(), config.edge.clone(), every));
+    }
     tracing::info!(edge = %config.edge, "ready");
     service::ready(&service::serving(&ctx.node()));
     let heartbeat = tokio::spawn(service::watchdog());
@@ -568,6 +589,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Res
     overlay.close().await;
     heartbeat.abort();
     let lost = ctx.audit.close();
+    // The last head, at stop: the log must not end before it.
+    if let (Some(_), Some((seq, hash))) = (config.audit_settings.head_log_every, ctx.audit.head()) {
+        audit::log_head(&config.edge, seq, &hash);
+    }
     anyhow::ensure!(
         lost == 0,
         "stopped with {lost} audit records not written to {} (it could not be written); they are in this log (target fedgate::audit)",

@@ -79,10 +79,12 @@ enum AuditCommand {
         /// where that is.
         #[arg(long)]
         partial: bool,
-        /// The log's anchors (`fedctl audit-anchors --edge ORG/NAME`): the
-        /// heads the edge reported to the control plane. The log must hold
-        /// each anchored record as reported and not end before the last,
-        /// which shows a log written anew or cut short at its end.
+        /// The log's anchors: the heads the edge reported to the control
+        /// plane (`fedctl audit-anchors --edge ORG/NAME`), or the edge's own
+        /// JSON log (`--log-format json`), whose `audit head` lines are
+        /// anchors. The log must hold each anchored record as reported and
+        /// not end before the last, which shows a log written anew or cut
+        /// short at its end.
         #[arg(long, value_name = "FILE")]
         anchors: Option<PathBuf>,
         /// Only the anchors of this log in FILE: an edge's anchors file of
@@ -108,20 +110,66 @@ fn read_anchors(path: &Path) -> Result<Vec<federation::chain::Anchor>, String> {
             )
         });
     }
-    text.lines()
+    let mut anchors = Vec::new();
+    let mut log_lines = 0;
+    for (i, l) in text
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                format!(
-                    "{}:{}:{}: not an anchor ({e}); write the file with `fedctl audit-anchors --edge ORG/NAME`",
-                    path.display(),
-                    i + 1,
-                    e.column()
-                )
-            })
-        })
-        .collect()
+    {
+        let value: serde_json::Value = serde_json::from_str(l).map_err(|e| {
+            format!(
+                "{}:{}:{}: not an anchor ({e}); write the file with `fedctl audit-anchors --edge ORG/NAME`, or give the edge's log as JSON (`--log-format json`)",
+                path.display(),
+                i + 1,
+                e.column()
+            )
+        })?;
+        // A line of the edge's own JSON log: its `audit head` lines are
+        // anchors, witnessed by whoever kept the log; the others are skipped.
+        if let Some(fields) = value.get("fields") {
+            log_lines += 1;
+            if fields["message"] == proxy::audit::HEAD_MESSAGE {
+                anchors.push(head_anchor(&value, fields).ok_or_else(|| {
+                    format!(
+                        "{}:{}: an `audit head` line without edge, seq or hash",
+                        path.display(),
+                        i + 1
+                    )
+                })?);
+            }
+            continue;
+        }
+        anchors.push(serde_json::from_value(value).map_err(|e| {
+            format!(
+                "{}:{}: not an anchor ({e}); write the file with `fedctl audit-anchors --edge ORG/NAME`",
+                path.display(),
+                i + 1
+            )
+        })?);
+    }
+    if anchors.is_empty() && log_lines > 0 {
+        return Err(format!(
+            "{}: {log_lines} log lines and no `audit head` among them: the edge logs its head every --audit-head-log-secs (300 by default) once it has records, and at stop",
+            path.display()
+        ));
+    }
+    Ok(anchors)
+}
+
+/// An anchor from an `audit head` line of an edge's JSON log: witnessed by
+/// the log (`replica` "log").
+fn head_anchor(
+    line: &serde_json::Value,
+    fields: &serde_json::Value,
+) -> Option<federation::chain::Anchor> {
+    Some(federation::chain::Anchor {
+        time: line["timestamp"].as_str().unwrap_or_default().to_owned(),
+        edge: fields["edge"].as_str()?.to_owned(),
+        seq: fields["seq"].as_u64()?,
+        hash: fields["hash"].as_str()?.to_owned(),
+        replica: "log".to_owned(),
+    })
 }
 
 #[derive(Args)]
@@ -198,6 +246,13 @@ struct RunArgs {
     /// records.
     #[arg(long)]
     audit_no_sync: bool,
+    /// Log the audit log's head (`audit head`: its last record's seq and
+    /// hash) this often, in seconds, when it has moved, and at stop: an
+    /// anchor in the edge's own log, for whoever keeps that log off the host
+    /// (journald, a SIEM). `fedgate-edge audit verify --anchors` reads them
+    /// from the JSON log (`--log-format json`). 0: never
+    #[arg(long, default_value_t = 300)]
+    audit_head_log_secs: u64,
     /// QUIC overlay listener; default: the snapshot's `overlay.quic` for this edge.
     #[arg(long)]
     overlay_quic: Option<SocketAddr>,
@@ -560,6 +615,8 @@ fn run(args: RunArgs) -> ExitCode {
             rotate_at: args.audit_rotate_size,
             rotate_every: args.audit_rotate_every,
             sync: !args.audit_no_sync,
+            head_log_every: (args.audit_head_log_secs > 0)
+                .then(|| Duration::from_secs(args.audit_head_log_secs)),
         },
         listen,
         dns,

@@ -274,3 +274,91 @@ async fn an_edge_rotates_its_audit_log_and_the_files_verify_as_one_log() {
         b""
     );
 }
+
+/// An edge run from a snapshot file reports to no control plane, so nothing
+/// outside its host anchors its audit log, unless its own log does: with
+/// `--audit-head-log-secs`, the edge logs its audit log's head (`audit
+/// head`: seq and hash) when it has moved, and at stop. Its JSON log, as a
+/// SIEM keeps it, is then the anchors file for `audit verify --anchors`:
+/// the whole log verifies against it; with its last record cut off, it
+/// fails and says records were removed from its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edges_own_json_log_anchors_its_audit_log() {
+    let w = World::new();
+    tests::echo_origin(addr(&w, 11, 7007)).await;
+    let doc = document(&w, &Options::default());
+    let away_args: Vec<String> = ["--log-format", "json", "--audit-head-log-secs", "1"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut pair = start_pair_with(&w, &doc, &doc, &[], &away_args);
+    let _ = echo_record(&w, "one").await;
+    let _ = echo_record(&w, "two!").await;
+    // A head logged while running (each second, when it moved) ...
+    let away_log = pair.away.log.clone();
+    let logged = || heads(&away_log);
+    for _ in 0..100 {
+        if !logged().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !logged().is_empty(),
+        "no audit head logged:\n{}",
+        pair.away.log_text()
+    );
+    let _ = echo_record(&w, "three").await;
+    // ... and the last at stop.
+    let status = pair.away.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "away stopped: {status:?}"
+    );
+    let heads = logged();
+    assert_eq!(
+        heads.last().map(|h| h["fields"]["seq"].clone()),
+        Some(3.into()),
+        "{heads:#?}"
+    );
+    assert!(
+        heads.iter().all(|h| h["fields"]["edge"] == "away/edge"),
+        "{heads:#?}"
+    );
+
+    // The edge's whole log as the anchors file: other lines are skipped.
+    let log = w.path("away.log.json");
+    std::fs::write(&log, pair.away.log_text()).expect("write the log");
+    let audit_file = w.path("away.audit.jsonl");
+    let (ok, out) = verify_files(
+        std::slice::from_ref(&audit_file),
+        &["--anchors", &log.display().to_string()],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ok: 3 records") && out.contains("anchors:"),
+        "{out}"
+    );
+
+    // The last record cut off: the log ends before its last anchor.
+    let text = std::fs::read_to_string(&audit_file).expect("audit log");
+    let kept: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&audit_file, kept).expect("cut the audit log");
+    let (ok, out) = verify_files(&[audit_file], &["--anchors", &log.display().to_string()]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("the log ends at record 2, but log anchored record 3 of away/edge")
+            && out.contains("records were removed from its end"),
+        "{out}"
+    );
+}
+
+/// The `audit head` lines of an edge's JSON log.
+fn heads(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "audit head")
+        .collect()
+}
