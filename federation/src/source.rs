@@ -10,6 +10,8 @@ use serde::Serialize;
 use crate::diag::{Code, Diagnostic, FileId, Pos};
 use crate::spec::*;
 
+mod yaml;
+
 /// Limits on a YAML document: large enough for a federation of 100,000
 /// policies, small enough that an alias bomb or deep nesting is refused.
 const MAX_NODES: usize = 40_000_000;
@@ -120,83 +122,7 @@ pub fn parse(file: FileId, text: &str) -> Result<DocumentSpec, Box<Diagnostic>> 
         max_documents: 1,
     };
     serde_saphyr::from_str_with_options::<DocumentSpec>(text, options)
-        .map_err(|err| Box::new(yaml_diagnostic(file, &err)))
-}
-
-fn yaml_diagnostic(file: FileId, err: &serde_saphyr::Error) -> Diagnostic {
-    let pos = err.location().and_then(|loc| Pos::at(file, loc));
-    let message = plain_message(err);
-    let (code, hint) = if message.contains("unknown field") {
-        (
-            Code::UnknownField,
-            "remove the field or correct its spelling; docs/config.md lists every field",
-        )
-    } else if message.contains("missing field") {
-        (
-            Code::MissingField,
-            "add the field; docs/config.md says what it holds",
-        )
-    } else if message.contains("budget") || message.contains("recursion limit") {
-        (
-            Code::TooComplex,
-            "write the document out plainly: deep nesting and alias expansion are limited",
-        )
-    } else if message.contains("duplicate mapping key") {
-        (
-            Code::Syntax,
-            "a key may appear once in each mapping; merge the two entries or remove one",
-        )
-    } else if is_value_error(&message) {
-        (Code::InvalidValue, "check the value against docs/config.md")
-    } else {
-        (
-            Code::Syntax,
-            "check indentation, quoting and that every `key: value` pair is on its own line",
-        )
-    };
-    Diagnostic::new(code, pos, message).hint(hint)
-}
-
-/// Well-formed YAML whose value does not fit the schema (as opposed to YAML
-/// that is not well-formed).
-fn is_value_error(message: &str) -> bool {
-    [
-        "unknown variant",
-        "invalid type",
-        "invalid value",
-        "invalid length",
-    ]
-    .iter()
-    .any(|m| message.contains(m))
-        || message.strip_prefix("invalid ").is_some_and(|rest| {
-            ["u8", "u16", "u32", "u64", "i64", "i32", "f64", "bool"]
-                .iter()
-                .any(|t| rest.starts_with(t))
-        })
-}
-
-/// The parser's message without its own snippet, position and advice meant
-/// for programmers using the library.
-fn plain_message(err: &serde_saphyr::Error) -> String {
-    let text = err.without_snippet().to_string();
-    let first = text.lines().next().unwrap_or_default();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    // "line 5 column 5: unknown field ..." -> "unknown field ..."
-    let mut msg = match first.strip_prefix("line ") {
-        Some(rest) => rest.split_once(": ").map_or(first, |(_, m)| m),
-        None => first,
-    };
-    // "... at line 61, column 39" repeats the position we report anyway.
-    if let Some(i) = msg.rfind(" at line ") {
-        msg = &msg[..i];
-    }
-    // "...; set DuplicateKeyPolicy in Options if acceptable" speaks to programmers.
-    if let Some(i) = msg.find(" in Options") {
-        msg = msg[..i]
-            .rsplit_once([';', ',', '('])
-            .map_or(msg, |(head, _)| head);
-    }
-    msg.trim_end_matches([' ', ',', ';', '.', '(']).to_owned()
+        .map_err(|err| Box::new(yaml::yaml_diagnostic(file, text, &err)))
 }
 
 /// Concatenate parsed documents. The federation header must be given exactly
