@@ -132,6 +132,7 @@ codes! {
     InvalidDate = "FG155", Error, "malformed date or time";
     DatesReversed = "FG156", Error, "expiry before start";
     DenyEnds = "FG157", Warning, "deny rule with an end date or an agreement: it stops denying";
+    PolicyExpiring = "FG158", Warning, "allow policy expiring within 30 days";
     InvalidSerial = "FG160", Error, "malformed certificate serial";
     EdgeWithoutOverlay = "FG161", Error, "edge without an overlay endpoint";
 }

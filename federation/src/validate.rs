@@ -1708,6 +1708,18 @@ impl Cx<'_> {
                                 )
                                 .hint("remove `expires` so that the rule denies for good; keep it only if those flows may really be allowed after that date"),
                             );
+                        } else if !edge_scope && t <= self.now + EXPIRY_WARNING {
+                            self.push(
+                                Diagnostic::new(
+                                    Code::PolicyExpiring,
+                                    p.at(e),
+                                    format!(
+                                        "policy `{}` expires at {t}, within 30 days: the flows it allows are denied from then on",
+                                        p.id.value
+                                    ),
+                                )
+                                .hint("if the sharing goes on, extend `expires` (and its agreement's, if that ends too); otherwise tell its users it ends"),
+                            );
                         }
                         Some(t)
                     }
