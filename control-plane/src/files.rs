@@ -85,22 +85,29 @@ fn is_yaml(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
 }
 
+/// Print the errors of `loaded` alone, with their places: they are why the
+/// files cannot be used, and the warnings around them would hide them
+/// (`fedctl check` shows both). The numbers of errors and of warnings.
+pub fn print_errors(sources: &Sources, loaded: &Loaded) -> std::io::Result<(usize, usize)> {
+    let errors: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
+    render::human(sources, &errors)?;
+    Ok((errors.len(), loaded.diagnostics.len() - errors.len()))
+}
+
 /// Load files that must hold a valid federation; errors are printed and
 /// turned into a failure that says how to see them all.
 pub fn load_valid(paths: &[PathBuf], now: Timestamp) -> anyhow::Result<(Sources, Loaded)> {
     let sources = read_sources(paths)?;
     let loaded = federation::load(&sources, now);
     if loaded.has_errors() {
-        let errors: Vec<_> = loaded
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .cloned()
-            .collect();
-        render::human(&sources, &errors)?;
+        let (errors, _) = print_errors(&sources, &loaded)?;
         bail!(
-            "the federation has {} error(s); fix them first (`fedctl check {}` lists them)",
-            errors.len(),
+            "the federation has {errors} error(s); fix them first (`fedctl check {}` lists them)",
             paths
                 .iter()
                 .map(|p| p.display().to_string())

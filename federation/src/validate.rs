@@ -331,6 +331,11 @@ impl Cx<'_> {
             || format!("define the {what} first, or correct the reference"),
             |c| format!("did you mean `{c}`?"),
         );
+        self.push_unknown(pos, what, value, hint);
+    }
+
+    /// FG102 for `value`, a `what` that is not defined, with `hint`.
+    fn push_unknown(&mut self, pos: Option<Pos>, what: &str, value: &str, hint: String) {
         self.push(
             Diagnostic::new(
                 Code::UnknownReference,
@@ -381,14 +386,7 @@ impl Cx<'_> {
                 |c| format!("did you mean `{c}`?"),
             ),
         };
-        self.push(
-            Diagnostic::new(
-                Code::UnknownReference,
-                pos,
-                format!("unknown {what} `{value}`{}", lookalike(value)),
-            )
-            .hint(hint),
-        );
+        self.push_unknown(pos, what, value, hint);
     }
 
     fn time(&mut self, pos: Option<Pos>, s: &str, end_of_day: bool) -> Option<Timestamp> {

@@ -4,6 +4,9 @@
 //! and hint an admin acts on. None of them may show the parser's own terms
 //! ("sequence start", "i64", "variant", Rust structures).
 
+mod common;
+
+use common::pos_of;
 use federation::source::parse;
 use federation::{Code, Diagnostic, FileId};
 
@@ -44,20 +47,6 @@ fn broken(from: &str, to: &str) -> String {
 /// The diagnostic `text` fails to parse with.
 fn error_of(text: &str) -> Diagnostic {
     parse(FILE, text).map_or_else(|d| *d, |_| panic!("parsed:\n{text}"))
-}
-
-/// Line and column (1-based, in characters) of the first `needle` in `text`.
-fn pos_of(text: &str, needle: &str) -> (u32, u32) {
-    let at = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("`{needle}` is not in the text"));
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
-        .chars()
-        .count()
-        + 1;
-    (line as u32, column as u32)
 }
 
 /// Asserts the diagnostic's code, that it is at `(line, column)`, that the

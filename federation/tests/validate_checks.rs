@@ -7,6 +7,9 @@
 //! a service and an allow for the other, under one agreement) and
 //! `extra.yaml`, which each test fills with the item under test.
 
+mod common;
+
+use common::pos_of;
 use federation::model::OrgId;
 use federation::validate::{parse_time, validate};
 use federation::{Code, Diagnostic, FileId, Loaded, Scope, Sources};
@@ -84,20 +87,6 @@ fn load(base: &str, extra: &str) -> Loaded {
     sources.add("base.yaml", base);
     sources.add("extra.yaml", extra);
     federation::load(&sources, now())
-}
-
-/// Line and column (1-based, in characters) of the first `needle` in `text`.
-fn pos_of(text: &str, needle: &str) -> (u32, u32) {
-    let at = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("`{needle}` is not in the text"));
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
-        .chars()
-        .count()
-        + 1;
-    (line as u32, column as u32)
 }
 
 /// The one diagnostic with `code`, asserting that it is at `needle` of

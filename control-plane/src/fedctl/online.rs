@@ -15,7 +15,7 @@ use super::conn::Api;
 use super::output::{Output, Paint, table};
 use super::{Failure, exit, now};
 use crate::store::Change;
-use crate::{authz, files, render};
+use crate::{authz, files};
 
 /// The head document as the control plane holds it.
 pub struct Head {
@@ -51,17 +51,9 @@ pub fn read_local(paths: &[PathBuf]) -> anyhow::Result<(Sources, Loaded)> {
         files::read_sources(paths).map_err(|e| Failure::new(exit::INPUT, format!("{e:#}")))?;
     let loaded = federation::load(&sources, now());
     if loaded.has_errors() {
-        // The errors alone: they are why nothing is sent, and warnings
-        // around them (17 in the demo, whose loopback ranges overlap) hide
-        // them. `fedctl check` shows both.
-        let errors: Vec<_> = loaded
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .cloned()
-            .collect();
-        render::human(&sources, &errors)?;
-        let warnings = loaded.diagnostics.len() - errors.len();
+        // The errors alone (17 warnings in the demo, whose loopback ranges
+        // overlap, hid its one error).
+        let (errors, warnings) = files::print_errors(&sources, &loaded)?;
         let paths = paths
             .iter()
             .map(|p| p.display().to_string())
@@ -70,8 +62,7 @@ pub fn read_local(paths: &[PathBuf]) -> anyhow::Result<(Sources, Loaded)> {
         return Err(Failure::new(
             exit::INPUT,
             format!(
-                "the document has {} error(s) (above, with file:line:column){}; nothing was sent. Fix them and run `fedctl check {paths}`",
-                errors.len(),
+                "the document has {errors} error(s) (above, with file:line:column){}; nothing was sent. Fix them and run `fedctl check {paths}`",
                 if warnings > 0 {
                     format!(" and {warnings} warning(s), not shown")
                 } else {
