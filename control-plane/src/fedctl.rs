@@ -413,6 +413,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // Stdout's reader went away while a writer other than `out!` had it
+        // (the diagnostics' renderer): as `out!` does, end quietly. (The
+        // control plane's connections fail as a `Failure`, which has its
+        // own status and no I/O error inside.)
+        Err(err)
+            if err.downcast_ref::<Failure>().is_none()
+                && err.chain().any(|e| {
+                    e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+                }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("fedctl: {err:#}");
             ExitCode::from(

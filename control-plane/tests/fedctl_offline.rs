@@ -385,8 +385,10 @@ fn snapshot_holds_no_other_members_internal_addresses() {
 /// with status 0 and nothing on stderr (`print!` would panic, status 101).
 #[test]
 fn a_reader_that_stops_early_ends_fedctl_quietly() {
-    let runs: [&[&str]; 2] = [
+    let runs: [&[&str]; 3] = [
         &["check", "-o", "json", "configs/south-east"],
+        // Its warnings, through the diagnostics' renderer.
+        &["check", "configs/south-east"],
         &[
             "firewall",
             "--config",
